@@ -1,0 +1,189 @@
+"""Config schemas and start-up validation.
+
+Every config group is backed by a schema, so that a misspelt key fails at
+start-up with the valid keys named (and a close match suggested):
+
+* fixed groups (``optim``, ``optim.scheduler``, ``trainer``, ``logger``,
+  ``eval``, the top level) by the dataclasses below — merged with
+  :func:`omegaconf.OmegaConf.structured` for type checking too;
+* ``_target_`` groups (``model``, ``data``, every ``reg`` entry, every
+  ``eval.evaluators`` / ``callbacks`` entry) by the signature of their target,
+  so a new model or regularizer needs no schema of its own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["ConfigError", "validate_config", "TrainerConfig", "OptimConfig", "SchedulerConfig", "EvalConfig",
+           "LoggerConfig", "ON_EXISTING"]
+
+ON_EXISTING = ("skip", "overwrite", "error")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "constant"  # constant | multistep | cosine
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    t_max: int | None = None
+    eta_min: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    decay_bias_and_norm: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    precision: Any = "32-true"
+    deterministic: bool = False
+    benchmark: bool = False
+    fast_dev_run: Any = False
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
+    log_every_n_steps: int = 50
+    gradient_clip_val: Any = None
+    enable_progress_bar: bool = True
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 0
+    accumulate_grad_batches: int = 1
+    max_time: Any = None
+
+
+@dataclass
+class LoggerConfig:
+    csv: bool = True
+    wandb: Any = None  # null, or a mapping of wandb.init/WandbLogger arguments (mode defaults to offline)
+
+
+@dataclass
+class EvalConfig:
+    suites: list[str] = field(default_factory=lambda: ["clean", "occlusion", "corruption"])
+    progress: bool = True
+    train_acc: bool = False  # also evaluate the best model on the training set in eval mode
+    evaluators: Any = field(default_factory=dict)
+
+
+_TOP = {
+    "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "callbacks",
+    "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
+}
+_FIXED = {"optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "eval": EvalConfig}
+
+
+def _unknown(path: str, key: str, valid) -> ConfigError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    where = f"{path}.{key}" if path else key
+    return ConfigError(f"unknown config key {where!r}{hint} Valid keys{' of ' + path if path else ''}: {', '.join(valid)}")
+
+
+def _check_dataclass(path: str, node: Mapping, schema) -> None:
+    names = {f.name: f for f in fields(schema)}
+    for k in node:
+        if k not in names:
+            raise _unknown(path, str(k), names)
+    for k, f in names.items():
+        sub = node.get(k)
+        if isinstance(sub, Mapping) and hasattr(f.type, "__dataclass_fields__"):
+            _check_dataclass(f"{path}.{k}", sub, f.type)
+    if path == "optim":
+        sch = node.get("scheduler")
+        if isinstance(sch, Mapping):
+            _check_dataclass("optim.scheduler", sch, SchedulerConfig)
+
+
+def target_params(target: str) -> tuple[set[str], bool]:
+    """Parameter names accepted by a ``_target_`` (and whether it takes ``**kwargs``)."""
+    mod, _, attr = target.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(mod)
+        obj = getattr(obj, attr)
+    except (ImportError, AttributeError):
+        # nested attribute, e.g. package.Class.from_conv
+        parts = target.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for a in parts[i:]:
+                    obj = getattr(obj, a)
+            except AttributeError as e:
+                raise ConfigError(f"cannot find _target_ {target!r}: {e}") from None
+            break
+        else:
+            raise ConfigError(f"cannot import _target_ {target!r}") from None
+    sig = inspect.signature(obj)
+    names = {n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    return names, var_kw
+
+
+def _check_target(path: str, node: Mapping, extra_ok: set[str] = frozenset()) -> None:
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{path} needs a `_target_` (the class or function to build)")
+    names, var_kw = target_params(str(target))
+    if var_kw:
+        return
+    for k in node:
+        k = str(k)
+        if k.startswith("_") or k in extra_ok:
+            continue
+        if k not in names:
+            raise _unknown(path, k, names | extra_ok)
+
+
+def validate_config(cfg: DictConfig | Mapping) -> None:
+    """Raise :class:`ConfigError` for any unknown key, naming the valid ones."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    for k in c:
+        if k not in _TOP:
+            raise _unknown("", str(k), _TOP - {"hydra"})
+    for group, schema in _FIXED.items():
+        if isinstance(c.get(group), Mapping):
+            _check_dataclass(group, c[group], schema)
+            OmegaConf.merge(OmegaConf.structured(schema), c[group])  # type check
+    if c.get("on_existing", "skip") not in ON_EXISTING:
+        raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}; got {c.get('on_existing')!r}")
+    for group in ("model", "data"):
+        if not isinstance(c.get(group), Mapping):
+            raise ConfigError(f"config group {group!r} is missing: choose one with {group}=<option>")
+        _check_target(group, c[group])
+    from bioreg.lit.module import reg_entries
+
+    for name, entry in reg_entries(c.get("reg")):
+        _check_target(f"reg.{name}", entry, {"at", "mode"})
+    for section in ("callbacks",):
+        for name, entry in (c.get(section) or {}).items():
+            if entry is not None:
+                _check_target(f"{section}.{name}", entry)
+    for name, entry in ((c.get("eval") or {}).get("evaluators") or {}).items():
+        if entry is not None:
+            _check_target(f"eval.evaluators.{name}", entry)

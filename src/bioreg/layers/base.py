@@ -1,0 +1,131 @@
+"""The one interface between a model and the regularizers inserted into it.
+
+A regularizer is an ordinary ``nn.Module``. It is placed by config at a named
+*insertion point* of a model (see :mod:`bioreg.models.points`) and is either
+
+* **inserted after** the point (default): it receives the activations that the
+  point produces (for a conv layer: after its ReLU, shape ``(N, C, H, W)``; for a
+  linear layer ``(N, F)``) and returns a tensor of the same shape; or
+* **replacing** the module of the point (``mode: replace``): the config then
+  describes a *factory* (Hydra ``_partial_: true``) that is called with the module
+  being replaced and returns its replacement (e.g. a push-pull layer built from a
+  trained convolution).
+
+A module that needs context implements ``bind(ctx: InsertionContext)``; the
+:class:`~bioreg.lit.module.LitClassifier` calls it once, after every module has
+been placed and after a dry forward pass has measured the activation shape at
+the point. The context holds:
+
+``point``
+    the insertion point's name (e.g. ``"layer1"``).
+``producer``
+    the live module (``nn.Conv2d`` / ``nn.Linear`` or a replacement with a
+    ``weight``) whose output, after its non-linearity, reaches the point, or
+    ``None`` when no weighted layer produces it (the input). Read its ``weight``
+    at use time: it is the live parameter, updated by the optimizer.
+``shape``
+    activation shape at the point without the batch dimension.
+``state``
+    a :class:`TrainingState` shared by every module of the model; the
+    LitClassifier keeps ``epoch``, ``max_epochs`` and ``global_step`` up to date,
+    so schedules (e.g. DropBlock's linear ramp) read ``ctx.state.progress``.
+
+Modules keep the context as a plain attribute (``self.ctx``; a dataclass is not
+registered as a sub-module, so the producer's parameters are not duplicated in
+``state_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = [
+    "InsertionContext",
+    "TrainingState",
+    "ContextError",
+    "RegularizerConfigError",
+    "kernel_similarity",
+    "check_probability",
+]
+
+
+class RegularizerConfigError(ValueError):
+    """A regularizer was given an invalid parameter."""
+
+
+class ContextError(RegularizerConfigError):
+    """A regularizer needs context its insertion point cannot give."""
+
+
+@dataclass
+class TrainingState:
+    """Progress of training, shared by every inserted module.
+
+    ``epoch`` is 0-based; ``progress`` is ``epoch / max_epochs`` in [0, 1] and is
+    what schedules read. Outside a Trainer (unit tests, evaluation) the values
+    stay at their defaults, i.e. a schedule sees the start of training unless a
+    test sets them.
+    """
+
+    epoch: int = 0
+    max_epochs: int = 1
+    global_step: int = 0
+
+    @property
+    def progress(self) -> float:
+        if self.max_epochs <= 0:
+            return 1.0
+        return min(max(self.epoch / self.max_epochs, 0.0), 1.0)
+
+
+@dataclass
+class InsertionContext:
+    """What a model tells a module placed at one of its insertion points."""
+
+    point: str
+    producer: nn.Module | None
+    shape: tuple[int, ...]
+    state: TrainingState = field(default_factory=TrainingState)
+
+    def producer_weight(self, who: str = "this regularizer") -> torch.Tensor:
+        """The live 4-D kernel ``(C_out, C_in, kh, kw)`` of the producing convolution.
+
+        Raises :class:`ContextError` naming the point when there is none (e.g. a
+        module that needs kernel similarity placed at the input).
+        """
+        w = getattr(self.producer, "weight", None)
+        if self.producer is None or w is None or w.dim() != 4:
+            what = "no weighted layer" if self.producer is None else type(self.producer).__name__
+            raise ContextError(
+                f"{who} needs the kernels of the convolution that produces point {self.point!r}, "
+                f"but that point is produced by {what}. Place it after a convolutional layer."
+            )
+        return w
+
+
+def kernel_similarity(weight: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the kernels of a convolution (Dutta 2019, eq 2.16).
+
+    ``weight`` is ``(C_out, C_in, kh, kw)``; each kernel is flattened and
+    normalised to unit length, and the result ``K[i, j] = <w_i, w_j>`` is a
+    ``(C_out, C_out)`` matrix with ones on the diagonal (a zero kernel gets
+    similarity 0 to everything, and 1 to itself).
+    """
+    flat = weight.reshape(weight.shape[0], -1)
+    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    k = unit @ unit.T
+    k = k.clamp(-1.0, 1.0)
+    k.fill_diagonal_(1.0)
+    return k
+
+
+def check_probability(p: float, name: str = "p", *, upper_inclusive: bool = False) -> float:
+    """Validate a probability, raising a clear error for values outside [0, 1)."""
+    ok = 0.0 <= p <= 1.0 if upper_inclusive else 0.0 <= p < 1.0
+    if not ok or p != p:  # NaN check
+        rng = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise RegularizerConfigError(f"{name} must be in {rng}, got {p!r}")
+    return float(p)

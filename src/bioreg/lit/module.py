@@ -1,0 +1,166 @@
+"""The LightningModule every experiment trains: a classifier with regularizers placed by config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bioreg.layers.base import RegularizerConfigError, TrainingState
+from bioreg.lit.optim import build_optimizer, build_scheduler
+from bioreg.models.points import bind_all, insert, replace
+
+__all__ = ["Classifier", "LitClassifier", "place_regularizers", "reg_entries"]
+
+
+class Classifier(nn.Module):
+    """Normalisation + network. Inputs are images in [0, 1]; attacks work in that space."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def reg_entries(reg_cfg: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """Normalise the ``reg`` config: a list of entries, or a mapping ``name -> entry``.
+
+    The mapping form is what the config group uses (so that several ``reg``
+    options compose, e.g. ``reg: [allconv_dropout, cg]``); entries whose value is
+    ``null`` are switched off. Each entry holds ``at`` (the insertion point),
+    optional ``mode`` (``after`` — default — or ``replace``) and the module
+    config with ``_target_``.
+    """
+    if reg_cfg is None:
+        return []
+    if isinstance(reg_cfg, Mapping):
+        items = [(str(k), v) for k, v in reg_cfg.items() if v is not None]
+    elif isinstance(reg_cfg, Sequence) and not isinstance(reg_cfg, str):
+        items = [(f"reg{i}", v) for i, v in enumerate(reg_cfg)]
+    else:
+        raise RegularizerConfigError(f"`reg` must be a list or a mapping of placements, got {type(reg_cfg).__name__}")
+    for name, e in items:
+        if not isinstance(e, Mapping) or "at" not in e or "_target_" not in e:
+            raise RegularizerConfigError(
+                f"regularizer entry {name!r} must be a mapping with `at: <point>` and `_target_: <class>`, got {e!r}"
+            )
+        mode = e.get("mode", "after")
+        if mode not in ("after", "replace"):
+            raise RegularizerConfigError(f"regularizer entry {name!r}: mode must be 'after' or 'replace', got {mode!r}")
+    return items
+
+
+def _instantiate(name: str, entry: Mapping[str, Any]):
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    body = {k: v for k, v in (OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict) else entry).items()
+            if k not in ("at", "mode")}
+    try:
+        return instantiate(body, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, RegularizerConfigError):
+            raise cause from None
+        raise RegularizerConfigError(f"cannot build regularizer {name!r} ({body.get('_target_')}): {cause}") from e
+
+
+def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int], state: TrainingState | None = None):
+    """Build every regularizer of ``reg_cfg`` and place it in ``net``; returns the shared TrainingState.
+
+    Replacements are done first (so that a module inserted after a replaced
+    convolution sees the replacement as its producer), then insertions, then
+    every module is bound to its :class:`~bioreg.layers.base.InsertionContext`.
+    """
+    entries = reg_entries(reg_cfg)
+    built = [(name, e, _instantiate(name, e)) for name, e in entries]
+    for name, e, obj in built:
+        if e.get("mode", "after") == "replace":
+            if not callable(obj) or isinstance(obj, nn.Module):
+                raise RegularizerConfigError(
+                    f"regularizer entry {name!r} has mode: replace, so it must describe a factory "
+                    "(`_partial_: true`) that takes the module being replaced"
+                )
+            replace(net, e["at"], obj)
+    for name, e, obj in built:
+        if e.get("mode", "after") == "after":
+            if not isinstance(obj, nn.Module):
+                raise RegularizerConfigError(f"regularizer entry {name!r} did not build an nn.Module (got {obj!r})")
+            insert(net, e["at"], obj)
+    return bind_all(net, tuple(input_shape), state)
+
+
+class LitClassifier(L.LightningModule):
+    """Cross-entropy classifier with config-placed regularizers.
+
+    Logged metrics: ``train/loss``, ``train/acc`` (running, with the stochastic
+    layers active), ``val/loss``, ``val/acc`` (eval mode; the monitored metric).
+    The :class:`~bioreg.layers.base.TrainingState` shared with the inserted
+    modules is updated at the start of every epoch and batch.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        optim: Mapping[str, Any],
+        reg: Any = None,
+        input_shape: Sequence[int] = (3, 32, 32),
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.state = place_regularizers(net, reg, input_shape)
+        self.model = Classifier(net, mean, std)
+        self.optim_cfg = dict(optim)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # -- training state shared with the regularizers
+    def on_train_epoch_start(self) -> None:
+        self.state.epoch = int(self.current_epoch)
+        self.state.max_epochs = int(self.trainer.max_epochs or 1) if self._trainer is not None else 1
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.state.global_step = int(self.global_step)
+
+    def _step(self, batch, stage: str):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        acc = (logits.argmax(1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        del on_step
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = build_optimizer(self.model, self.optim_cfg)
+        sched = build_scheduler(opt, self.optim_cfg.get("scheduler"), int(self.trainer.max_epochs or 1))
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,145 @@
+"""Run records: one JSON document per (experiment, configuration, seed).
+
+Layout under ``results_dir``::
+
+    <results_dir>/<name>/<config_key>/seed<k>.json
+
+``name`` is the experiment name (``cfg.name``), ``config_key`` a short hash of
+everything that defines the trained model *except* the seed and machine-local
+settings (see :func:`config_key`), so two runs of one experiment with different
+overrides never overwrite or average into each other. The same record is also
+written into the Hydra run directory (``record.json``).
+
+Record fields (``RECORD_VERSION`` 1):
+
+``name, seed, config_key, status`` (``"completed"`` or ``"failed"``),
+``config`` (the resolved config), ``git`` (commit, dirty flag), ``versions``
+(python, torch, …), ``device``, ``started``/``finished`` (ISO-8601 UTC),
+``wall_time_s``, ``best_epoch``, ``best_val_acc``, ``train`` (final-epoch
+metrics), ``metrics`` (``{test_set_name: {"acc": %, "loss": …, "n": …}}`` for
+``test``, ``occlusion/<kind>``, ``corruption/<name>/<severity>``),
+``summary`` (derived numbers, e.g. per-corruption means over severities),
+``extra`` (sections added by evaluators: attacks, robustness, Fisher-Rao, …),
+and for failed runs ``error``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bioreg.results.io import atomic_write_json
+
+__all__ = [
+    "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
+    "git_info", "package_versions", "utc_now",
+]
+
+RECORD_VERSION = 1
+
+#: config paths that do not change the trained model and are left out of its key
+IDENTITY_EXCLUDE = (
+    "data.data_dir", "data.num_workers", "data.pin_memory", "data.eval_batch_size", "data.cifar10c_dir",
+    "data.download", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
+    "trainer.log_every_n_steps", "trainer.deterministic", "trainer.benchmark",
+    "eval", "logger", "seed", "results_dir", "data_dir", "ckpt_dir", "on_existing", "hydra", "launcher",
+)
+
+
+def _drop(d: Any, path: list[str]) -> None:
+    if not isinstance(d, dict) or not path:
+        return
+    if len(path) == 1:
+        d.pop(path[0], None)
+    else:
+        _drop(d.get(path[0]), path[1:])
+
+
+def config_key(cfg: Mapping[str, Any], length: int = 10) -> str:
+    """Short stable hash of the parts of a resolved config that define the trained model."""
+    d = json.loads(json.dumps(cfg, default=str))
+    for p in IDENTITY_EXCLUDE:
+        _drop(d, p.split("."))
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+class DuplicateRecordError(RuntimeError):
+    pass
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("bioreg", "torch", "torchvision", "lightning", "hydra-core", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class RecordStore:
+    """The ``results_dir`` index of run records."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    def path(self, name: str, key: str, seed: int) -> Path:
+        return self.root / name / key / f"seed{seed}.json"
+
+    def load(self, name: str, key: str, seed: int) -> dict | None:
+        p = self.path(name, key, seed)
+        if not p.exists():
+            return None
+        return json.loads(p.read_text())
+
+    def completed(self, name: str, key: str, seed: int) -> dict | None:
+        rec = self.load(name, key, seed)
+        return rec if rec and rec.get("status") == "completed" else None
+
+    def write(self, record: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+        """Write a record atomically. A completed record is never replaced unless ``overwrite``."""
+        p = self.path(record["name"], record["config_key"], int(record["seed"]))
+        old = self.load(record["name"], record["config_key"], int(record["seed"]))
+        if old and old.get("status") == "completed" and not overwrite:
+            raise DuplicateRecordError(
+                f"a completed record already exists at {p}; rerun with on_existing=overwrite to replace it "
+                "or on_existing=skip to keep it"
+            )
+        return atomic_write_json(p, dict(record))
+
+    def __iter__(self) -> Iterator[tuple[Path, dict]]:
+        for p in sorted(self.root.glob("*/*/seed*.json")):
+            try:
+                yield p, json.loads(p.read_text())
+            except json.JSONDecodeError as e:  # a record is written atomically; this is a foreign file
+                yield p, {"status": "unreadable", "error": str(e)}

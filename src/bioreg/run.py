@@ -1,0 +1,280 @@
+"""One training run, end to end: config → instantiate → LitClassifier → Trainer → evaluate → record.
+
+``train.py`` hands the composed Hydra config to :func:`run`, which returns the
+monitored metric (best validation accuracy, %) so that sweepers can use it.
+
+Fault tolerance: checkpoints go to a directory fixed by the run's identity
+(``<ckpt_dir>/<name>/<config_key>/seed<k>/``), independent of Hydra's dated
+output folder and of any SLURM job id, and ``fit`` resumes from ``last.ckpt``
+there when it exists. A relaunched or requeued run therefore continues where it
+stopped; a completed run is skipped (``on_existing=skip``) because its record
+exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bioreg.config import ConfigError, validate_config
+from bioreg.results.records import (
+    RECORD_VERSION, RecordStore, config_key, git_info, package_versions, utc_now,
+)
+
+log = logging.getLogger("bioreg")
+
+__all__ = ["run", "build", "RunPaths"]
+
+
+class RunPaths:
+    def __init__(self, cfg: DictConfig, key: str):
+        self.results = Path(_abs(cfg.results_dir))
+        self.ckpt = Path(_abs(cfg.ckpt_dir)) / str(cfg.name) / key / f"seed{int(cfg.seed)}"
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            self.run_dir = Path(HydraConfig.get().runtime.output_dir)
+        except Exception:  # not under Hydra (tests, notebooks)
+            self.run_dir = self.ckpt
+
+
+def _abs(p: str) -> str:
+    try:
+        from hydra.utils import to_absolute_path
+
+        return to_absolute_path(str(p))
+    except Exception:
+        return os.path.abspath(str(p))
+
+
+def build(cfg: DictConfig):
+    """Instantiate datamodule and LitClassifier from a composed config (no training)."""
+    from hydra.utils import instantiate
+
+    from bioreg.lit.module import LitClassifier
+
+    dm = instantiate(cfg.data, _convert_="all")
+    net = instantiate(cfg.model, _convert_="all")
+    if cfg.get("ckpt"):
+        load_net_weights(net, _abs(cfg.ckpt))
+    lit = LitClassifier(
+        net=net, mean=dm.mean, std=dm.std,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        reg=OmegaConf.to_container(cfg.reg, resolve=True) if cfg.get("reg") is not None else None,
+        input_shape=tuple(dm.input_shape),
+    )
+    return dm, lit
+
+
+def load_net_weights(net: torch.nn.Module, path: str) -> None:
+    """Load the network weights of a bioreg checkpoint (or a plain state_dict) into ``net``.
+
+    Inserted regularizers of the checkpoint are dropped: the new run places its
+    own (this is how a trained model gets a push-pull first layer, say).
+    """
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt={path!r}: no such file (give a .ckpt written by a bioreg run, e.g. its best.ckpt)")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    sd = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    prefix = "model.net." if any(k.startswith("model.net.") for k in sd) else ""
+    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    own = {k: v for k, v in own.items() if not k.startswith("regularizers.")}
+    missing, unexpected = net.load_state_dict(own, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"ckpt={path!r} does not fit model {type(net).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+def _callbacks(cfg: DictConfig, paths: RunPaths):
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+    cbs: list[Any] = [
+        ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                        save_last=True, auto_insert_metric_name=False),
+    ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        cbs.append(RichProgressBar(leave=True))
+    if cfg.logger.get("csv", True) or cfg.logger.get("wandb"):
+        cbs.append(LearningRateMonitor(logging_interval="epoch"))
+    for name, entry in (cfg.get("callbacks") or {}).items():
+        if entry is not None:
+            cbs.append(instantiate(entry, _convert_="all"))
+            log.info("callback %s: %s", name, entry._target_)
+    return cbs
+
+
+def _loggers(cfg: DictConfig, paths: RunPaths):
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = []
+    if cfg.logger.get("csv", True):
+        loggers.append(CSVLogger(save_dir=str(paths.run_dir), name="csv", version=""))
+    wb = cfg.logger.get("wandb")
+    if wb:
+        try:
+            from lightning.pytorch.loggers import WandbLogger
+        except ImportError as e:  # pragma: no cover
+            raise ConfigError("logger=wandb needs the wandb package (uv sync installs it)") from e
+        kw = OmegaConf.to_container(wb, resolve=True)
+        kw.setdefault("mode", os.environ.get("WANDB_MODE", "offline"))
+        kw.setdefault("project", "bioreg")
+        kw.setdefault("name", f"{cfg.name}-s{cfg.seed}")
+        kw.setdefault("save_dir", str(paths.run_dir))
+        loggers.append(WandbLogger(**kw))
+    return loggers
+
+
+def run(cfg: DictConfig) -> float:
+    """Train, evaluate and record one run; returns the best validation accuracy (%)."""
+    import lightning as L
+
+    from bioreg.evaluate.core import EvalContext, evaluate_loader, evaluate_sets, summarize
+
+    validate_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    key = config_key(resolved)
+    paths = RunPaths(cfg, key)
+    store = RecordStore(paths.results)
+    name, seed = str(cfg.name), int(cfg.seed)
+
+    existing = store.completed(name, key, seed)
+    if existing is not None:
+        if cfg.on_existing == "skip":
+            log.info("skip: %s seed %d already has a completed record (%s)", name, seed, store.path(name, key, seed))
+            return float(existing.get("best_val_acc") or float("nan"))
+        if cfg.on_existing == "error":
+            raise ConfigError(f"{name} seed {seed} already has a record at {store.path(name, key, seed)} "
+                              "(on_existing=error); use on_existing=skip or on_existing=overwrite")
+
+    # seed everything, workers too. `seed=0` is a real seed: never test it for truthiness.
+    if cfg.seed is None:
+        raise ConfigError("seed must be an integer (0 is fine)")
+    L.seed_everything(seed, workers=True)
+    if cfg.trainer.get("deterministic"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    record: dict[str, Any] = {
+        "record_version": RECORD_VERSION, "name": name, "seed": seed, "config_key": key, "status": "running",
+        "config": resolved, "git": git_info(Path(__file__).parent), "versions": package_versions(),
+        "started": utc_now(), "run_dir": str(paths.run_dir), "ckpt_dir": str(paths.ckpt),
+    }
+    t0 = time.time()
+    try:
+        dm, lit = build(cfg)
+        dm.prepare_data()
+        dm.setup("fit")
+        # fail before training, not after, when a test set is missing (e.g. CIFAR-10-C not downloaded)
+        dm.eval_sets(list(cfg.eval.suites))
+
+        trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+        trainer = L.Trainer(
+            **trainer_kw, default_root_dir=str(paths.run_dir), callbacks=_callbacks(cfg, paths),
+            logger=_loggers(cfg, paths) or False, plugins=_slurm_plugins(),
+        )
+        last = paths.ckpt / "last.ckpt"
+        resume = str(last) if last.exists() and not trainer_kw.get("fast_dev_run") else None
+        if resume:
+            log.info("resuming from %s", resume)
+        trainer.fit(lit, datamodule=dm, ckpt_path=resume)
+
+        ckpt_cb = trainer.checkpoint_callback
+        best_path = getattr(ckpt_cb, "best_model_path", "") or ""
+        if best_path and Path(best_path).exists():
+            state = torch.load(best_path, map_location="cpu", weights_only=False)
+            lit.load_state_dict(state["state_dict"])
+            best_epoch = int(state.get("epoch", -1))
+        else:  # fast_dev_run or no validation: evaluate the final weights
+            best_epoch = int(trainer.current_epoch) - 1
+        best_val = float(ckpt_cb.best_model_score) if getattr(ckpt_cb, "best_model_score", None) is not None else None
+
+        device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
+        model = lit.model.to(device).eval()
+        metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
+        train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        if cfg.eval.get("train_acc"):
+            train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
+        summary = summarize(metrics)
+        ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=metrics, summary=summary,
+                          cfg=resolved, lit=lit, progress=bool(cfg.eval.progress))
+        extra: dict[str, Any] = {}
+        from hydra.utils import instantiate
+
+        for ev_name, entry in (cfg.eval.get("evaluators") or {}).items():
+            if entry is None:
+                continue
+            evaluator = instantiate(entry, _convert_="all")
+            log.info("evaluator %s", ev_name)
+            extra[ev_name] = evaluator(ctx)
+        record.update({
+            "status": "completed", "device": _device_name(device), "best_epoch": best_epoch,
+            "best_val_acc": best_val if best_val is None else 100.0 * best_val, "train": train_metrics,
+            "metrics": metrics, "summary": summary, "extra": extra,
+        })
+    except BaseException as e:
+        if isinstance(e, ConfigError):
+            raise
+        record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        _write(record, t0, store, paths, overwrite=True)
+        raise
+    _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None)
+    print_result_table(record)
+    return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
+
+
+def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool) -> None:
+    from bioreg.results.io import atomic_write_json
+
+    record["finished"] = utc_now()
+    record["wall_time_s"] = round(time.time() - t0, 3)
+    if record["status"] == "failed" and store.completed(record["name"], record["config_key"], record["seed"]):
+        log.error("run failed; the existing completed record is kept")
+    else:
+        p = store.write(record, overwrite=overwrite)
+        log.info("record written: %s", p)
+    atomic_write_json(paths.run_dir / "record.json", record)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _slurm_plugins() -> list:
+    """Under SLURM, Lightning must not requeue on its own: the launcher owns requeueing."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return []
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)]
+
+
+def print_result_table(record: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{record['name']} (seed {record['seed']}) — accuracy %")
+    t.add_column("test set")
+    t.add_column("acc", justify="right")
+    s = record.get("summary", {})
+    if "test_acc" in s:
+        t.add_row("test", f"{s['test_acc']:.2f}")
+    for k, v in s.get("occlusion_acc", {}).items():
+        t.add_row(f"occlusion/{k}", f"{v:.2f}")
+    for k, v in s.get("corruption_acc", {}).items():
+        t.add_row(f"corruption/{k} (mean of severities)", f"{v:.2f}")
+    if "corruption_mean_acc" in s:
+        t.add_row("corruption mean", f"{s['corruption_mean_acc']:.2f}")
+    Console().print(t)
