@@ -97,9 +97,12 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+    from bioreg.resume import RNGStateCheckpoint
+
     cbs: list[Any] = [
         ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max", save_top_k=1,
                         save_last=True, auto_insert_metric_name=False),
+        RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
     ]
     if cfg.trainer.get("enable_progress_bar", True):
         cbs.append(RichProgressBar(leave=True))
@@ -207,6 +210,10 @@ def run(cfg: DictConfig) -> float:
         ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=metrics, summary=summary,
                           cfg=resolved, lit=lit, progress=bool(cfg.eval.progress))
         extra: dict[str, Any] = {}
+        for cb in trainer.callbacks:  # callbacks may contribute record sections (docs/interfaces.md)
+            to_record = getattr(cb, "to_record", None)
+            if callable(to_record):
+                extra.update(to_record() or {})
         from hydra.utils import instantiate
 
         for ev_name, entry in (cfg.eval.get("evaluators") or {}).items():
@@ -221,7 +228,9 @@ def run(cfg: DictConfig) -> float:
             "metrics": metrics, "summary": summary, "extra": extra,
         })
     except BaseException as e:
-        if isinstance(e, ConfigError):
+        from bioreg.cli import USER_ERRORS
+
+        if isinstance(e, USER_ERRORS):  # a mistake in the config or data, not a failed run: no record
             raise
         record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
         _write(record, t0, store, paths, overwrite=True)

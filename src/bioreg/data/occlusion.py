@@ -81,15 +81,21 @@ class OcclusionParams:
                 f"occlusion.bar_width={self.bar_width} is invalid; valid range: 1..bar_period ({self.bar_period})"
             )
         if self.checker_phase not in (0, 1):
-            raise ValueError(f"occlusion.checker_phase={self.checker_phase!r} is invalid; valid choices: 0, 1")
+            raise ValueError(
+                f"occlusion.checker_phase={self.checker_phase!r} is invalid; valid choices: 0, 1"
+            )
         if not isinstance(self.bar_offset, int) or self.bar_offset < 0:
-            raise ValueError(f"occlusion.bar_offset={self.bar_offset!r} is invalid; valid values: integers >= 0")
+            raise ValueError(
+                f"occlusion.bar_offset={self.bar_offset!r} is invalid; valid values: integers >= 0"
+            )
         if self.horizontal_half not in ("bottom", "top"):
             raise ValueError(
                 f"occlusion.horizontal_half={self.horizontal_half!r} is invalid; valid choices: bottom, top"
             )
         if self.vertical_half not in ("right", "left"):
-            raise ValueError(f"occlusion.vertical_half={self.vertical_half!r} is invalid; valid choices: right, left")
+            raise ValueError(
+                f"occlusion.vertical_half={self.vertical_half!r} is invalid; valid choices: right, left"
+            )
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | OcclusionParams | None) -> OcclusionParams:
@@ -101,7 +107,9 @@ class OcclusionParams:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(params) - set(valid))
         if unknown:
-            raise ValueError(f"unknown occlusion parameter(s) {unknown}; valid parameters: {', '.join(valid)}")
+            raise ValueError(
+                f"unknown occlusion parameter(s) {unknown}; valid parameters: {', '.join(valid)}"
+            )
         return cls(**dict(params))
 
     def to_dict(self) -> dict[str, Any]:

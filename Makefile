@@ -1,0 +1,39 @@
+# bioreg — `make help` lists the targets. Every Python command runs in the locked uv environment.
+UV ?= uv
+PY ?= $(UV) run --frozen python
+RESULTS_DIR ?= results/runs
+export PYTHONUNBUFFERED = 1
+
+.PHONY: help install demo test test-fast lint format clean-outputs
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_.%-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-24s %s\n", $$1, $$2}'
+
+.venv/.bioreg-synced: pyproject.toml uv.lock
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.bioreg-synced ## install the locked environment (uv sync --frozen)
+
+demo: install ## train a small model on the bundled digits data, evaluate it and print the results (< 3 min on 2 CPU cores)
+	$(PY) train.py +experiment=demo results_dir=results/demo on_existing=overwrite
+
+test: install ## run the whole test suite (CPU only)
+	$(UV) run --frozen pytest
+
+test-fast: install ## the test suite without the end-to-end runs
+	$(UV) run --frozen pytest -m "not slow"
+
+lint: install ## ruff
+	$(UV) run --frozen ruff check src tests scripts train.py
+
+format: install
+	$(UV) run --frozen ruff format src tests scripts train.py
+
+clean-outputs: ## remove Hydra output folders (not records, not checkpoints)
+	rm -rf outputs multirun
+
+# parts of the project add their targets here (tables, figures, benchmarks, sweeps)
+-include mk/*.mk

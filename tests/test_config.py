@@ -1,0 +1,128 @@
+"""The config tree: every experiment composes and builds, and every kind of bad input fails clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from bioreg.cli import check_override_key
+from bioreg.config import ConfigError, validate_config
+from bioreg.layers.base import RegularizerConfigError
+from bioreg.models.points import InsertionError
+from bioreg.run import build
+
+from hydra_helpers import REPO, compose, experiments
+
+
+def test_there_are_experiments():
+    names = experiments()
+    for required in ("demo", "allconvnet_baseline", "allconvnet_baseline_dropout"):
+        assert required in names
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_experiment_composes_builds_and_trains_one_step(name):
+    """Compose (with the offline digits data), validate, instantiate, one forward/backward pass."""
+    cfg = compose([f"+experiment={name}", "data=digits"])
+    validate_config(cfg)
+    assert cfg.name == name
+    torch.manual_seed(0)
+    dm, lit = build(cfg)
+    lit.train()
+    x = torch.rand(4, *dm.input_shape)
+    y = torch.arange(4) % dm.num_classes
+    loss = torch.nn.functional.cross_entropy(lit(x), y)
+    loss.backward()
+    grads = [p.grad for p in lit.parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_experiment_keeps_the_thesis_schedule():
+    cfg = compose(["+experiment=allconvnet_baseline"])
+    assert cfg.trainer.max_epochs == 350 and cfg.optim.nesterov and cfg.optim.weight_decay == 1e-3
+    assert list(cfg.optim.scheduler.milestones) == [200, 250, 300] and cfg.optim.lr == 0.01
+    assert cfg.data.val_size == 10000 and cfg.model.layer1_width == 10
+    drop = compose(["+experiment=allconvnet_baseline_dropout"]).reg
+    assert {k: (v.at, v.p) for k, v in drop.items()} == {
+        "drop_input": ("input", 0.2), "drop_layer3": ("layer3", 0.5), "drop_layer6": ("layer6", 0.5)}
+
+
+def test_unknown_experiment_lists_options():
+    with pytest.raises(MissingConfigException) as e:
+        compose(["+experiment=no_such_experiment"])
+    assert "allconvnet_baseline" in str(e.value) and "demo" in str(e.value)
+
+
+def test_unknown_model_lists_options():
+    with pytest.raises(MissingConfigException) as e:
+        compose(["model=resnet21"])
+    assert "resnet20" in str(e.value) and "vgg16" in str(e.value)
+
+
+def test_misspelt_key_names_valid_keys():
+    cfg = compose(["+trainer.max_epoch=3"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' — did you mean 'max_epochs'\?.*Valid keys"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match=r"did you mean 'weight_decay'"):
+        check_override_key("optim.weight_decy")
+    with pytest.raises(ConfigError, match="Valid keys: .*seed"):
+        check_override_key("sed")
+    check_override_key("optim.scheduler.milestones")  # valid: no error
+    check_override_key("model.layer1_width")  # target-backed: checked after composition
+
+
+def test_misspelt_model_argument_names_valid_ones():
+    cfg = compose(["model=allconvnet", "+model.layer1_widht=12"])
+    with pytest.raises(ConfigError, match=r"model.layer1_widht.*did you mean 'layer1_width'"):
+        validate_config(cfg)
+
+
+def test_misspelt_regularizer_argument():
+    cfg = compose(["reg=allconv_dropout", "+reg.drop_input.prob=0.1"])
+    with pytest.raises(ConfigError, match=r"reg.drop_input.prob.*Valid keys.*\bp\b"):
+        validate_config(cfg)
+
+
+def test_unknown_insertion_point_lists_valid_points():
+    cfg = compose(["data=digits", "reg=allconv_dropout", "reg.drop_layer3.at=layer33"])
+    with pytest.raises(InsertionError, match=r"unknown insertion point 'layer33'.*valid points: input, layer1"):
+        build(cfg)
+
+
+def test_negative_dropout_probability():
+    cfg = compose(["data=digits", "reg=allconv_dropout", "reg.drop_layer3.p=-0.1"])
+    with pytest.raises(RegularizerConfigError, match=r"p must be in \[0, 1\), got -0.1"):
+        build(cfg)
+
+
+def test_bad_on_existing():
+    cfg = compose(["on_existing=sometimes"])
+    with pytest.raises(ConfigError, match="on_existing must be one of skip, overwrite, error"):
+        validate_config(cfg)
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+@pytest.mark.slow
+def test_train_py_reports_user_errors_cleanly(tmp_path):
+    out = _train("trainer.max_epoch=3")
+    assert out.returncode == 2 and "did you mean 'max_epochs'" in out.stderr and "Traceback" not in out.stderr
+    out = _train("data=digits", "reg=allconv_dropout", "reg.drop_layer3.at=nowhere", f"results_dir={tmp_path}",
+                 f"ckpt_dir={tmp_path}", f"hydra.run.dir={tmp_path}/out")
+    assert out.returncode == 2 and "valid points: input, layer1" in out.stderr
+    assert not list(tmp_path.glob("**/seed*.json"))  # a config mistake leaves no failed-run record
+
+
+def test_help_and_cfg_job():
+    out = _train("--cfg", "job", "+experiment=demo")
+    assert out.returncode == 0, out.stderr
+    job = OmegaConf.create(out.stdout)
+    assert job.name == "demo" and job.data._target_.endswith("DigitsDataModule")

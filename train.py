@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Train one model, evaluate it on every test set and write its run record.
+
+    python train.py +experiment=corr_gaussian_layer1          # one run
+    python train.py -m +sweep=table_2_5                       # a whole thesis table, seeds 0-4
+    python train.py --help | --cfg job                        # as in any Hydra app
+
+Thin on purpose: the composed config goes to :func:`bioreg.run.run`, which returns the monitored
+metric (best validation accuracy, %) so that Hydra sweepers can use it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from bioreg.cli import run_or_explain
+
+    return run_or_explain(cfg)
+
+
+if __name__ == "__main__":
+    from bioreg.cli import precheck_overrides
+
+    precheck_overrides(sys.argv[1:])
+    main()
