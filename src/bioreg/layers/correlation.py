@@ -1,0 +1,628 @@
+"""Cortex-inspired correlation structure and correlated-normal samplers (Dutta 2019, §2.2.2-2.3).
+
+The correlation between two units of a convolutional layer (eq 2.14) is
+
+    f(x1, x2) = [a - b d(x1, x2)]^+ * exp((k(x1, x2) - 1) / tau) + c,
+
+with ``d`` the (scaled) Euclidean distance between the units' positions in their feature maps
+(eq 2.15) and ``k`` the cosine similarity of the kernels that produce their maps (eq 2.16). For a
+layer with ``C`` maps of size ``H x W`` the ``n = C H W`` units are ordered ``(map, y, x)`` -- the
+flatten of a ``(C, H, W)`` activation, as in eq 3.3 of the thesis -- so that off the diagonal
+
+    Sigma = T (x) S + c 11^T,    T[i, j] = exp((k_ij - 1) / tau),    S[p, q] = [a - b d(p, q)]^+,
+
+and the diagonal is 1 (a unit is perfectly correlated with itself; eq 2.14 would give ``a + c``).
+Writing ``delta = 1 - a - c`` this is ``Sigma = T (x) S + delta I + c 11^T``.
+
+Two samplers draw ``x ~ N(0, Sigma)`` (eq 2.8 with unit standard deviations):
+
+* :class:`DenseSampler` -- the thesis's procedure: build the dense ``n x n`` matrix, replace it by
+  the nearest correlation matrix when it is not positive semi-definite (eq 2.17), factor it and
+  return ``L z``. Cost ``O(n^3)`` per refresh and ``O(n^2)`` per sample.
+* :class:`StructuredSampler` -- the same distribution without forming anything ``n x n``. ``S``
+  depends only on positions; its eigendecomposition ``S = V diag(mu) V^T`` is computed once per
+  shape and cached. ``T = U diag(lambda) U^T`` is ``C x C``. ``T (x) S + delta I`` has eigenvectors
+  ``U (x) V`` and eigenvalues ``lambda_i mu_j + delta``; the negative ones (possible because
+  ``S`` is not positive semi-definite in general) are clipped to 0, which is the nearest
+  positive semi-definite matrix in Frobenius norm to ``T (x) S + delta I``. Adding the
+  positive semi-definite ``c 11^T`` and rescaling every unit to unit variance gives the sampled
+  correlation matrix. A sample is ``U (G o Z) V^T + sqrt(c) z0``, ``G = sqrt(max(lambda mu^T +
+  delta, 0))``, divided unit-wise by the standard deviation: two batched matrix products.
+
+When no eigenvalue is clipped (the default parameters on CIFAR-sized layers) both samplers sample
+exactly eq 2.14; otherwise they differ only in the repair. See ``docs/decisions/correlation.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import astuple, dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from bioreg.layers.base import RegularizerConfigError, kernel_similarity
+
+__all__ = [
+    "CorrelationParams",
+    "spatial_matrix",
+    "tuning_matrix",
+    "correlation_matrix",
+    "nearest_correlation",
+    "NCM_METHODS",
+    "safe_factor",
+    "CorrelatedNormalSampler",
+    "DenseSampler",
+    "StructuredSampler",
+    "SAMPLER_KINDS",
+    "SpatialEig",
+    "spatial_eigh",
+    "build_sampler",
+]
+
+NCM_METHODS = ("higham", "clip", "cvxpy")
+SAMPLER_KINDS = ("dense", "structured")
+
+
+@dataclass(frozen=True)
+class CorrelationParams:
+    """Hyper-parameters of eq 2.14; the defaults are those of Fig 2.3 (Dutta 2019).
+
+    ``a`` (>= 0): spatial correlation at distance 0; ``b`` (>= 0): its decay per unit of distance;
+    ``c`` in [0, 1]: correlation floor shared by every pair; ``tau`` (> 0): tuning temperature;
+    ``distance_scale`` (> 0): ``d = distance_scale * (Euclidean distance in feature-map pixels)``.
+    The thesis calls ``d`` "the scaled Euclidean distance" but eq 2.15 is the plain Euclidean
+    distance of feature-map coordinates, so the default scale is 1 (one unit per pixel). With the
+    defaults the spatial term ``a - b d`` reaches 0 at ``d = 52.3`` pixels, i.e. it stays positive
+    over a whole 32 x 32 map (largest distance 43.8), matching "every neuron is correlated to
+    every other neuron in the same layer" (§2.3).
+    """
+
+    a: float = 0.225
+    b: float = 0.0043
+    c: float = 0.09
+    tau: float = 1.87
+    distance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in zip(("a", "b", "c", "tau", "distance_scale"), astuple(self), strict=True):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise RegularizerConfigError(
+                    f"CorrelationParams.{name} must be a finite number, got {value!r}"
+                )
+        if self.a < 0:
+            raise RegularizerConfigError(f"CorrelationParams.a must be >= 0, got {self.a!r}")
+        if self.b < 0:
+            raise RegularizerConfigError(f"CorrelationParams.b must be >= 0, got {self.b!r}")
+        if not 0 <= self.c <= 1:
+            raise RegularizerConfigError(f"CorrelationParams.c must be in [0, 1], got {self.c!r}")
+        if self.tau <= 0:
+            raise RegularizerConfigError(f"CorrelationParams.tau must be > 0, got {self.tau!r}")
+        if self.distance_scale <= 0:
+            raise RegularizerConfigError(
+                f"CorrelationParams.distance_scale must be > 0, got {self.distance_scale!r}"
+            )
+
+    @property
+    def delta(self) -> float:
+        """Diagonal slack ``1 - a - c``: what eq 2.14's diagonal ``a + c`` lacks to reach 1."""
+        return 1.0 - self.a - self.c
+
+    def value(self, distance: Tensor, similarity: Tensor) -> Tensor:
+        """Eq 2.14 evaluated element-wise (``distance`` already in units of ``d``, i.e. scaled)."""
+        spatial = (self.a - self.b * distance).clamp_min(0.0)
+        return spatial * torch.exp((similarity - 1.0) / self.tau) + self.c
+
+
+def _check_shape(height: int, width: int) -> None:
+    for name, v in (("height", height), ("width", width)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RegularizerConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def spatial_matrix(
+    height: int, width: int, params: CorrelationParams, *, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """``S[p, q] = [a - b d(p, q)]^+`` over the ``H W`` positions of a map (eqs 2.14-2.15).
+
+    Positions are ordered row-major (``p = y * W + x``). ``d = distance_scale * ||p - q||_2``.
+    ``S`` is symmetric with ``a`` on the diagonal but is *not* positive semi-definite in general.
+    """
+    _check_shape(height, width)
+    yy, xx = torch.meshgrid(
+        torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij"
+    )
+    pos = torch.stack([yy.reshape(-1), xx.reshape(-1)], dim=1)
+    d = params.distance_scale * torch.cdist(pos, pos)
+    return (params.a - params.b * d).clamp_min(0.0)
+
+
+def _check_weight(weight: Tensor, channels: int | None = None) -> None:
+    if not isinstance(weight, Tensor) or weight.dim() != 4:
+        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise RegularizerConfigError(
+            f"weight must be a 4-D convolution kernel (C_out, C_in, kh, kw), got {shape}"
+        )
+    if channels is not None and weight.shape[0] != channels:
+        raise RegularizerConfigError(
+            f"weight has {weight.shape[0]} output channels but the layer has C={channels} feature maps"
+        )
+    if not torch.isfinite(weight).all():
+        raise RegularizerConfigError("weight contains non-finite values (NaN or inf)")
+
+
+def tuning_matrix(weight: Tensor, params: CorrelationParams, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """``T[i, j] = exp((k_ij - 1) / tau)``, ``k`` = cosine similarity of kernels (eqs 2.14, 2.16)."""
+    _check_weight(weight)
+    k = kernel_similarity(weight.detach().to(dtype))
+    return torch.exp((k - 1.0) / params.tau)
+
+
+def correlation_matrix(
+    weight: Tensor, height: int, width: int, params: CorrelationParams, *, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """Dense eq 2.14 for a layer: ``(C H W) x (C H W)``, units ordered ``(map, y, x)``.
+
+    Off the diagonal ``T (x) S + c``; unit diagonal. Not necessarily positive semi-definite.
+    """
+    t = tuning_matrix(weight, params, dtype=dtype)
+    s = spatial_matrix(height, width, params, dtype=dtype).to(t.device)
+    sigma = torch.kron(t, s) + params.c
+    sigma.fill_diagonal_(1.0)
+    return sigma
+
+
+# ----------------------------------------------------------------------------------------------
+# Nearest correlation matrix (eq 2.17)
+# ----------------------------------------------------------------------------------------------
+
+
+def _sym(a: Tensor) -> Tensor:
+    return 0.5 * (a + a.transpose(-1, -2))
+
+
+def _proj_psd(a: Tensor, floor: float = 0.0) -> Tensor:
+    w, v = torch.linalg.eigh(_sym(a))
+    return _sym((v * w.clamp_min(floor)) @ v.T)
+
+
+def _unit_diag_rescale(a: Tensor) -> Tensor:
+    d = a.diagonal().clamp_min(torch.finfo(a.dtype).tiny).rsqrt()
+    out = _sym(a * d[:, None] * d[None, :])
+    out.fill_diagonal_(1.0)
+    return out
+
+
+def _check_square_symmetric(a: Tensor) -> Tensor:
+    if not isinstance(a, Tensor) or a.dim() != 2 or a.shape[0] != a.shape[1]:
+        shape = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
+        raise RegularizerConfigError(f"expected a square matrix, got {shape}")
+    if not torch.isfinite(a).all():
+        raise RegularizerConfigError("matrix contains non-finite values (NaN or inf)")
+    return a
+
+
+def _ncm_higham(a: Tensor, tol: float = 1e-9, max_iter: int = 1000, polish: bool = True) -> Tensor:
+    """Higham (2002) alternating projections with Dykstra's correction (unweighted Frobenius).
+
+    Alternates the projection onto the PSD cone (with Dykstra's correction) and onto the unit
+    diagonal matrices until the relative change of both iterates falls below ``tol``. With
+    ``polish`` the final iterate is made exactly PSD with unit diagonal (eigenvalue clip at 0 then
+    ``D^-1/2 X D^-1/2``), a change of the order of ``tol``.
+    """
+    y = _sym(a)
+    ds = torch.zeros_like(y)
+    x = y
+    converged = False
+    for _ in range(max_iter):
+        r = y - ds
+        x = _proj_psd(r)
+        ds = x - r
+        y_new = x.clone()
+        y_new.fill_diagonal_(1.0)
+        ny = torch.linalg.norm(y_new)
+        rel_y = torch.linalg.norm(y_new - y) / ny
+        rel_xy = torch.linalg.norm(y_new - x) / ny
+        y = y_new
+        if max(float(rel_y), float(rel_xy)) < tol:
+            converged = True
+            break
+    if not converged:
+        import warnings
+
+        warnings.warn(
+            f"nearest_correlation(method='higham') did not reach tol={tol} in {max_iter} iterations",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if polish:
+        y = _unit_diag_rescale(_proj_psd(y))
+    return y
+
+
+def _ncm_clip(a: Tensor, floor: float = 1e-8) -> Tensor:
+    """Eigenvalue clipping to ``floor`` then ``D^-1/2 A D^-1/2`` (fast, not the exact nearest)."""
+    return _unit_diag_rescale(_proj_psd(a, floor))
+
+
+def _ncm_cvxpy(a: Tensor, solver: str = "SCS", **solver_kw: object) -> Tensor:
+    """Eq 2.17 with CVXPY: minimise ||A - B||_F s.t. B PSD, diag(B) = 1.
+
+    The thesis prints only the PSD constraint; the unit diagonal is what makes ``B`` a correlation
+    matrix (§2.3.3, first sentence), so it is imposed. ``solver`` is any installed conic solver
+    supporting SDPs: ``SCS`` (default; first order, CVXPY's SDP solver when the thesis was written;
+    fast, but leaves eigenvalues of about -1e-5) or ``CLARABEL`` (interior point, accurate, much
+    slower). The raw solution is returned (symmetrised, unit diagonal); :func:`safe_factor` copes
+    with its slightly negative eigenvalues.
+    """
+    import cvxpy as cp
+    import numpy as np
+
+    installed = cp.installed_solvers()
+    if solver not in installed:
+        raise RegularizerConfigError(f"cvxpy solver {solver!r} is not installed; choose one of {installed}")
+    target = _sym(a).detach().cpu().double().numpy()
+    n = target.shape[0]
+    b = cp.Variable((n, n), PSD=True)
+    problem = cp.Problem(cp.Minimize(cp.norm(b - target, "fro")), [cp.diag(b) == 1])
+    problem.solve(solver=solver, **solver_kw)
+    if b.value is None or problem.status not in ("optimal", "optimal_inaccurate"):
+        raise RuntimeError(f"cvxpy ({solver}) failed: status {problem.status}")
+    out = torch.from_numpy(np.asarray(b.value)).to(device=a.device, dtype=a.dtype)
+    out = _sym(out)
+    out.fill_diagonal_(1.0)
+    return out
+
+
+def nearest_correlation(a: Tensor, method: str = "higham", **kw: object) -> Tensor:
+    """Nearest correlation matrix to a symmetric matrix ``a`` in Frobenius norm (eq 2.17).
+
+    ``method``:
+
+    * ``"higham"`` -- alternating projections with Dykstra's correction (Higham 2002); keywords
+      ``tol`` (1e-9), ``max_iter`` (1000), ``polish`` (True). Converges to the exact minimiser.
+    * ``"clip"`` -- eigenvalue clipping to ``floor`` (1e-8) and unit-diagonal rescaling: one
+      eigendecomposition, close to but not exactly the nearest matrix.
+    * ``"cvxpy"`` -- the thesis's convex programme; keywords ``solver`` (``"SCS"``) and any
+      solver option. Slow: only for small matrices and tests.
+
+    Computation happens in ``a``'s dtype and device (use float64 for accuracy).
+    """
+    if method not in NCM_METHODS:
+        raise RegularizerConfigError(
+            f"unknown nearest-correlation method {method!r}; choose one of {NCM_METHODS}"
+        )
+    _check_square_symmetric(a)
+    if method == "higham":
+        return _ncm_higham(a, **kw)  # type: ignore[arg-type]
+    if method == "clip":
+        return _ncm_clip(a, **kw)  # type: ignore[arg-type]
+    return _ncm_cvxpy(a, **kw)  # type: ignore[arg-type]
+
+
+def safe_factor(c: Tensor) -> Tensor:
+    """A factor ``L`` with ``L L^T`` = the PSD part of the symmetric matrix ``c``; never fails.
+
+    Tries a Cholesky factorisation (fast, triangular); if ``c`` is not numerically positive
+    definite (e.g. the eigenvalues of about -1e-5 that CVXPY/SCS leaves at n = 1024) it falls back
+    to ``V diag(sqrt(max(w, 0)))`` from an eigendecomposition, so ``L L^T`` is the nearest PSD
+    matrix to ``c`` in Frobenius norm.
+    """
+    _check_square_symmetric(c)
+    cs = _sym(c)
+    chol, info = torch.linalg.cholesky_ex(cs)
+    if int(info) == 0 and torch.isfinite(chol).all():
+        return chol
+    w, v = torch.linalg.eigh(cs)
+    return v * w.clamp_min(0.0).sqrt()
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_layer_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise RegularizerConfigError(f"shape must be (C, H, W), got {shape!r}") from None
+    if min(c, h, w) < 1 or len(tuple(shape)) != 3:
+        raise RegularizerConfigError(f"shape must be (C, H, W) of positive integers, got {shape!r}")
+    return c, h, w
+
+
+class CorrelatedNormalSampler:
+    """Draws ``(batch, C, H, W)`` samples with ``N(0, 1)`` marginals and correlation ``Sigma``.
+
+    Call :meth:`refresh` with the producing convolution's kernel ``(C, C_in, kh, kw)`` whenever
+    the kernels change (the correlation's tuning term depends on them); samples are on the
+    device and in the dtype of that kernel. Plain object (not an ``nn.Module``): it holds no
+    parameters and nothing that belongs in a checkpoint.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], params: CorrelationParams | None = None) -> None:
+        self.shape = _check_layer_shape(shape)
+        self.params = params if params is not None else CorrelationParams()
+        if not isinstance(self.params, CorrelationParams):
+            raise RegularizerConfigError(
+                f"params must be a CorrelationParams, got {type(self.params).__name__}"
+            )
+        self.n = self.shape[0] * self.shape[1] * self.shape[2]
+        self._ready = False
+        self.repaired = False  # whether the last refresh had to repair an invalid Sigma
+
+    def _check_ready(self) -> None:
+        if not self._ready:
+            raise RuntimeError(f"{type(self).__name__}: call refresh(weight) before sampling")
+
+    def refresh(self, weight: Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def covariance(self) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, params={self.params})"
+
+
+def _check_batch(batch: int) -> int:
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
+        raise RegularizerConfigError(f"batch must be a non-negative integer, got {batch!r}")
+    return batch
+
+
+class DenseSampler(CorrelatedNormalSampler):
+    """Thesis-faithful sampler (§2.2.2, §2.3.3): dense ``Sigma`` -> NCM if not PSD -> factor -> ``L z``.
+
+    ``ncm_method`` is used only when the Cholesky factorisation of eq 2.14's matrix fails;
+    ``dtype`` is the precision of the construction and factorisation (float64 default; float32
+    halves memory and time at large ``n``). ``ncm_kw`` are passed to :func:`nearest_correlation`.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        params: CorrelationParams | None = None,
+        ncm_method: str = "higham",
+        *,
+        dtype: torch.dtype = torch.float64,
+        ncm_kw: dict | None = None,
+    ) -> None:
+        super().__init__(shape, params)
+        if ncm_method not in NCM_METHODS:
+            raise RegularizerConfigError(
+                f"unknown nearest-correlation method {ncm_method!r}; choose one of {NCM_METHODS}"
+            )
+        self.ncm_method = ncm_method
+        self.ncm_kw = dict(ncm_kw or {})
+        self.dtype = dtype
+        self._factor: Tensor | None = None
+
+    @torch.no_grad()
+    def refresh(self, weight: Tensor) -> None:
+        _check_weight(weight, self.shape[0])
+        _, h, w = self.shape
+        sigma = correlation_matrix(weight, h, w, self.params, dtype=self.dtype)
+        chol, info = torch.linalg.cholesky_ex(sigma)
+        self.repaired = int(info) != 0
+        if self.repaired:
+            sigma = nearest_correlation(sigma, self.ncm_method, **self.ncm_kw)
+            chol = safe_factor(sigma)
+        self._factor_t = chol.T.to(device=weight.device, dtype=weight.dtype).contiguous()
+        self._factor = chol
+        self._ready = True
+
+    def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
+        self._check_ready()
+        batch = _check_batch(batch)
+        ft = self._factor_t
+        z = torch.randn(batch, self.n, generator=generator, device=ft.device, dtype=ft.dtype)
+        return (z @ ft).reshape(batch, *self.shape)
+
+    def covariance(self) -> Tensor:
+        """``L L^T`` (float64): the correlation matrix actually sampled."""
+        self._check_ready()
+        f = self._factor.double()
+        return f @ f.T
+
+
+def _reflection_basis(n: int) -> Tensor:
+    """Orthonormal ``n x n`` basis of vectors even / odd under ``i -> n - 1 - i`` (columns: even first).
+
+    Even: ``(e_k + e_{n-1-k}) / sqrt 2`` for ``k < n // 2`` (then ``e_{n//2}`` when ``n`` is odd);
+    odd: ``(e_k - e_{n-1-k}) / sqrt 2`` for ``k < n // 2``.
+    """
+    half, r = n // 2, math.sqrt(0.5)
+    q = torch.zeros(n, n, dtype=torch.float64)
+    for k in range(half):
+        q[k, k] = q[n - 1 - k, k] = r
+        q[k, n - half + k] = r
+        q[n - 1 - k, n - half + k] = -r
+    if n % 2:
+        q[half, half] = 1.0
+    return q
+
+
+@dataclass(frozen=True)
+class SpatialEig:
+    """Eigendecomposition ``S = V diag(mu) V^T`` of :func:`spatial_matrix`, block by symmetry.
+
+    ``S[p, q]`` depends only on ``|y_p - y_q|`` and ``|x_p - x_q|``, so it commutes with the
+    reflections ``y -> H-1-y`` and ``x -> W-1-x``. In the basis ``Q = Q_y (x) Q_x`` of vectors that
+    are even/odd under both (:func:`_reflection_basis`) it is block diagonal with four blocks
+    (even-even, even-odd, odd-even, odd-odd) of about ``HW / 4`` each, which makes both the
+    eigendecomposition (16x) and the product with the eigenvectors when sampling (4x) cheaper.
+
+    ``mu`` (HW,) and ``v`` (HW, HW) list the eigenpairs block after block; ``blocks`` holds, for
+    each non-empty block, ``(offset, (y0, y1), (x0, x1), w_b)``: its eigenpairs are
+    ``mu[offset:offset + n_b]`` and, in pixel space, ``Q[:, coefficients (y0:y1, x0:x1)] @ w_b``.
+    """
+
+    mu: Tensor
+    v: Tensor
+    q_y: Tensor
+    q_x: Tensor
+    blocks: tuple[tuple[int, tuple[int, int], tuple[int, int], Tensor], ...]
+    max_offblock: float  # largest |entry| of Q^T S Q outside the blocks (0 up to round-off)
+
+
+@lru_cache(maxsize=16)
+def _spatial_eigh_cached(height: int, width: int, a: float, b: float, scale: float) -> SpatialEig:
+    s = spatial_matrix(height, width, CorrelationParams(a=a, b=b, c=0.0, distance_scale=scale))
+    q_y, q_x = _reflection_basis(height), _reflection_basis(width)
+    # Q^T S Q with Q = Q_y (x) Q_x, applied axis by axis on S viewed as (H, W, H, W)
+    s4 = s.reshape(height, width, height, width)
+    s4 = torch.einsum("ya,yxYX->axYX", q_y, s4)
+    s4 = torch.einsum("xb,axYX->abYX", q_x, s4)
+    s4 = torch.einsum("abYX,Yc->abcX", s4, q_y)
+    s_coef = torch.einsum("abcX,Xd->abcd", s4, q_x).reshape(height * width, -1)
+    ey, ex = height - height // 2, width - width // 2
+    coef_index = torch.arange(height * width).reshape(height, width)
+    blocks, mus, cols = [], [], []
+    inside = torch.zeros(height * width, height * width, dtype=torch.bool)
+    offset = 0
+    for ys in ((0, ey), (ey, height)):
+        for xs in ((0, ex), (ex, width)):
+            idx = coef_index[ys[0] : ys[1], xs[0] : xs[1]].reshape(-1)
+            if idx.numel() == 0:
+                continue
+            inside[idx[:, None], idx[None, :]] = True
+            mu_b, w_b = torch.linalg.eigh(_sym(s_coef[idx][:, idx]))
+            blocks.append((offset, ys, xs, w_b))
+            mus.append(mu_b)
+            # pixel-space eigenvectors (Q_y[:, ys] (x) Q_x[:, xs]) @ w_b
+            w3 = w_b.reshape(ys[1] - ys[0], xs[1] - xs[0], -1)
+            cols.append(
+                torch.einsum("Yy,Xx,yxk->YXk", q_y[:, ys[0] : ys[1]], q_x[:, xs[0] : xs[1]], w3).reshape(
+                    height * width, -1
+                )
+            )
+            offset += idx.numel()
+    max_off = float(s_coef[~inside].abs().max()) if bool((~inside).any()) else 0.0
+    return SpatialEig(torch.cat(mus), torch.cat(cols, dim=1).contiguous(), q_y, q_x, tuple(blocks), max_off)
+
+
+def spatial_eigh(height: int, width: int, params: CorrelationParams) -> SpatialEig:
+    """Cached float64 CPU eigendecomposition of :func:`spatial_matrix` (per shape and a, b, scale)."""
+    _check_shape(height, width)
+    return _spatial_eigh_cached(height, width, float(params.a), float(params.b), float(params.distance_scale))
+
+
+class StructuredSampler(CorrelatedNormalSampler):
+    """Scalable sampler exploiting ``Sigma = T (x) S + delta I + c 11^T`` (module docstring).
+
+    Refresh: ``C x C`` eigendecomposition of ``T`` plus an ``O(C^2 HW + C (HW)^2)`` diagonal; the
+    eigendecomposition of ``S`` is cached per (H, W, a, b, distance_scale) and split into four
+    reflection-symmetry blocks (:class:`SpatialEig`). Sample: ``U (G o Z)`` (one batched
+    ``C x C`` product), four block products with the eigenvectors of ``S`` (``~(HW)^2 / 4`` per
+    map) and two small ``H x H`` / ``W x W`` products back to pixels. Nothing ``n x n`` is formed
+    (except in :meth:`covariance`, meant for tests on small layers).
+
+    After a refresh ``n_clipped`` is the number of clipped eigenvalues ``lambda_i mu_j + delta < 0``
+    and ``clip_fro`` the Frobenius norm of what the clipping removed.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], params: CorrelationParams | None = None) -> None:
+        super().__init__(shape, params)
+        _, h, w = self.shape
+        self._eig = spatial_eigh(h, w, self.params)
+        self._dev_cache: dict[tuple[torch.device, torch.dtype], tuple] = {}
+        self.n_clipped = 0
+        self.clip_fro = 0.0
+
+    def _spatial_on(self, device: torch.device, dtype: torch.dtype) -> tuple:
+        key = (device, dtype)
+        if key not in self._dev_cache:
+            e = self._eig
+            blocks = tuple(
+                (off, ys, xs, w_b.T.to(device=device, dtype=dtype).contiguous())
+                for off, ys, xs, w_b in e.blocks
+            )
+            self._dev_cache[key] = (
+                blocks,
+                e.q_y.to(device=device, dtype=dtype),
+                e.q_x.T.to(device=device, dtype=dtype).contiguous(),
+                e.v.square().to(device),
+                e.mu.to(device),
+            )
+        return self._dev_cache[key]
+
+    @torch.no_grad()
+    def refresh(self, weight: Tensor) -> None:
+        _check_weight(weight, self.shape[0])
+        dev, dt = weight.device, weight.dtype
+        blocks, q_y, q_xt, v2, mu = self._spatial_on(dev, dt)
+        t = tuning_matrix(weight, self.params)  # float64, on weight's device
+        lam, u = torch.linalg.eigh(t)
+        g2 = lam[:, None] * mu[None, :] + self.params.delta  # eigenvalues of T (x) S + delta I
+        neg = g2 < 0
+        self.n_clipped = int(neg.sum())
+        self.clip_fro = float(g2[neg].square().sum().sqrt()) if self.n_clipped else 0.0
+        self.repaired = self.n_clipped > 0
+        g2 = g2.clamp_min(0.0)
+        # diagonal of (U (x) V) diag(g2) (U (x) V)^T + c 11^T, as a (C, HW) map
+        var = (u.square() @ g2) @ v2.T + self.params.c
+        if not bool((var > 0).all()):
+            raise RuntimeError("structured correlation repair produced a unit with zero variance")
+        self._u = u.to(dtype=dt)
+        self._g = g2.sqrt().to(dtype=dt)
+        self._g2, self._u64, self._var = g2, u, var
+        self._inv_std = var.rsqrt().to(dtype=dt).reshape(self.shape)
+        self._blocks, self._q_y, self._q_xt = blocks, q_y, q_xt
+        self._sqrt_c = math.sqrt(self.params.c)
+        self._ready = True
+
+    def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
+        self._check_ready()
+        batch = _check_batch(batch)
+        c, h, w = self.shape
+        dev, dt = self._g.device, self._g.dtype
+        z = torch.randn(batch, c, h * w, generator=generator, device=dev, dtype=dt)
+        e = torch.matmul(self._u, z.mul_(self._g))  # (C, C) @ (B, C, HW): eigen-coordinates -> maps
+        coef = torch.empty(batch, c, h, w, device=dev, dtype=dt)
+        for off, (y0, y1), (x0, x1), w_bt in self._blocks:  # 4 blocks: eigen -> symmetry coefficients
+            n_b = w_bt.shape[0]
+            part = e[:, :, off : off + n_b].reshape(batch * c, n_b) @ w_bt
+            coef[:, :, y0:y1, x0:x1] = part.reshape(batch, c, y1 - y0, x1 - x0)
+        x = torch.matmul(self._q_y, torch.matmul(coef, self._q_xt))  # coefficients -> pixels
+        if self._sqrt_c > 0:
+            z0 = torch.randn(batch, 1, 1, 1, generator=generator, device=dev, dtype=dt)
+            x.add_(z0, alpha=self._sqrt_c)
+        return x.mul_(self._inv_std)
+
+    def covariance(self) -> Tensor:
+        """Dense float64 correlation matrix actually sampled (small layers only)."""
+        self._check_ready()
+        q = torch.kron(self._u64.contiguous(), self._eig.v.to(self._u64.device).contiguous())
+        m = (q * self._g2.reshape(-1)) @ q.T + self.params.c
+        d = self._var.reshape(-1).rsqrt()
+        return _sym(m * d[:, None] * d[None, :])
+
+
+def build_sampler(
+    kind: str,
+    shape: tuple[int, int, int],
+    params: CorrelationParams | None = None,
+    ncm_method: str = "higham",
+    **kw: object,
+) -> CorrelatedNormalSampler:
+    """Build a sampler: ``kind`` in ``{"dense", "structured"}``; ``shape = (C, H, W)``.
+
+    ``ncm_method`` (and extra keywords such as ``dtype``) apply to the dense sampler only.
+    """
+    if kind == "dense":
+        return DenseSampler(shape, params, ncm_method, **kw)  # type: ignore[arg-type]
+    if kind == "structured":
+        if ncm_method not in NCM_METHODS:
+            raise RegularizerConfigError(
+                f"unknown nearest-correlation method {ncm_method!r}; choose one of {NCM_METHODS}"
+            )
+        if kw:
+            raise RegularizerConfigError(f"unexpected options for the structured sampler: {sorted(kw)}")
+        return StructuredSampler(shape, params)
+    raise RegularizerConfigError(f"unknown sampler kind {kind!r}; choose one of {SAMPLER_KINDS}")
