@@ -162,6 +162,12 @@ def _check_target(path: str, node: Mapping, extra_ok: set[str] = frozenset()) ->
 
 def validate_config(cfg: DictConfig | Mapping) -> None:
     """Raise :class:`ConfigError` for any unknown key, naming the valid ones."""
+    if isinstance(cfg, DictConfig):
+        for key in ("ckpt", "name", "seed"):
+            if key in cfg and OmegaConf.is_missing(cfg, key):
+                example = {"ckpt": "ckpt=<path to a best.ckpt>", "name": "name=<experiment name>",
+                           "seed": "seed=0"}[key]
+                raise ConfigError(f"{key} is required by this experiment: add {example}")
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     for k in c:
         if k not in _TOP:
