@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Activation statistics over training, Singh (2023) Figs 3.1-3.10 style.
+
+For every point (default ``48`` and ``51``) two figures under ``--out``:
+
+* ``activation_stats_<point>.{png,pdf}`` — one panel per statistic (mean, max,
+  std, variance, sparsity %; Figs 3.3-3.10), one line per model, x = epoch; the
+  values are the per-epoch EWMA history of ``extra.activation_stats_history``
+  (written by :class:`bioreg.lit.activation_stats.ActivationStats`), averaged
+  over the seeds of a model;
+* ``activation_mean_std_<point>.{png,pdf}`` — final mean activation with the
+  standard deviation as error bar, models sorted by ascending mean (Figs 3.1/3.2).
+
+Records are read from ``--results-dir`` (``<name>/<config_key>/seed<k>.json``);
+only completed records of the named experiments are used. Files are written
+atomically.
+
+    python scripts/fig_activation_stats.py --results-dir results/runs --out results/figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bioreg.results.io import atomic_write_bytes  # noqa: E402
+from bioreg.results.records import RecordStore  # noqa: E402
+
+STATS = ("mean", "max", "std", "var", "sparsity")
+STAT_LABELS = {"mean": "mean", "max": "maximum", "std": "standard deviation", "var": "variance",
+               "sparsity": "sparsity (% zeros)"}
+# the models of Tables 3.2-3.3 (the best of Table 3.1), in the thesis's order
+DEFAULT_NAMES = (
+    "vgg16_baseline", "vgg16_dropout_48_51", "vgg16_spatialmax_48_51", "vgg16_temporalmax_48_51",
+    "vgg16_spatiotemporalmax_48_51", "vgg16_spatiotemporal_softmax_48_51_t80", "vgg16_temporal_softmax_48_51_t100",
+)
+_KIND = {"baseline_noaug": "Baseline-no-data-aug", "baseline": "Baseline", "dropout": "Dropout",
+         "spatialmax": "SpatialMax", "temporalmax": "TemporalMax", "spatiotemporalmax": "SpatiotemporalMax",
+         "spatiotemporal_softmax": "Spatiotemporal Softmax", "temporal_softmax": "Temporal Softmax",
+         "spatial_softmax": "Spatial Softmax"}
+
+
+def thesis_label(name: str) -> str:
+    """``vgg16_temporal_softmax_48_51_t100`` -> ``Temporal Softmax 48 51 (T=100)`` (Table 3.1's names)."""
+    m = re.fullmatch(r"(?:vgg16_)?([a-z_]+?)((?:_\d+)*)(?:_t(\d+(?:\.\d+)?))?", name)
+    if not m or m.group(1) not in _KIND:
+        return name
+    label = _KIND[m.group(1)]
+    if m.group(2):
+        label += " " + " ".join(m.group(2).strip("_").split("_"))
+    if m.group(3):
+        label += f" (T={m.group(3)})"
+    return label
+
+
+def load_histories(results_dir: Path, names: list[str], point: str) -> dict[str, dict]:
+    """``{name: {"epoch": [...], stat: [... seed mean ...], "final": {stat: seed mean}, "n": seeds}}``."""
+    per: dict[str, list[dict]] = defaultdict(list)
+    for _path, rec in RecordStore(results_dir):
+        if rec.get("status") != "completed" or rec.get("name") not in names:
+            continue
+        extra = rec.get("extra") or {}
+        h = (extra.get("activation_stats_history") or {}).get(point)
+        final = (extra.get("activation_stats") or {}).get(point)
+        if h or final:
+            per[rec["name"]].append({"history": h, "final": final})
+    out: dict[str, dict] = {}
+    for name in names:
+        runs = per.get(name)
+        if not runs:
+            continue
+        d: dict = {"n": len(runs)}
+        hs = [r["history"] for r in runs if r["history"] and r["history"].get("epoch")]
+        if hs:
+            n_ep = min(len(h["epoch"]) for h in hs)
+            d["epoch"] = np.asarray(hs[0]["epoch"][:n_ep])
+            for s in STATS:
+                d[s] = np.mean([np.asarray(h["ewma"][s][:n_ep], dtype=float) for h in hs], axis=0)
+        finals = [r["final"] for r in runs if r["final"]]
+        if finals:
+            d["final"] = {s: float(np.mean([f[s] for f in finals])) for s in STATS}
+        out[name] = d
+    return out
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
+        paths.append(atomic_write_bytes(out / f"{stem}.{ext}", buf.getvalue()))
+    return paths
+
+
+def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, ...] = STATS) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    where = f"layer {point}" if point.isdigit() else point
+    written: list[Path] = []
+    curves = {n: d for n, d in data.items() if "epoch" in d}
+    if curves:
+        fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.2), squeeze=False)
+        for ax, s in zip(axes[0], stats, strict=True):
+            for name, d in curves.items():
+                ax.plot(d["epoch"] + 1, d[s], label=thesis_label(name), lw=1.2)
+            ax.set_title(f"{where}: {STAT_LABELS[s]}", fontsize=9)
+            ax.set_xlabel("epoch")
+            if s in ("max", "var"):
+                ax.set_yscale("log")
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        written += _save(fig, out, f"activation_stats_{point.replace('.', '_')}")
+        plt.close(fig)
+    finals = {n: d["final"] for n, d in data.items() if "final" in d}
+    if finals:
+        order = sorted(finals, key=lambda n: finals[n]["mean"])
+        fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(order), 3.2))
+        x = np.arange(len(order))
+        ax.errorbar(x, [finals[n]["mean"] for n in order], yerr=[finals[n]["std"] for n in order], fmt="o", capsize=3)
+        ax.set_xticks(x, [thesis_label(n) for n in order], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(f"activation in {where}")
+        ax.set_title(f"Mean and standard deviation of activations, {where}", fontsize=9)
+        fig.tight_layout()
+        written += _save(fig, out, f"activation_mean_std_{point.replace('.', '_')}")
+        plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results-dir", type=Path, default=Path("results/runs"))
+    ap.add_argument("--out", type=Path, default=Path("results/figures"))
+    ap.add_argument("--names", nargs="+", default=list(DEFAULT_NAMES), help="experiment names, one line each")
+    ap.add_argument("--points", nargs="+", default=["48", "51"])
+    ap.add_argument("--stats", nargs="+", default=list(STATS), choices=STATS)
+    args = ap.parse_args(argv)
+    if not args.results_dir.is_dir():
+        ap.error(f"--results-dir {args.results_dir} is not a directory")
+    total = 0
+    for point in args.points:
+        data = load_histories(args.results_dir, args.names, point)
+        if not data:
+            print(f"point {point}: no completed records with activation statistics for {', '.join(args.names)}")
+            continue
+        for p in plot_point(data, point, args.out, tuple(args.stats)):
+            print(f"wrote {p}")
+            total += 1
+    return 0 if total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
