@@ -1,0 +1,9 @@
+"""Configuration errors of the evaluators (a ``ValueError`` whose message names the valid choices)."""
+
+from __future__ import annotations
+
+__all__ = ["EvaluatorConfigError"]
+
+
+class EvaluatorConfigError(ValueError):
+    """Bad evaluator parameter: the message names the parameter, the value and what is valid."""
