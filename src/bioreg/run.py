@@ -101,7 +101,11 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
 
     cbs: list[Any] = [
         ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                        save_last=True, auto_insert_metric_name=False),
+                        auto_insert_metric_name=False),
+        # last.ckpt after *every* epoch (Lightning >= 2.5 writes `save_last` only when the monitored
+        # checkpoint is written too, i.e. when val/acc improved): what a relaunched run resumes from
+        ModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
     ]
     if cfg.trainer.get("enable_progress_bar", True):
@@ -178,6 +182,11 @@ def run(cfg: DictConfig) -> float:
         dm.setup("fit")
         # fail before training, not after, when a test set is missing (e.g. CIFAR-10-C not downloaded)
         dm.eval_sets(list(cfg.eval.suites))
+        # and when an evaluator is misconfigured: build them now, call them after training
+        from hydra.utils import instantiate
+
+        evaluators = {n: instantiate(e, _convert_="all") for n, e in (cfg.eval.get("evaluators") or {}).items()
+                      if e is not None}
 
         trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer = L.Trainer(
@@ -214,12 +223,7 @@ def run(cfg: DictConfig) -> float:
             to_record = getattr(cb, "to_record", None)
             if callable(to_record):
                 extra.update(to_record() or {})
-        from hydra.utils import instantiate
-
-        for ev_name, entry in (cfg.eval.get("evaluators") or {}).items():
-            if entry is None:
-                continue
-            evaluator = instantiate(entry, _convert_="all")
+        for ev_name, evaluator in evaluators.items():
             log.info("evaluator %s", ev_name)
             extra[ev_name] = evaluator(ctx)
         record.update({
