@@ -1,0 +1,9 @@
+# Structured dropout of Dutta (2019) Ch. 4: training-step cost of each method at layer 1 and 8 of
+# VGG-11 relative to plain VGG-11 (process CPU time, 1 thread, batch 32 by default; docs/dropout.md).
+#   make bench-dropout [BENCH_DROPOUT_ARGS="--batch-size 128 --repeats 5"]
+PY ?= uv run python
+BENCH_DROPOUT_ARGS ?=
+
+.PHONY: bench-dropout
+bench-dropout:
+	$(PY) scripts/bench_dropout.py $(BENCH_DROPOUT_ARGS)

@@ -1,0 +1,427 @@
+"""Dropout-family regularizers of Dutta (2019), Ch. 4 ("Dropping correlated units").
+
+Every module here is the identity in ``eval()`` mode and, except :class:`Dropout`,
+works on convolutional activations ``(N, C, H, W)``:
+
+* :class:`Dropout` — element-wise inverted dropout (Srivastava et al. 2014).
+* :class:`SpatialDropout` — whole feature maps (Tompson et al. 2015; §4.1.1).
+* :class:`SpatialDropoutMod` — per example one random map and the maps whose
+  kernels are most similar to it (eq 2.16) are dropped (§4.2, first modification).
+* :class:`DropBlock` — contiguous ``block_size x block_size`` regions (Ghiasi et al.
+  2018; Algorithm 1, eq 4.1), one mask per example shared by all maps, with the
+  linear ``drop_prob`` schedule of §4.1.1.
+* :class:`DropBlockRandom` — the DropBlock mask applied to a random half of the
+  maps of each example, ``drop_prob`` doubled (§4.2, control).
+* :class:`CorrDrop` — the DropBlock mask applied to a random map and the half of the
+  maps most similar to it by kernel similarity, ``drop_prob`` doubled (§4.2).
+
+All randomness is drawn for the whole batch at once (no Python loop over
+examples); the kernel-similarity ranking (argsort of eq 2.16's similarities,
+computed from the *live* weights of the producing convolution, for the distinct
+maps chosen in the batch) is done once per forward pass and gathered per example. Design notes:
+``docs/decisions/dropout.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bioreg.layers.base import (
+    InsertionContext,
+    RegularizerConfigError,
+    TrainingState,
+    check_probability,
+)
+
+__all__ = [
+    "Dropout",
+    "SpatialDropout",
+    "SpatialDropoutMod",
+    "DropBlock",
+    "DropBlockRandom",
+    "CorrDrop",
+    "block_gamma",
+    "block_keep_mask",
+    "n_selected",
+    "similarity_rows",
+]
+
+SCHEDULES = ("linear", "none")
+
+
+# --------------------------------------------------------------------------- helpers
+def n_selected(fraction: float, channels: int) -> int:
+    """Number of maps a fraction of ``channels`` stands for: ``floor(fraction * C + 1/2)``.
+
+    Round half up (not Python's banker's rounding), so e.g. 0.5 of 5 maps is 3.
+    Used by SpatialDropoutMod (``p``), DropBlockRandom and CorrDrop (``fraction``).
+    """
+    return int(math.floor(fraction * channels + 0.5))
+
+
+def block_gamma(drop_prob: float, block_size: int, height: int, width: int) -> float:
+    """Seed probability gamma of eq 4.1 (Ghiasi et al. 2018, eq 1), for ``H x W`` maps.
+
+    ``gamma = drop_prob / block_size**2 * H * W / ((H - block_size + 1) * (W - block_size + 1))``.
+    For square maps this is eq 4.1 with ``feat_size**2`` in the numerator: the thesis
+    prints ``feat_size`` (not squared), which does not make the expected dropped
+    fraction equal ``drop_prob``; we follow Ghiasi et al. (docs/decisions/dropout.md).
+    Clamped to 1 (it can exceed 1 for large ``drop_prob`` on small maps, e.g. with the
+    doubled probability of CorrDrop).
+    """
+    valid = (height - block_size + 1) * (width - block_size + 1)
+    return min(1.0, drop_prob * height * width / (block_size**2 * valid))
+
+
+def block_keep_mask(
+    n: int, height: int, width: int, block_size: int, gamma: float,
+    *, device: torch.device | None = None, dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Keep mask ``(n, 1, H, W)`` of DropBlock (Algorithm 1): 1 = kept, 0 = dropped.
+
+    Seeds ``~ Bernoulli(gamma)`` are drawn on the valid region
+    ``(H - block_size + 1) x (W - block_size + 1)`` (Figure 4.1), so every block lies
+    fully inside the map; each seed at ``(i, j)`` zeroes rows ``i … i+block_size-1`` and
+    columns ``j … j+block_size-1`` (for odd sizes: the block centred on the seed's
+    position in the map). The expansion is a stride-1 max-pool over the seed grid
+    padded by ``block_size - 1``.
+
+    Why not ``torchvision.ops.drop_block2d``: it draws one mask per (example,
+    channel) and multiplies it in, while Ch. 4 needs one mask per example that is
+    shared by all maps (DropBlock) or by a chosen subset of maps
+    (DropBlockRandom/CorrDrop), and a normalisation over those maps only; it
+    also rejects even block sizes and fails for gamma > 1. The sampling is the
+    same (``bernoulli_`` on the seed grid), so with the same generator state this
+    mask equals torchvision's for one channel (tested).
+    """
+    seeds = torch.empty((n, 1, height - block_size + 1, width - block_size + 1), device=device, dtype=dtype)
+    seeds.bernoulli_(gamma)
+    pad = block_size - 1
+    dropped = F.max_pool2d(F.pad(seeds, [pad, pad, pad, pad]), kernel_size=block_size, stride=1)
+    return 1.0 - dropped
+
+
+def _check_block_size(block_size: int) -> int:
+    if isinstance(block_size, bool) or int(block_size) != block_size or block_size < 1:
+        raise RegularizerConfigError(f"block_size must be an integer >= 1, got {block_size!r}")
+    return int(block_size)
+
+
+def _check_fraction(fraction: float, name: str = "fraction") -> float:
+    if not 0.0 < fraction <= 1.0 or fraction != fraction:
+        raise RegularizerConfigError(f"{name} must be in (0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def _check_schedule(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise RegularizerConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    return schedule
+
+
+def _check_4d(x: torch.Tensor, who: str) -> None:
+    if x.dim() != 4:
+        raise RegularizerConfigError(
+            f"{who} works on convolutional activations (N, C, H, W); got a tensor of shape {tuple(x.shape)}"
+        )
+
+
+def _check_ctx_4d(ctx: InsertionContext, who: str) -> None:
+    if len(ctx.shape) != 3:
+        raise RegularizerConfigError(
+            f"{who} works on convolutional activations (C, H, W); point {ctx.point!r} has shape {ctx.shape}"
+        )
+
+
+class _NeedsSimilarity:
+    """Mixin: reads the live kernels of the producing convolution (eq 2.16)."""
+
+    ctx: InsertionContext | None
+
+    def _bind_similarity(self, ctx: InsertionContext, who: str) -> None:
+        w = ctx.producer_weight(who)  # raises ContextError naming the point
+        if len(ctx.shape) >= 1 and w.shape[0] != ctx.shape[0]:
+            raise RegularizerConfigError(
+                f"{who} at point {ctx.point!r}: the producing convolution has {w.shape[0]} kernels "
+                f"but the point has {ctx.shape[0]} feature maps"
+            )
+
+    def _most_similar(self, who: str, chosen: torch.Tensor, channels: int, k: int) -> torch.Tensor:
+        """``(N, k)``: for each example's chosen map, the ``k`` maps most similar to it (itself first).
+
+        The ranking is computed once per forward pass, for the distinct chosen maps only
+        (rows of eq 2.16's ``C x C`` matrix, :func:`similarity_rows`; at most ``min(N, C)``
+        rows, so never more work than the full matrix), then gathered per example. Exact
+        ties (identical or zero kernels) are broken by a random order of the maps drawn once
+        per call, not by index.
+        """
+        if self.ctx is None:
+            raise RegularizerConfigError(
+                f"{who} needs the kernels of the convolution before it: place it with "
+                "bioreg.lit.module.place_regularizers (or call bind(ctx)) before training"
+            )
+        with torch.no_grad():
+            w = self.ctx.producer_weight(who).detach()
+            if w.shape[0] != channels:
+                raise RegularizerConfigError(
+                    f"{who} at point {self.ctx.point!r}: {w.shape[0]} kernels but {channels} feature maps"
+                )
+            rows, inverse = torch.unique(chosen.to(w.device), return_inverse=True)
+            sim = similarity_rows(w, rows)  # (U, C)
+            sim[torch.arange(len(rows), device=sim.device), rows] = 2.0  # each map first in its ranking
+            perm = torch.randperm(channels, device=sim.device)
+            order = torch.argsort(sim[:, perm], dim=1, descending=True, stable=True)[:, :k]
+            return perm[order][inverse].to(chosen.device)
+
+
+def similarity_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of the kernel-similarity matrix of eq 2.16 (``kernel_similarity(weight)[rows]``,
+    except that the diagonal entries are the cosine of a kernel with itself: 1, or 0 for a zero kernel).
+    """
+    flat = weight.reshape(weight.shape[0], -1).float()
+    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (unit[rows] @ unit.T).clamp_(-1.0, 1.0)
+
+
+def _select_mask(idx: torch.Tensor, n: int, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(n, C)`` 0/1 matrix with ones at ``idx`` (``(n, k)`` map indices)."""
+    sel = torch.zeros((n, channels), device=idx.device, dtype=dtype)
+    return sel.scatter_(1, idx, 1.0)
+
+
+# --------------------------------------------------------------------------- Dropout family
+class Dropout(nn.Module):
+    """Element-wise (inverted) dropout (Srivastava et al. 2014; Dutta 2019 §4.1).
+
+    In training every unit is zeroed independently with probability ``p`` and the
+    kept units are scaled by ``1 / (1 - p)``, so the expected activation is
+    unchanged; in evaluation the module is the identity. ``p`` must be in [0, 1).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_probability(p, "p")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return F.dropout(x, self.p, training=True)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class SpatialDropout(nn.Module):
+    """SpatialDropout (Tompson et al. 2015; Dutta 2019 §4.1.1): drop whole feature maps.
+
+    Each map of each example is zeroed with probability ``p``; kept maps are
+    scaled by ``1 / (1 - p)``. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_probability(p, "p")
+
+    def bind(self, ctx: InsertionContext) -> None:
+        _check_ctx_4d(ctx, "SpatialDropout")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        _check_4d(x, "SpatialDropout")
+        return F.dropout2d(x, self.p, training=True)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class SpatialDropoutMod(_NeedsSimilarity, nn.Module):
+    """SpatialDropout on kernel-similar maps (Dutta 2019 §4.2, first modification).
+
+    For every example one feature map ``r`` is chosen uniformly at random and the
+    ``k = floor(p * C + 1/2)`` maps most similar to ``r`` by kernel cosine
+    similarity (eq 2.16, from the live weights of the producing convolution) are
+    zeroed — ``r`` itself is the first of them (it is always ranked first, even
+    when another kernel is identical to it). The output is scaled by
+    ``1 / (1 - p)`` as in SpatialDropout (the thesis's normalisation). The ranking
+    is computed once per forward pass. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_probability(p, "p")
+        self.ctx: InsertionContext | None = None
+
+    def bind(self, ctx: InsertionContext) -> None:
+        _check_ctx_4d(ctx, "SpatialDropoutMod")
+        self._bind_similarity(ctx, "SpatialDropoutMod")
+        self.ctx = ctx
+
+    def drop_mask(self, n: int, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """``(n, C)`` keep mask (1 = kept) for a batch of ``n`` examples."""
+        k = n_selected(self.p, channels)
+        chosen = torch.randint(channels, (n,), device=device)
+        return 1.0 - _select_mask(self._most_similar("SpatialDropoutMod", chosen, channels, k), n, channels, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        _check_4d(x, "SpatialDropoutMod")
+        keep = self.drop_mask(x.shape[0], x.shape[1], x.device, x.dtype)
+        return x * (keep / (1.0 - self.p))[:, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class DropBlock(nn.Module):
+    """DropBlock (Ghiasi et al. 2018; Dutta 2019 §4.1.1, Algorithm 1, eq 4.1).
+
+    In training, a mask ``M`` of shape ``(N, 1, H, W)`` — one per example, **shared
+    by all feature maps** (the variant the thesis reports as best, and the
+    baseline its §4.2 modifications depart from) — is built by
+    :func:`block_keep_mask` with seed probability gamma of eq 4.1
+    (:func:`block_gamma`); the output is ``A * M * count(M) / count_ones(M)`` with
+    the counts over the whole batch's mask (Algorithm 1).
+
+    ``drop_prob`` is the target; with ``schedule="linear"`` (default) the value in
+    use is ``drop_prob * ctx.state.progress`` (``progress = epoch / max_epochs``,
+    kept current by the LitClassifier), i.e. a per-epoch linear ramp from 0 in
+    the first epoch to ``drop_prob * (E-1)/E`` in the last. An unbound module
+    sees the start of training (drops nothing) unless ``schedule="none"``
+    (fixed ``drop_prob``). ``block_size`` must not exceed the map (checked in
+    ``bind`` from ``ctx.shape`` and at forward time).
+    """
+
+    #: factor on the scheduled drop_prob for the maps the mask is applied to
+    prob_factor: float = 1.0
+    who = "DropBlock"
+
+    def __init__(self, drop_prob: float = 0.5, block_size: int = 3, schedule: str = "linear") -> None:
+        super().__init__()
+        self.drop_prob = check_probability(drop_prob, "drop_prob")
+        self.block_size = _check_block_size(block_size)
+        self.schedule = _check_schedule(schedule)
+        self.state = TrainingState()
+        self.ctx: InsertionContext | None = None
+
+    def bind(self, ctx: InsertionContext) -> None:
+        _check_ctx_4d(ctx, self.who)
+        self._check_size(ctx.shape[1], ctx.shape[2], f"point {ctx.point!r} has maps of")
+        self.state = ctx.state
+        self.ctx = ctx
+
+    def _check_size(self, h: int, w: int, what: str = "the input has maps of") -> None:
+        if self.block_size > min(h, w):
+            raise RegularizerConfigError(
+                f"{self.who}: block_size must be in [1, {min(h, w)}] ({what} size {h}x{w}), got {self.block_size}"
+            )
+
+    def current_drop_prob(self) -> float:
+        """The scheduled drop probability (before the ``prob_factor`` of the subset variants)."""
+        if self.schedule == "none":
+            return self.drop_prob
+        return self.drop_prob * self.state.progress
+
+    def current_gamma(self, h: int, w: int) -> float:
+        return block_gamma(self.prob_factor * self.current_drop_prob(), self.block_size, h, w)
+
+    def block_mask(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        return block_keep_mask(n, h, w, self.block_size, self.current_gamma(h, w), device=x.device, dtype=x.dtype)
+
+    def _active(self, x: torch.Tensor) -> bool:
+        if not self.training:
+            return False
+        _check_4d(x, self.who)
+        self._check_size(x.shape[2], x.shape[3])
+        return self.current_drop_prob() > 0.0
+
+    @staticmethod
+    def _scale(mask: torch.Tensor) -> torch.Tensor:
+        # count(M) / count_ones(M); an all-dropped mask gives 0 output, not NaN
+        return mask.numel() / mask.sum().clamp_min(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._active(x):
+            return x
+        mask = self.block_mask(x)
+        return x * (mask * self._scale(mask))
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}, block_size={self.block_size}, schedule={self.schedule!r}"
+
+
+class _SubsetDropBlock(DropBlock):
+    """DropBlock whose per-example mask is applied only to ``k`` selected maps.
+
+    ``k = floor(fraction * C + 1/2)``; the scheduled ``drop_prob`` is divided by
+    ``fraction`` (×2 for the thesis's 50 %) so that the expected fraction of
+    dropped units over all maps stays that of DropBlock (§4.2). The selected maps
+    are multiplied by ``M * count(M) / count_ones(M)`` (Algorithm 1 applied to
+    them); the other maps pass unchanged.
+    """
+
+    def __init__(self, drop_prob: float = 0.5, block_size: int = 3, schedule: str = "linear",
+                 fraction: float = 0.5) -> None:
+        super().__init__(drop_prob, block_size, schedule)
+        self.fraction = _check_fraction(fraction)
+        self.prob_factor = 1.0 / self.fraction
+
+    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
+        """``(n, k)`` indices of the maps that get the mask."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._active(x):
+            return x
+        n, c = x.shape[:2]
+        mask = self.block_mask(x)  # (N, 1, H, W)
+        sel = _select_mask(self.select(n, c, x.device), n, c, x.dtype)[:, :, None, None]  # (N, C, 1, 1)
+        # 1 on the other maps, M * count(M)/count_ones(M) on the selected ones: (N, C, H, W)
+        factor = torch.addcmul(torch.ones((), device=x.device, dtype=x.dtype), sel, mask * self._scale(mask) - 1.0)
+        return x * factor
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", fraction={self.fraction}"
+
+
+class DropBlockRandom(_SubsetDropBlock):
+    """DropBlock mask on a random ``fraction`` (50 %) of the maps of each example (§4.2).
+
+    The control for CorrDrop: per example ``k = floor(fraction * C + 1/2)`` maps are
+    drawn uniformly without replacement; ``drop_prob`` is doubled (÷ fraction) in the
+    schedule. See :class:`DropBlock` for the mask, schedule and normalisation.
+    """
+
+    who = "DropBlockRandom"
+
+    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
+        k = n_selected(self.fraction, channels)
+        return torch.rand((n, channels), device=device).argsort(dim=1)[:, :k]
+
+
+class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
+    """CorrDrop (Dutta 2019 §4.2): DropBlock mask on a random map and its most similar maps.
+
+    Per example a map ``r`` is chosen uniformly at random; the mask is applied to
+    the ``k = floor(fraction * C + 1/2)`` maps most similar to ``r`` by kernel
+    similarity (eq 2.16; ``r`` first), ``drop_prob`` doubled (÷ fraction) in the
+    schedule. The ranking is computed once per forward pass from the live kernels
+    of the producing convolution.
+    """
+
+    who = "CorrDrop"
+
+    def bind(self, ctx: InsertionContext) -> None:
+        _check_ctx_4d(ctx, self.who)
+        self._bind_similarity(ctx, "CorrDrop")
+        super().bind(ctx)
+
+    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
+        k = n_selected(self.fraction, channels)
+        return self._most_similar("CorrDrop", torch.randint(channels, (n,), device=device), channels, k)
