@@ -259,7 +259,9 @@ class CIFAR10DataModule(BaseDataModule):
         """
         if not self.corruptions or not self.severities:
             return {}
-        sets = cifar10c_sets(self.cifar10c_dir, self.corruptions, self.severities, layout=self.CIFAR10C_LAYOUT)
+        sets = cifar10c_sets(
+            self.cifar10c_dir, self.corruptions, self.severities, layout=self.CIFAR10C_LAYOUT
+        )
         test = self.test_set()
         assert isinstance(test, UInt8ImageDataset)
         first = next(iter(sets.values()))
@@ -277,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bioreg.data.cifar10", description="Download and/or verify CIFAR-10 under DATA_DIR."
     )
-    p.add_argument("--data-dir", default="data", help="folder that holds cifar-10-batches-py/ (default: data)")
+    p.add_argument(
+        "--data-dir", default="data", help="folder that holds cifar-10-batches-py/ (default: data)"
+    )
     p.add_argument("--download", action="store_true", help="download with torchvision if missing or damaged")
     p.add_argument("--verify", action="store_true", help="check the MD5 of every file")
     args = p.parse_args(argv)

@@ -328,11 +328,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bioreg.data.cifar10c",
         description="Download and/or verify CIFAR-10-C (Zenodo record 2535967) under DATA_DIR/CIFAR-10-C.",
     )
-    p.add_argument("--data-dir", default="data", help="folder that holds (or will hold) CIFAR-10-C/ (default: data)")
-    p.add_argument("--download", action="store_true", help="download, unpack and verify (skipped if already fine)")
+    p.add_argument(
+        "--data-dir", default="data", help="folder that holds (or will hold) CIFAR-10-C/ (default: data)"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="download, unpack and verify (skipped if already fine)"
+    )
     p.add_argument("--verify", action="store_true", help="check sizes and MD5s of the files")
-    p.add_argument("--corruptions", nargs="+", default=None, help="verify only these corruptions (default: all 19)")
-    p.add_argument("--no-stamp", action="store_true", help="recompute every MD5 (ignore the verification stamp)")
+    p.add_argument(
+        "--corruptions", nargs="+", default=None, help="verify only these corruptions (default: all 19)"
+    )
+    p.add_argument(
+        "--no-stamp", action="store_true", help="recompute every MD5 (ignore the verification stamp)"
+    )
     p.add_argument("--keep-archive", action="store_true", help="keep CIFAR-10-C.tar after unpacking")
     args = p.parse_args(argv)
     if not (args.download or args.verify):
