@@ -5,5 +5,5 @@ PY ?= uv run python
 BENCH_DROPOUT_ARGS ?=
 
 .PHONY: bench-dropout
-bench-dropout:
+bench-dropout: install ## training-step time of each structured dropout vs plain VGG-11 (last line: RESULT ...)
 	$(PY) scripts/bench_dropout.py $(BENCH_DROPOUT_ARGS)
