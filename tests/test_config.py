@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from bioreg.cli import check_override_key
@@ -15,7 +15,6 @@ from bioreg.config import ConfigError, validate_config
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.models.points import InsertionError
 from bioreg.run import build
-
 from hydra_helpers import REPO, compose, experiments
 
 

@@ -82,7 +82,7 @@ def _resnet_params(n: int) -> int:
     total = conv(3, 16, 3, bias=False) + bn(16)
     cin = 16
     for w in (16, 32, 64):
-        for b in range(n):
+        for _b in range(n):
             total += conv(cin, w, 3, False) + bn(w) + conv(w, w, 3, False) + bn(w)
             if cin != w:
                 total += conv(cin, w, 1, False) + bn(w)  # projection shortcut

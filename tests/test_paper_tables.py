@@ -2,9 +2,11 @@
 
 Sources (see ``results/paper/README.md``):
 
-* D = /work/shared/seeds/000_cdafe4dd379baf61.txt  (Dutta 2019 thesis)
-* S = /work/shared/seeds/003_22ea887604b74f2f.txt  (Singh 2023 thesis)
-* R = /work/shared/reference/*.csv                  (Strisciuglio et al. 2020, push-pull)
+* D = ../shared/seeds/000_cdafe4dd379baf61.txt  (Dutta 2019 thesis)
+* S = ../shared/seeds/003_22ea887604b74f2f.txt  (Singh 2023 thesis)
+* R = ../shared/reference/*.csv                  (Strisciuglio et al. 2020, push-pull)
+
+(``..`` = the folder above the repository.)
 
 Line numbers in the comments below refer to those text files (1-based, as ``grep -n`` prints them).
 """
@@ -326,7 +328,7 @@ def test_singh_overfitting_is_abs_train_minus_test() -> None:
 
 
 def test_pushpull_copies_are_verbatim() -> None:
-    ref = Path("/work/shared/reference")
+    ref = Path(__file__).resolve().parents[2] / "shared" / "reference"
     if not ref.is_dir():
         pytest.skip("shared reference folder not available")
     for f in ref.glob("*.csv"):

@@ -9,10 +9,10 @@ import time
 
 import pytest
 import torch
-from hydra_helpers import REPO, compose
 
 from bioreg.config import ConfigError
 from bioreg.run import run
+from hydra_helpers import REPO, compose
 
 TINY = ["data=digits", "model=allconvnet_small", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
         "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none"]

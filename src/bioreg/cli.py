@@ -15,7 +15,7 @@ from dataclasses import fields
 
 from omegaconf import DictConfig
 
-from bioreg.config import _FIXED, _TOP, SchedulerConfig, ConfigError, _unknown
+from bioreg.config import _FIXED, _TOP, ConfigError, SchedulerConfig, _unknown
 
 __all__ = ["USER_ERRORS", "precheck_overrides", "run_or_explain"]
 

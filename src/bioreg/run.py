@@ -25,7 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from bioreg.config import ConfigError, validate_config
 from bioreg.results.records import (
-    RECORD_VERSION, RecordStore, config_key, git_info, package_versions, utc_now,
+    RECORD_VERSION,
+    RecordStore,
+    config_key,
+    git_info,
+    package_versions,
+    utc_now,
 )
 
 log = logging.getLogger("bioreg")
@@ -238,6 +243,8 @@ def run(cfg: DictConfig) -> float:
             raise
         record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
         _write(record, t0, store, paths, overwrite=True)
+        if type(e).__name__ == "SIGTERMException":  # Lightning's is SystemExit(None), i.e. exit status 0:
+            raise SystemExit(128 + 15) from e  # a killed run must not look successful (143 = SIGTERM)
         raise
     _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None)
     print_result_table(record)

@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Render thesis tables from run records: Markdown, LaTeX and CSV under ``--out-dir``.
+
+    python scripts/make_table.py 2.5                     # one table
+    python scripts/make_table.py all --results-dir results/runs --out-dir results/tables
+    python scripts/make_table.py 2.5 --pin allconvnet_baseline=1a2b3c4d5e   # choose among duplicate config keys
+
+Table ids: 2.3-2.6, 4.1-4.5 (Dutta 2019), n3.1-n3.6 (Singh 2023), pp2, pp3 (push-pull 2020);
+specs in src/bioreg/results/specs/. See docs/tables.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bioreg.results.aggregate import load_records
+from bioreg.results.tables import build_table, load_spec, render_markdown, table_ids, write_table
+
+
+def parse_pins(items: list[str]) -> dict[str, str]:
+    pins = {}
+    for it in items:
+        name, sep, key = it.partition("=")
+        if not sep or not name or not key:
+            raise SystemExit(f"--pin {it!r}: expected EXPERIMENT=CONFIG_KEY")
+        pins[name] = key
+    return pins
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("table", help=f"table id ({', '.join(table_ids())}) or 'all'")
+    ap.add_argument("--results-dir", default="results/runs", help="run records (default: results/runs)")
+    ap.add_argument("--out-dir", default="results/tables", help="output folder (default: results/tables)")
+    ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
+                    help="use only this config key for the experiment (resolves duplicates)")
+    ap.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
+    args = ap.parse_args(argv)
+    ids = table_ids() if args.table == "all" else [args.table]
+    try:
+        specs = [load_spec(i) for i in ids]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    records = load_records(args.results_dir)
+    pins = parse_pins(args.pin)
+    for spec in specs:
+        res = build_table(spec, records, pins)
+        paths = write_table(res, Path(args.out_dir))
+        if not args.quiet:
+            print(render_markdown(res))
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,385 @@
+"""Thesis tables from run records: declarative specs, cell aggregation, Markdown/LaTeX/CSV output.
+
+A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`` →
+``table_2_3.yaml``, ``n3.1`` → ``table_n3_1.yaml``, ``pp3`` → ``table_pp3.yaml``)::
+
+    id: "2.5"
+    title: AllConvNet, no Dropout, test set and CIFAR-10-C
+    source: Dutta 2019, Table 2.5 (../shared/seeds/000_cdafe4dd379baf61.txt)
+    paper: dutta2019_table_2_5.csv      # under results/paper/ (optional)
+    paper_format: tidy                  # tidy (table,row,column,mean,std) | wide
+    paper_index: null                   # wide only: the column holding the row labels
+    seeds: [0, 1, 2, 3, 4]
+    number_format: ".1f"
+    rows:                               # printed order, top to bottom
+      - {label: Test Set, metric: summary.test_acc}
+      ...
+    columns:                            # printed order, left to right
+      - {label: Baseline, experiment: allconvnet_baseline}
+      ...
+
+Every cell takes its experiment from its row or its column, and its metric from
+the other one (Singh's tables have experiments as rows, Dutta's as columns).
+Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
+Row and column labels are the printed ones, so a table joins the thesis CSV cell by cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from bioreg.results.aggregate import (
+    STD_DDOF,
+    CellStats,
+    Metric,
+    Records,
+    Selection,
+    cell_stats,
+    parse_metric,
+    select_runs,
+)
+from bioreg.results.io import atomic_write_text
+
+__all__ = [
+    "SPEC_DIR", "PAPER_DIR", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
+    "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
+    "format_cell", "load_paper",
+]
+
+SPEC_DIR = Path(__file__).parent / "specs"
+REPO = Path(__file__).resolve().parents[3]
+PAPER_DIR = REPO / "results" / "paper"
+DASH = "–"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One printed row or column: its label and the experiment and/or metric it fixes."""
+
+    label: str
+    experiment: str | None = None
+    metric: Metric | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    id: str
+    title: str
+    rows: tuple[Axis, ...]
+    columns: tuple[Axis, ...]
+    source: str = ""
+    paper: str | None = None
+    paper_format: str = "tidy"
+    paper_index: str | None = None
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    number_format: str = ".1f"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.paper_format not in ("tidy", "wide"):
+            raise ValueError(f"table {self.id}: paper_format={self.paper_format!r}; valid: 'tidy', 'wide'")
+        if self.paper_format == "wide" and self.paper and not self.paper_index:
+            raise ValueError(f"table {self.id}: a wide paper table needs paper_index (its row-label column)")
+        if not self.rows or not self.columns:
+            raise ValueError(f"table {self.id}: needs at least one row and one column")
+        for kind, axis in (("row", self.rows), ("column", self.columns)):
+            labels = [a.label for a in axis]
+            dup = sorted({x for x in labels if labels.count(x) > 1})
+            if dup:
+                raise ValueError(f"table {self.id}: duplicate {kind} labels {dup}")
+        try:
+            format(1.0, self.number_format)
+        except ValueError as e:
+            raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
+                             "spec (e.g. '.1f', '.3g')") from e
+        for r in self.rows:
+            for c in self.columns:
+                self.cell(r, c)  # raises on an under- or over-determined cell
+
+    def cell(self, row: Axis, col: Axis) -> tuple[str, Metric]:
+        """The (experiment, metric) of one cell; exactly one axis must give each."""
+        exps = [a.experiment for a in (row, col) if a.experiment]
+        mets = [a.metric for a in (row, col) if a.metric is not None]
+        if len(exps) != 1 or len(mets) != 1:
+            raise ValueError(
+                f"table {self.id}: cell ({row.label!r}, {col.label!r}) has {len(exps)} experiment(s) and "
+                f"{len(mets)} metric(s); each cell needs exactly one of each (one from its row, the other "
+                "from its column)")
+        return exps[0], mets[0]
+
+    @property
+    def experiments(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for a in (*self.rows, *self.columns):
+            if a.experiment:
+                seen.setdefault(a.experiment)
+        return list(seen)
+
+    @property
+    def stem(self) -> str:
+        return spec_stem(self.id)
+
+
+def spec_stem(table_id: str) -> str:
+    """``2.3`` → ``table_2_3``; ``n3.1`` → ``table_n3_1``; ``pp3`` → ``table_pp3``."""
+    return "table_" + str(table_id).replace(".", "_")
+
+
+def spec_path(table_id: str) -> Path:
+    return SPEC_DIR / f"{spec_stem(table_id)}.yaml"
+
+
+_SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
+              "columns", "description"}
+_AXIS_KEYS = {"label", "experiment", "metric"}
+
+
+def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
+    unknown = set(d) - _SPEC_KEYS
+    if unknown:
+        raise ValueError(f"table spec {d.get('id')!r}: unknown keys {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
+
+    def axis(items: Any, what: str) -> tuple[Axis, ...]:
+        out = []
+        for it in items or []:
+            bad = set(it) - _AXIS_KEYS
+            if bad or "label" not in it:
+                raise ValueError(f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
+                                 f"{sorted(_AXIS_KEYS - {'label'})}")
+            out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
+                            metric=parse_metric(it["metric"]) if it.get("metric") is not None else None))
+        return tuple(out)
+
+    return TableSpec(
+        id=str(d["id"]), title=str(d.get("title", "")), source=str(d.get("source", "")),
+        description=str(d.get("description", "")),
+        paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")), paper_index=d.get("paper_index"),
+        seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
+        number_format=str(d.get("number_format", ".1f")),
+        rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
+    )
+
+
+@cache
+def _load_spec_file(path: str) -> TableSpec:
+    return spec_from_dict(yaml.safe_load(Path(path).read_text()))
+
+
+def table_ids(spec_dir: Path = SPEC_DIR) -> list[str]:
+    """Ids of every spec in ``spec_dir``, in file-name order (Dutta 2.x, 4.x, Singh n3.x, push-pull)."""
+    return [_load_spec_file(str(p)).id for p in sorted(Path(spec_dir).glob("table_*.yaml"))]
+
+
+def load_spec(table_id: str, spec_dir: Path = SPEC_DIR) -> TableSpec:
+    p = Path(spec_dir) / f"{spec_stem(table_id)}.yaml"
+    if not p.is_file():
+        raise ValueError(f"unknown table {table_id!r}; valid: {', '.join(table_ids(spec_dir))} (or 'all')")
+    spec = _load_spec_file(str(p))
+    if spec.id != str(table_id):
+        raise ValueError(f"{p.name} declares id {spec.id!r}, expected {table_id!r}")
+    return spec
+
+
+def all_specs(spec_dir: Path = SPEC_DIR) -> list[TableSpec]:
+    return [load_spec(i, spec_dir) for i in table_ids(spec_dir)]
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass
+class TableResult:
+    spec: TableSpec
+    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
+    selection: Selection
+    missing_metrics: list[str] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self.selection.notes() + self.missing_metrics
+
+    def stats(self, row: str, col: str) -> CellStats:
+        r = self.cells[(self.cells["row"] == row) & (self.cells["column"] == col)].iloc[0]
+        return CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]),
+                         tuple(int(s) for s in str(r["seeds"]).split(";") if s != ""))
+
+    def text_grid(self, latex: bool = False) -> pd.DataFrame:
+        grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
+                            dtype=object)
+        for _, r in self.cells.iterrows():
+            grid.loc[r["row"], r["column"]] = format_cell(
+                CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]), ()),
+                self.spec.number_format, latex=latex)
+        return grid
+
+
+def _none(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | None = None) -> TableResult:
+    """Aggregate the records into the cells of ``spec`` (mean ± std over the table's seeds)."""
+    sel = select_runs(records, spec.experiments, spec.seeds, pins)
+    cache: dict[tuple[str, int], dict[str, float]] = {}
+    missing: dict[tuple[str, str], list[int]] = {}
+    rows = []
+    for r in spec.rows:
+        for c in spec.columns:
+            exp, metric = spec.cell(r, c)
+            vals: dict[int, float] = {}
+            for seed in spec.seeds:
+                key = sel.chosen.get((exp, seed))
+                if key is None:
+                    continue
+                if (exp, seed) not in cache:
+                    cache[(exp, seed)] = records.metrics(exp, key, seed)
+                v = metric(cache[(exp, seed)])
+                if v is None:
+                    missing.setdefault((exp, str(metric)), []).append(seed)
+                else:
+                    vals[seed] = v
+            st = cell_stats(vals, len(spec.seeds))
+            rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
+                         "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
+                         "seeds": ";".join(str(s) for s in st.seeds)})
+    cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
+                                        "seeds"]).astype({"mean": "float64", "std": "float64"})
+    notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
+             f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def format_cell(st: CellStats, number_format: str = ".1f", latex: bool = False) -> str:
+    """``84.1 ± 0.3``; ``84.1 ± 0.3 (3/5)`` with fewer seeds than asked; ``84.1 (1/5)``; a dash when empty."""
+    if st.n == 0 or st.mean is None:
+        return "--" if latex else DASH
+    pm = r" $\pm$ " if latex else " ± "
+    text = format(st.mean, number_format)
+    if st.std is not None:
+        text += pm + format(st.std, number_format)
+    if st.n < st.n_expected:
+        text += f" ({st.n}/{st.n_expected})"
+    return text
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", r"\|")
+
+
+def render_markdown(res: TableResult) -> str:
+    spec = res.spec
+    grid = res.text_grid()
+    head = ["", *[c.label for c in spec.columns]]
+    lines = [f"### Table {spec.id}: {spec.title}", ""]
+    if spec.source:
+        lines += [f"Source: {spec.source}.", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [
+        f"Cells: mean ± sample std (ddof={STD_DDOF}) over seeds {', '.join(map(str, spec.seeds))}; "
+        f"`(k/{len(spec.seeds)})` = only k seeds have a value; {DASH} = none.", "",
+        "| " + " | ".join(_md_escape(h) for h in head) + " |",
+        "|" + "|".join(["---"] + ["--:"] * len(spec.columns)) + "|",
+    ]
+    for r in spec.rows:
+        lines.append("| " + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
+                     + " |")
+    lines.append("")
+    notes = res.notes
+    lines += ["**Notes**", ""] + ([f"- {_md_escape(n)}" for n in notes] if notes else ["- none"])
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(res: TableResult) -> str:
+    """A ``table`` environment via pandas ``Styler.to_latex`` (labels escaped); notes as comments after it."""
+    spec = res.spec
+    grid = res.text_grid(latex=True)
+    styler = grid.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    tex = styler.to_latex(
+        caption=f"{_tex_escape(spec.title)} (mean $\\pm$ std over {len(spec.seeds)} seeds)",
+        label=f"tab:{spec.stem.replace('_', '-')}", hrules=True, position="htbp", position_float="centering",
+        column_format="l" + "r" * len(spec.columns),
+    )
+    notes = res.notes
+    if notes:
+        tex += "".join(f"% note: {n}\n" for n in notes)
+    return tex
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
+        s = s.replace(a, b)
+    return s
+
+
+def render_csv(res: TableResult) -> str:
+    """Tidy CSV in the layout of ``results/paper`` (``table,row,column,mean,std``) plus ``n,n_expected,seeds``."""
+    df = res.cells.assign(table=res.spec.id)[["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]]
+    return df.to_csv(index=False, float_format="%.6g")
+
+
+def write_table(res: TableResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<stem>.md``, ``.tex`` and ``.csv`` atomically under ``out_dir``."""
+    out = Path(out_dir)
+    stem = res.spec.stem
+    return {
+        "md": atomic_write_text(out / f"{stem}.md", render_markdown(res)),
+        "tex": atomic_write_text(out / f"{stem}.tex", render_latex(res)),
+        "csv": atomic_write_text(out / f"{stem}.csv", render_csv(res)),
+    }
+
+
+# ----------------------------------------------------------------------------- the thesis' numbers
+
+
+def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | None:
+    """The published cells of ``spec``: ``row, column, mean, std`` and the printed ``mean_text, std_text``.
+
+    ``None`` when the spec names no paper CSV.
+    """
+    if not spec.paper:
+        return None
+    p = Path(paper_dir) / spec.paper
+    raw = pd.read_csv(p, dtype=str, keep_default_na=False)
+    if spec.paper_format == "tidy":
+        df = raw[["row", "column", "mean", "std"]].copy()
+    else:
+        if spec.paper_index not in raw.columns:
+            raise ValueError(f"table {spec.id}: paper_index {spec.paper_index!r} is not a column of {p.name}; "
+                             f"columns: {list(raw.columns)}")
+        df = raw.melt(id_vars=[spec.paper_index], var_name="column", value_name="mean").rename(
+            columns={spec.paper_index: "row"})
+        df["std"] = ""
+    df["mean_text"] = df["mean"]
+    df["std_text"] = df["std"]
+    df["mean"] = pd.to_numeric(df["mean"].replace("", math.nan))
+    df["std"] = pd.to_numeric(df["std"].replace("", math.nan))
+    return df[["row", "column", "mean", "std", "mean_text", "std_text"]].reset_index(drop=True)
+
+
+def paper_matrix(spec: TableSpec, paper: pd.DataFrame | None) -> dict[tuple[str, str], float | None]:
+    out: dict[tuple[str, str], float | None] = {(r.label, c.label): None for r in spec.rows for c in spec.columns}
+    if paper is not None:
+        for _, p in paper.iterrows():
+            if (p["row"], p["column"]) in out:
+                out[(p["row"], p["column"])] = _none(p["mean"])
+    return out
+
+
+def result_matrix(res: TableResult) -> dict[tuple[str, str], float | None]:
+    return {(r["row"], r["column"]): _none(r["mean"]) for _, r in res.cells.iterrows()}
+
+
+def labels(axis: Sequence[Axis]) -> list[str]:
+    return [a.label for a in axis]

@@ -1,0 +1,194 @@
+"""Sweep files, Make targets and launcher configs (conf/sweep/, conf/hydra/launcher/, mk/), and skip-existing.
+
+* every thesis table has a sweep over exactly the table's experiments and seeds 0-4;
+* every job of every sweep composes (experiments still being written are skipped by name);
+* the SLURM and local launchers compose through ``train.py +sweep=... hydra/launcher=... --cfg hydra``
+  with the documented overrides;
+* a relaunched sweep trains only the seeds that have no completed record.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from bioreg.results.tables import all_specs, table_ids
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SPECS = {s.stem: s for s in all_specs()}
+pytestmark = pytest.mark.timeout(240)
+
+
+def sweep_params(stem: str) -> dict:
+    text = (CONF / "sweep" / f"{stem}.yaml").read_text()
+    assert text.splitlines()[0] == "# @package _global_", stem
+    return yaml.safe_load(text)["hydra"]["sweeper"]["params"]
+
+
+def test_one_sweep_per_table() -> None:
+    assert sorted(p.stem for p in (CONF / "sweep").glob("table_*.yaml")) == sorted(SPECS)
+
+
+@pytest.mark.parametrize("stem", sorted(SPECS))
+def test_sweep_runs_the_tables_experiments_over_five_seeds(stem: str) -> None:
+    params = sweep_params(stem)
+    spec = SPECS[stem]
+    assert str(params["+experiment"]).split(",") == spec.experiments
+    assert str(params["seed"]) == ",".join(str(s) for s in spec.seeds) == "0,1,2,3,4"
+    if spec.id.startswith("n3."):
+        assert params["eval"] == "attacks"  # Tables 3.4-3.6 need the attack / Fisher-Rao evaluators
+    else:
+        assert set(params) == {"+experiment", "seed"}
+
+
+def test_tables_sharing_models_share_sweeps() -> None:
+    # Tables 2.3/2.5 (and 2.4/2.6) are two evaluations of the same trained models
+    assert sweep_params("table_2_3") == sweep_params("table_2_5")
+    assert sweep_params("table_2_4") == sweep_params("table_2_6")
+
+
+def _compose(*overrides: str, hydra: bool = False):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+_COMPOSED: dict[tuple[str, ...], tuple[str, int]] = {}  # sweeps share models: compose each job once
+
+
+@pytest.mark.parametrize("stem", sorted(SPECS))
+def test_every_job_of_the_sweep_composes(stem: str) -> None:
+    params = sweep_params(stem)
+    extra = [f"{k}={v}" for k, v in params.items() if k not in ("+experiment", "seed")]
+    if "eval=attacks" in extra and not (CONF / "eval" / "attacks.yaml").is_file():
+        pytest.skip("conf/eval/attacks.yaml is not written yet")
+    missing = []
+    for exp in str(params["+experiment"]).split(","):
+        if not (CONF / "experiment" / f"{exp}.yaml").is_file():
+            missing.append(exp)
+            continue
+        key = (exp, *extra)
+        if key not in _COMPOSED:
+            cfg = _compose(f"+sweep={stem}", f"+experiment={exp}", "seed=4", *extra)
+            _COMPOSED[key] = (cfg.name, cfg.seed)
+        assert _COMPOSED[key] == (exp, 4)
+    if missing:
+        pytest.skip(f"experiments not written yet: {', '.join(missing)}")
+
+
+def _mk_list(path: Path, var: str) -> list[str]:
+    m = re.search(rf"^{var} := (.+)$", path.read_text(), re.M)
+    assert m, f"{var} not in {path}"
+    return m.group(1).split()
+
+
+def test_make_targets_cover_every_table() -> None:
+    assert _mk_list(REPO / "mk" / "tables.mk", "TABLE_IDS") == table_ids()
+    assert _mk_list(REPO / "mk" / "reproduce.mk", "REPRODUCE_IDS") == table_ids()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_reproduce_target_builds_the_launcher_overrides() -> None:
+    def dry(*args: str) -> str:
+        out = subprocess.run(["make", "-s", "-n", *args, "PY=python"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return " ".join(out.stdout.split())
+
+    cmd = dry("reproduce-table-2.5", "LAUNCHER=slurm", "SLURM_PARTITION=gpu", "SLURM_TIME=90", "SEEDS=3,4")
+    assert "python train.py -m +sweep=table_2_5" in cmd
+    for part in ("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90", "seed=3,4"):
+        assert part in cmd
+    assert "hydra.launcher.mem_gb" not in cmd  # unset -> the value in conf/hydra/launcher/slurm.yaml
+    local = dry("reproduce-table-n3.4", "LAUNCHER=local", "JOBS=3")
+    assert "+sweep=table_n3_4" in local and "hydra/launcher=local hydra.sweeper.max_batch_size=3" in local
+    assert "hydra/launcher" not in dry("reproduce-table-4.1")
+    assert "scripts/make_table.py n3.2 --results-dir runs" in dry("table-n3.2", "RESULTS_DIR=runs")
+    bad = subprocess.run(["make", "-s", "reproduce-table-2.5", "LAUNCHER=pbs", "PY=true"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "valid: basic, local, slurm" in bad.stderr
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("bioreg_train_script", REPO / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # Hydra finds config_path="conf" next to the script only for a task function of module __main__
+    mod.main.__wrapped__.__module__ = "__main__"
+    return mod
+
+
+def _train(monkeypatch, *argv: str) -> None:
+    """``python train.py ARGV`` in this process (Hydra's basic launcher runs the jobs in-process)."""
+    GlobalHydra.instance().clear()
+    with monkeypatch.context() as m:
+        m.setattr(sys, "argv", ["train.py", *argv])
+        _train_module().main()
+    GlobalHydra.instance().clear()
+
+
+def test_slurm_launcher_composes_with_documented_overrides(monkeypatch, capsys) -> None:
+    # (Hydra takes --cfg without -m: the launcher and sweeper sections are those the multirun uses)
+    _train(monkeypatch, "+sweep=table_2_5", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+           "hydra.launcher.gpus_per_node=2", "hydra.launcher.cpus_per_task=6", "hydra.launcher.timeout_min=90",
+           "hydra.launcher.mem_gb=40", "hydra.launcher.max_num_timeout=5", "--cfg", "hydra")
+    cfg = yaml.safe_load(capsys.readouterr().out)["hydra"]
+    la = cfg["launcher"]
+    assert la["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (la["partition"], la["gpus_per_node"], la["cpus_per_task"], la["timeout_min"], la["mem_gb"]) == (
+        "gpu", 2, 6, 90, 40)
+    assert la["max_num_timeout"] == 5 > 0
+    assert cfg["sweeper"]["params"]["+experiment"].startswith("allconvnet_baseline,")
+    # the defaults of the file: requeue on, one GPU per run
+    defaults = yaml.safe_load((CONF / "hydra" / "launcher" / "slurm.yaml").read_text())
+    assert defaults["max_num_timeout"] > 0 and defaults["gpus_per_node"] == 1
+
+
+def test_local_launcher_composes(monkeypatch, capsys) -> None:
+    _train(monkeypatch, "+sweep=table_4_1", "hydra/launcher=local", "hydra.sweeper.max_batch_size=3",
+           "--cfg", "hydra")
+    cfg = yaml.safe_load(capsys.readouterr().out)["hydra"]
+    assert cfg["launcher"]["_target_"].endswith("submitit_launcher.LocalLauncher")
+    assert cfg["sweeper"]["max_batch_size"] == 3
+
+
+TINY = [
+    "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
+    "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+    "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
+]
+
+
+def test_relaunched_sweep_runs_only_missing_seeds(tmp_path: Path, monkeypatch) -> None:
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        common = [*TINY, f"results_dir={tmp_path}/runs", f"ckpt_dir={tmp_path}/ckpt"]
+        _train(monkeypatch, "-m", *common, "seed=0", f"hydra.sweep.dir={tmp_path}/sweep1")
+        (rec0,) = list((tmp_path / "runs").rglob("seed0.json"))
+        before = rec0.read_bytes()
+        _train(monkeypatch, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep2")
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert rec0.read_bytes() == before  # seed 0 kept, not retrained
+    (rec1,) = list((tmp_path / "runs").rglob("seed1.json"))
+    assert json.loads(rec1.read_text())["status"] == "completed"
+    assert rec1.parent == rec0.parent  # same experiment, same config key
+    # job 0 of the relaunch was skipped (no run record in its output folder), job 1 trained
+    assert not (tmp_path / "sweep2" / "0" / "record.json").exists()
+    assert json.loads((tmp_path / "sweep2" / "1" / "record.json").read_text())["seed"] == 1
+    assert torch.load(next((tmp_path / "ckpt").rglob("seed1/last.ckpt")), map_location="cpu",
+                      weights_only=True)["epoch"] == 0

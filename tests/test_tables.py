@@ -1,0 +1,316 @@
+"""Every thesis table renders in its printed layout from synthetic records; comparison and claims.
+
+Layouts are checked against the transcribed tables in results/paper/ (row and column labels in
+printed order); cell values against numbers computed here from the synthetic records.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioreg.results.aggregate import Metric, load_records
+from bioreg.results.compare import (
+    FLAG_K,
+    build_report,
+    compare_table,
+    evaluate_claim,
+    load_claims,
+    printed_resolution,
+)
+from bioreg.results.records import RecordStore
+from bioreg.results.tables import (
+    PAPER_DIR,
+    all_specs,
+    build_table,
+    load_paper,
+    load_spec,
+    render_csv,
+    render_latex,
+    render_markdown,
+    spec_from_dict,
+    table_ids,
+    write_table,
+)
+
+ALL_IDS = ["2.3", "2.4", "2.5", "2.6", "4.1", "4.2", "4.3", "4.4", "4.5",
+           "n3.1", "n3.2", "n3.3", "n3.4", "n3.5", "n3.6", "pp2", "pp3"]
+SEEDS = (0, 1, 2, 3, 4)
+SEED_OFFSETS = np.array([0.0, 0.4, -0.3, 0.9, -0.5])  # value of seed k = base + SEED_OFFSETS[k]
+
+
+def leaves(m: Metric) -> list[str]:
+    return [m.path] if m.op == "path" else [p for a in m.args for p in leaves(a)]
+
+
+def set_path(d: dict, path: str, value: float) -> None:
+    *head, last = path.split(".")
+    for k in head:
+        d = d.setdefault(k, {})
+    d[last] = value
+
+
+def base_value(exp_i: int, path: str) -> float:
+    """A distinct, path-dependent base number per (experiment, leaf path)."""
+    return 20.0 + 3.0 * exp_i + (sum(map(ord, path)) % 97) / 10.0
+
+
+def synthetic_records(spec, root: Path) -> None:
+    store = RecordStore(root)
+    paths = sorted({p for a in (*spec.rows, *spec.columns) if a.metric is not None for p in leaves(a.metric)})
+    for i, exp in enumerate(spec.experiments):
+        for s in SEEDS:
+            rec = {"name": exp, "seed": s, "config_key": "abc", "status": "completed"}
+            for p in paths:
+                set_path(rec, p, base_value(i, p) + SEED_OFFSETS[s])
+            store.write(rec)
+
+
+def paper_layout(spec) -> tuple[list[str], list[str]]:
+    paper = load_paper(spec)
+    rows = list(dict.fromkeys(paper["row"]))
+    cols = list(dict.fromkeys(paper["column"]))
+    return rows, cols
+
+
+def test_every_table_has_a_spec() -> None:
+    assert table_ids() == ALL_IDS
+
+
+@pytest.mark.parametrize("tid", ALL_IDS)
+def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
+    spec = load_spec(tid)
+    synthetic_records(spec, tmp_path / "runs")
+    res = build_table(spec, load_records(tmp_path / "runs"))
+    rows = [r.label for r in spec.rows]
+    cols = [c.label for c in spec.columns]
+
+    # layout = the transcribed table (push-pull: its ResNet rows/columns, in printed order)
+    p_rows, p_cols = paper_layout(spec)
+    if tid.startswith("pp"):
+        assert rows == [r for r in p_rows if r in rows] and cols == [c for c in p_cols if c in cols]
+        assert all(("resnet" in x) for x in (rows if tid == "pp3" else cols))
+        assert len(rows if tid == "pp3" else cols) == 8
+    else:
+        assert (rows, cols) == (p_rows, p_cols)
+
+    # every cell has all five seeds; plain-path cells have the expected mean and std
+    assert (res.cells["n"] == 5).all() and not res.notes
+    exp_index = {e: i for i, e in enumerate(spec.experiments)}
+    std5 = float(np.std(SEED_OFFSETS, ddof=1))
+    for _, c in res.cells.iterrows():
+        r = next(a for a in spec.rows if a.label == c["row"])
+        col = next(a for a in spec.columns if a.label == c["column"])
+        exp = r.experiment or col.experiment
+        metric = r.metric or col.metric
+        if metric.op == "path":
+            assert c["mean"] == pytest.approx(base_value(exp_index[exp], metric.path) + SEED_OFFSETS.mean())
+            assert c["std"] == pytest.approx(std5)
+        elif metric.op == "error":
+            assert c["mean"] == pytest.approx(100 - base_value(exp_index[exp], metric.args[0].path)
+                                              - SEED_OFFSETS.mean())
+            assert c["std"] == pytest.approx(std5)
+
+    # Markdown: header in column order, one line per row in row order
+    md = render_markdown(res)
+    table_lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert [h.strip() for h in table_lines[0].strip("|").split("|")][1:] == [c.replace("|", r"\|") for c in cols]
+    assert [ln.split("|")[1].strip() for ln in table_lines[2:]] == rows
+    assert all(ln.count(" ± ") == len(cols) for ln in table_lines[2:])
+
+    # LaTeX: booktabs table, escaped labels, one \\ line per row plus the header
+    tex = render_latex(res)
+    assert "\\toprule" in tex and "\\bottomrule" in tex and tex.count("$\\pm$") >= len(rows) * len(cols)
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0]
+    assert body.count("\\\\") == len(rows)
+    assert "%)" not in tex.replace("\\%)", "")  # every % escaped
+
+    # CSV: tidy, paper-like header, printed order, numbers round-trip
+    df = pd.read_csv(io.StringIO(render_csv(res)), keep_default_na=False, dtype={"row": str, "column": str})
+    assert list(df.columns) == ["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]
+    assert list(zip(df["row"], df["column"], strict=True)) == [(r, c) for r in rows for c in cols]
+    assert np.allclose(df["mean"].astype(float), res.cells["mean"], rtol=1e-5)
+
+
+def test_singh_overfitting_is_per_seed_absolute_difference(tmp_path: Path) -> None:
+    spec = load_spec("n3.1")
+    store = RecordStore(tmp_path)
+    train = [96.0, 97.0, 95.0]
+    test = [90.0, 98.0, 91.0]  # seed 1 has test > train: |diff| per seed, then the mean
+    for s, (tr, te) in enumerate(zip(train, test, strict=True)):
+        store.write({"name": "vgg16_baseline", "seed": s, "config_key": "k", "status": "completed",
+                     "train": {"eval_acc": tr, "acc": 0.5}, "summary": {"test_acc": te}})
+    # a record without eval_acc falls back to train.acc (a fraction) x 100
+    store.write({"name": "vgg16_dropout_48", "seed": 0, "config_key": "k", "status": "completed",
+                 "train": {"acc": 0.931}, "summary": {"test_acc": 90.0}})
+    res = build_table(spec, load_records(tmp_path))
+    over = res.stats("Baseline", "Overfitting")
+    gaps = [6.0, 1.0, 4.0]
+    assert over.mean == pytest.approx(np.mean(gaps)) and over.std == pytest.approx(np.std(gaps, ddof=1))
+    assert res.stats("Baseline", "Train Accuracy (%)").mean == pytest.approx(96.0)
+    d = res.stats("Dropout 48", "Train Accuracy (%)")
+    assert d.mean == pytest.approx(93.1) and res.stats("Dropout 48", "Overfitting").mean == pytest.approx(3.1)
+
+
+def test_write_table_writes_three_files_atomically(tmp_path: Path) -> None:
+    spec = load_spec("2.3")
+    res = build_table(spec, load_records(tmp_path / "none"))
+    paths = write_table(res, tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == ["table_2_3.csv", "table_2_3.md", "table_2_3.tex"]
+    assert not list((tmp_path / "out").glob(".*tmp"))
+    assert "| Test Set | – | – | – | – | – |" in paths["md"].read_text()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"id": "x", "rows": [{"label": "r", "metric": "a"}], "columns": [{"label": "c", "metric": "b"}]},
+     "exactly one of each"),
+    ({"id": "x", "rows": [{"label": "r", "experiment": "e"}], "columns": [{"label": "c", "experiment": "f"}]},
+     "exactly one of each"),
+    ({"id": "x", "rows": [{"label": "r", "metric": "a"}], "columns": [{"label": "c", "experiment": "e"}],
+      "paper_format": "long"}, "valid: 'tidy', 'wide'"),
+    ({"id": "x", "rows": [{"label": "r", "metric": "a"}], "columns": [{"label": "c", "experiment": "e"}],
+      "colour": 1}, "unknown keys"),
+    ({"id": "x", "rows": [{"label": "r", "metric": "a"}, {"label": "r", "metric": "b"}],
+      "columns": [{"label": "c", "experiment": "e"}]}, "duplicate row labels"),
+    ({"id": "x", "rows": [{"label": "r", "metric": "a"}], "columns": [{"label": "c", "experiment": "e"}],
+      "number_format": "%d"}, "number_format"),
+])
+def test_bad_specs_are_rejected_with_reasons(bad: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(match)):
+        spec_from_dict(bad)
+
+
+def test_unknown_table_names_the_valid_ids() -> None:
+    with pytest.raises(ValueError, match=r"valid: 2\.3, 2\.4"):
+        load_spec("9.9")
+
+
+# ----------------------------------------------------------------------------- comparison and claims
+
+
+def records_from_paper(spec, root: Path, shift: dict | None = None, skip: set | None = None,
+                       spread: float = 0.0) -> None:
+    """Five seeds per experiment whose mean is the printed value (+ shift) and whose std is 0 or `spread`."""
+    shift, skip = shift or {}, skip or set()
+    paper = load_paper(spec).set_index(["row", "column"])
+    store = RecordStore(root)
+    offs = SEED_OFFSETS - SEED_OFFSETS.mean()
+    offs = offs / np.std(offs, ddof=1) * spread if spread else offs * 0
+    per_exp: dict[str, dict[int, dict]] = {}
+    for r in spec.rows:
+        for c in spec.columns:
+            exp, metric = spec.cell(r, c)
+            assert metric.op == "path"
+            if (r.label, c.label) in skip:
+                continue
+            v = float(paper.loc[(r.label, c.label), "mean"]) + shift.get((r.label, c.label), 0.0)
+            for s in SEEDS:
+                rec = per_exp.setdefault(exp, {}).setdefault(
+                    s, {"name": exp, "seed": s, "config_key": "k", "status": "completed"})
+                set_path(rec, metric.path, v + offs[s])
+    for seeds in per_exp.values():
+        for rec in seeds.values():
+            store.write(rec)
+
+
+def test_compare_flags_beyond_two_combined_sigma(tmp_path: Path) -> None:
+    spec = load_spec("2.5")
+    # Contrast/Baseline printed 58.6 ± 2.0; reproduction std 1.5 -> sigma = 2.5, 2 sigma = 5.0
+    shift = {("Contrast", "Baseline"): 5.2, ("Fog", "Baseline"): 4.8}
+    records_from_paper(spec, tmp_path, shift=shift, spread=1.5)
+    res = build_table(spec, load_records(tmp_path))
+    cmp_ = compare_table(res, load_paper(spec)).set_index(["row", "column"])
+    c = cmp_.loc[("Contrast", "Baseline")]
+    assert c["diff"] == pytest.approx(5.2) and c["sigma"] == pytest.approx(math.hypot(1.5, 2.0))
+    assert c["flag"] == "FLAG"
+    f = cmp_.loc[("Fog", "Baseline")]  # printed 72.4 ± 1.7: sigma = hypot(1.5, 1.7) = 2.267, 4.8 > 4.53
+    assert f["flag"] == "FLAG" and FLAG_K * f["sigma"] == pytest.approx(2 * math.hypot(1.5, 1.7))
+    # every unshifted cell agrees exactly
+    rest = cmp_.drop(index=list(shift))
+    assert (rest["flag"] == "ok").all() and np.allclose(rest["diff"].astype(float), 0, atol=1e-9)
+
+
+def test_compare_sigma_floor_and_no_std(tmp_path: Path) -> None:
+    # Table 2.3 CP prints std 0.0: with one seed, sigma = the printed resolution (0.05)
+    assert printed_resolution("75.8") == pytest.approx(0.05)
+    assert printed_resolution("100") == pytest.approx(0.5)
+    assert printed_resolution("0.0346") == pytest.approx(0.00005)
+    spec = load_spec("2.3")
+    RecordStore(tmp_path).write({"name": "corr_poisson_layer1", "seed": 0, "config_key": "k", "status": "completed",
+                                 "summary": {"test_acc": 75.89}})
+    cmp_ = compare_table(build_table(spec, load_records(tmp_path)), load_paper(spec)).set_index(["row", "column"])
+    r = cmp_.loc[("Test Set", "CP")]
+    assert r["sigma"] == pytest.approx(0.05) and r["flag"] == "ok"  # |0.09| <= 0.1
+    assert r["thesis"] == "75.8 ± 0.0"  # printed text, not re-formatted
+    assert cmp_.loc[("Test Set", "CG"), "flag"] == "no data"
+    # Singh prints no std: one seed -> no verdict
+    s6 = load_spec("n3.6")
+    RecordStore(tmp_path / "s").write({"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
+                                       "extra": {"fisher_rao": {"value": 3.0}}})
+    c6 = compare_table(build_table(s6, load_records(tmp_path / "s")), load_paper(s6)).set_index(["row", "column"])
+    assert c6.loc[("Baseline", "Fisher-Rao Norm"), "flag"] == "n/a (no std)"
+
+
+def test_claims_count_on_printed_numbers() -> None:
+    claims = {c.id: c for c in load_claims()}
+    assert len(claims) >= 8 and {c.table[0] for c in claims.values()} >= {"2", "4", "n", "p"}
+    got = {cid: evaluate_claim(c, load_spec(c.table), None, load_paper(load_spec(c.table))).thesis_count
+           for cid, c in claims.items()}
+    # the printed tables give the counts stated in the text (Table 4.4: 17 strict wins + a tie, text says 18)
+    assert got["D2.3-occlusion-best-correlated"] == 5
+    assert got["D2.5-cg-best-14of19"] == 14
+    assert got["D2.5-cg-beats-baseline-17of19"] == 17
+    assert got["D2.5-best-correlated-15of19"] == 15
+    assert got["D2.6-best-correlated-14of19"] == 14
+    assert got["D4.4-dropblockrandom-beats-dropblock"] == 17
+    assert got["S3.6-fisher-rao-dropout-down-max-up"] == 4
+    assert got["PP3-pushpull-lower-relative-mce"] == 4
+
+
+def test_claim_reproduced_not_reproduced_not_enough_data(tmp_path: Path) -> None:
+    spec = load_spec("2.5")
+    claim = next(c for c in load_claims() if c.id == "D2.5-cg-best-14of19")
+    paper = load_paper(spec)
+    records_from_paper(spec, tmp_path / "same")
+    o = evaluate_claim(claim, spec, build_table(spec, load_records(tmp_path / "same")), paper)
+    assert (o.repro_count, o.status, o.partial) == (14, "reproduced", False)
+    # CG drops by 3 points on Defocus Blur, Fog and Frost (margins 1.1, 1.1, 2.5): no longer best -> 11 < 14
+    down = {(r, "CG"): -3.0 for r in ("Defocus Blur", "Fog", "Frost")}
+    records_from_paper(spec, tmp_path / "worse", shift=down)
+    o = evaluate_claim(claim, spec, build_table(spec, load_records(tmp_path / "worse")), paper)
+    assert (o.repro_count, o.status) == (11, "not reproduced")
+    records_from_paper(spec, tmp_path / "gap", skip={("Fog", "UP")})
+    o = evaluate_claim(claim, spec, build_table(spec, load_records(tmp_path / "gap")), paper)
+    assert o.status == "not enough data" and o.missing == [("Fog", "UP")]
+
+
+def test_report_has_every_table_and_claim(tmp_path: Path) -> None:
+    spec = load_spec("4.1")
+    records_from_paper(spec, tmp_path)
+    text, summary = build_report(all_specs(), load_records(tmp_path), claims=load_claims(), results_dir="x")
+    for tid in ALL_IDS:
+        assert f"## Table {tid}\n" in text
+    assert summary["tables"]["4.1"] == {"cells": 100, "with_data": 100, "complete": 100, "flagged": 0, "ok": 100}
+    assert summary["tables"]["2.3"]["with_data"] == 0
+    assert summary["claims"]["D4.1-dropblockrandom-beats-dropblock"]["status"] == "reproduced"
+    assert summary["claims"]["D2.3-occlusion-best-correlated"]["status"] == "not enough data"
+    assert (PAPER_DIR / "dutta2019_table_4_1.csv").is_file()
+
+
+def test_bad_claims_name_the_valid_choices() -> None:
+    from bioreg.results.compare import Claim
+
+    base = {"id": "c", "table": "2.5", "text": "t", "source": "s", "claimed": 1}
+    with pytest.raises(ValueError, match="valid: count_best, count_greater, pairs_greater"):
+        Claim(**base, check="count_worst")
+    with pytest.raises(ValueError, match="valid: >=, ==, <=, >, <"):
+        Claim(**base, check="count_best", op="!=")
+    c = Claim(**base, check="count_best", lines=("Fogg",), winners=("CG",))
+    with pytest.raises(ValueError, match="'Fogg' is not a row or column label of table 2.5"):
+        evaluate_claim(c, load_spec("2.5"), None, load_paper(load_spec("2.5")))
