@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    import torch
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from bioreg.evaluate.core import EvalContext
+    from bioreg.evaluate.checkpoint import evaluate_checkpoint
     from bioreg.results.io import atomic_write_json
-    from bioreg.results.records import utc_now
-    from bioreg.run import build
 
     rec_path = find_record(args.record)
     record = json.loads(rec_path.read_text())
@@ -129,26 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     if not ckpt.is_file():
         raise SystemExit(f"checkpoint {ckpt} not found; pass --ckpt (e.g. {ckpt.parent / 'last.ckpt'})")
 
-    dm, lit = build(cfg)
-    dm.prepare_data()
-    dm.setup("fit")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    lit.load_state_dict(state["state_dict"] if "state_dict" in state else state)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = lit.model.to(device).eval()
     progress = bool(cfg.eval.get("progress", True)) and not args.no_progress
-    ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=record.get("metrics") or {},
-                      summary=record.get("summary") or {}, cfg=record["config"], lit=lit, progress=progress)
-    sections: dict[str, Any] = {}
-    for name, entry in evaluators.items():
-        t0 = time.time()
-        log.info("evaluator %s (%s) on %s", name, entry.get("_target_"), ckpt)
-        out = instantiate(entry, _convert_="all")(ctx)
-        out["provenance"] = {"ckpt": str(ckpt), "epoch": state.get("epoch") if isinstance(state, dict) else None,
-                             "evaluated": utc_now(), "device": str(device), "wall_time_s": round(time.time() - t0, 3),
-                             "script": "scripts/evaluate_checkpoint.py", "eval": args.eval,
-                             "overrides": list(args.overrides)}
-        sections[name] = out
+    log.info("evaluators %s on %s", ", ".join(evaluators), ckpt)
+    sections = evaluate_checkpoint(
+        OmegaConf.to_container(cfg, resolve=True), ckpt, evaluators, record=record, device=args.device,
+        progress=progress,
+        provenance={"script": "scripts/evaluate_checkpoint.py", "eval": args.eval, "overrides": list(args.overrides)})
 
     if args.dry_run:
         print(json.dumps(sections, indent=2, default=str))

@@ -10,3 +10,16 @@ def tmp_dirs(tmp_path):
     """Overrides that keep records, checkpoints and outputs inside tmp_path."""
     return [f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt", f"data_dir={tmp_path}/data",
             f"hydra.run.dir={tmp_path}/out"]
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (restored after): tiny models and per-image work are
+    faster single-threaded on a shared 2-core machine. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

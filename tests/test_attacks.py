@@ -16,14 +16,7 @@ from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.gradient_masking import FLAGS, evaluate_red_flags, format_red_flags
 from bioreg.evaluate.stats import acc_entry, wilson_ci
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two on a shared machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8

@@ -25,9 +25,14 @@ def test_there_are_experiments():
 
 
 @pytest.mark.parametrize("name", experiments())
-def test_experiment_composes_builds_and_trains_one_step(name):
+def test_experiment_composes_builds_and_trains_one_step(name, tmp_path):
     """Compose (with the offline digits data), validate, instantiate, one forward/backward pass."""
     cfg = compose([f"+experiment={name}", "data=digits"])
+    if cfg.ckpt_required:  # a fine-tuning experiment: give it the weights of a freshly built model
+        from hydra.utils import instantiate
+
+        torch.save(instantiate(cfg.model).state_dict(), tmp_path / "init.ckpt")
+        cfg = compose([f"+experiment={name}", "data=digits", f"ckpt={tmp_path / 'init.ckpt'}"])
     validate_config(cfg)
     assert cfg.name == name
     torch.manual_seed(0)
@@ -85,6 +90,31 @@ def test_misspelt_regularizer_argument():
     cfg = compose(["reg=allconv_dropout", "+reg.drop_input.prob=0.1"])
     with pytest.raises(ConfigError, match=r"reg.drop_input.prob.*Valid keys.*\bp\b"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize("override, match", [
+    ("+model.widht=3", r"model.widht.*Valid keys.*widths"),  # resnet20 is a factory function
+    ("+reg.cg.sigmaa=1", r"reg.cg.sigmaa.*did you mean 'sigma'"),  # CorrelatedGaussian(**kwargs) -> base
+])
+def test_misspelt_key_of_a_kwargs_passing_target(override, match):
+    """Targets that pass **kwargs on (a subclass to its base, a factory to its class) are still checked."""
+    cfg = compose(["model=resnet20", "reg=cg", "reg.cg.at=layer1", override])
+    with pytest.raises(ConfigError, match=match):
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize("seed", ["null", "'three'", "1.5"])
+def test_seed_must_be_an_integer(seed):
+    with pytest.raises(ConfigError, match=r"seed must be an integer \(0 is a real seed\)"):
+        validate_config(compose([f"seed={seed}"]))
+    validate_config(compose(["seed=0"]))
+
+
+def test_finetune_experiment_requires_a_checkpoint():
+    cfg = compose(["+experiment=resnet20_pushpull_finetune", "data=digits"])
+    with pytest.raises(ConfigError, match=r"ckpt is required by experiment 'resnet20_pushpull_finetune'.*ckpt="):
+        validate_config(cfg)
+    validate_config(compose(["+experiment=resnet20_pushpull_finetune", "data=digits", "ckpt=some/best.ckpt"]))
 
 
 def test_unknown_insertion_point_lists_valid_points():

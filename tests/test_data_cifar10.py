@@ -30,13 +30,7 @@ from bioreg.data.errors import DataError
 N_PER_BATCH, N_TEST = 20, 20  # 100 training images, 10 per class
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Per-image augmentation is fastest single-threaded (as in DataLoader workers)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,7 @@ from bioreg.evaluate.core import EvalContext
 from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.fisher_rao import FisherRaoEvaluator, fisher_rao_terms, select_params
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two on a shared machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cnn() -> nn.Module:

@@ -88,7 +88,7 @@ class EvalConfig:
 
 
 _TOP = {
-    "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "callbacks",
+    "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required", "callbacks",
     "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
 }
 _FIXED = {"optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "eval": EvalConfig}
@@ -139,6 +139,28 @@ def target_params(target: str) -> tuple[set[str], bool]:
             break
         else:
             raise ConfigError(f"cannot import _target_ {target!r}") from None
+    return _signature_params(obj)
+
+
+def _signature_params(obj: Any) -> tuple[set[str], bool]:
+    """Names a callable accepts; a class whose ``__init__`` passes ``**kwargs`` on to its base
+    class (``super().__init__(*args, **kwargs)``) accepts the base's names too, so the walk goes up
+    the MRO until an ``__init__`` without ``**kwargs``. Only a callable that really takes any
+    keyword (no such base to follow) reports ``var_kw=True`` and is not checked."""
+    if inspect.isclass(obj):
+        names: set[str] = set()
+        for klass in obj.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            if klass is object:
+                return names, False
+            params = inspect.signature(init).parameters
+            names |= {n for n, p in params.items()
+                      if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                return names, False
+        return names, True
     sig = inspect.signature(obj)
     names = {n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
@@ -172,6 +194,13 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     for k in c:
         if k not in _TOP:
             raise _unknown("", str(k), _TOP - {"hydra"})
+    # `ckpt: ???` in an experiment cannot mark it required: merging MISSING onto the primary
+    # config's `ckpt: null` keeps null. Experiments that need one set `ckpt_required: true`.
+    if c.get("ckpt_required") and not c.get("ckpt"):
+        raise ConfigError(f"ckpt is required by experiment {c.get('name')!r}: add ckpt=<path to a best.ckpt>")
+    seed = c.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer (0 is a real seed); got {seed!r}")
     for group, schema in _FIXED.items():
         if isinstance(c.get(group), Mapping):
             _check_dataclass(group, c[group], schema)

@@ -136,13 +136,21 @@ def _loggers(cfg: DictConfig, paths: RunPaths):
             from lightning.pytorch.loggers import WandbLogger
         except ImportError as e:  # pragma: no cover
             raise ConfigError("logger=wandb needs the wandb package (uv sync installs it)") from e
-        kw = OmegaConf.to_container(wb, resolve=True)
-        kw.setdefault("mode", os.environ.get("WANDB_MODE", "offline"))
-        kw.setdefault("project", "bioreg")
+        kw = wandb_kwargs(OmegaConf.to_container(wb, resolve=True))
         kw.setdefault("name", f"{cfg.name}-s{cfg.seed}")
         kw.setdefault("save_dir", str(paths.run_dir))
         loggers.append(WandbLogger(**kw))
     return loggers
+
+
+def wandb_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """W&B stays offline unless the user asks otherwise: ``WANDB_MODE`` or ``mode`` wins; without
+    either, naming a ``project`` means online, and no project means offline under "bioreg"."""
+    kw = dict(kw)
+    mode = os.environ.get("WANDB_MODE") or kw.get("mode")
+    kw["mode"] = mode or ("online" if kw.get("project") else "offline")
+    kw["project"] = kw.get("project") or "bioreg"
+    return kw
 
 
 def run(cfg: DictConfig) -> float:
@@ -159,18 +167,19 @@ def run(cfg: DictConfig) -> float:
     store = RecordStore(paths.results)
     name, seed = str(cfg.name), int(cfg.seed)
 
-    existing = store.completed(name, key, seed)
+    smoke = bool(cfg.trainer.get("fast_dev_run"))
+    existing = None if smoke else store.completed(name, key, seed)
     if existing is not None:
         if cfg.on_existing == "skip":
             log.info("skip: %s seed %d already has a completed record (%s)", name, seed, store.path(name, key, seed))
+            _add_missing_evaluators(cfg, existing, store, paths)
             return float(existing.get("best_val_acc") or float("nan"))
         if cfg.on_existing == "error":
             raise ConfigError(f"{name} seed {seed} already has a record at {store.path(name, key, seed)} "
                               "(on_existing=error); use on_existing=skip or on_existing=overwrite")
 
-    # seed everything, workers too. `seed=0` is a real seed: never test it for truthiness.
-    if cfg.seed is None:
-        raise ConfigError("seed must be an integer (0 is fine)")
+    # seed everything, workers too. `seed=0` is a real seed: never test it for truthiness
+    # (validate_config has checked that it is an int).
     L.seed_everything(seed, workers=True)
     if cfg.trainer.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -221,6 +230,8 @@ def run(cfg: DictConfig) -> float:
         if cfg.eval.get("train_acc"):
             train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
         summary = summarize(metrics)
+        if "eval_acc" in train_metrics and "test_acc" in summary:  # Singh Table 3.1's overfitting column
+            summary["overfitting"] = abs(train_metrics["eval_acc"] - summary["test_acc"])  # both %
         ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=metrics, summary=summary,
                           cfg=resolved, lit=lit, progress=bool(cfg.eval.progress))
         extra: dict[str, Any] = {}
@@ -246,9 +257,44 @@ def run(cfg: DictConfig) -> float:
         if type(e).__name__ == "SIGTERMException":  # Lightning's is SystemExit(None), i.e. exit status 0:
             raise SystemExit(128 + 15) from e  # a killed run must not look successful (143 = SIGTERM)
         raise
-    _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None)
+    if smoke:  # Lightning's fast_dev_run is a smoke test: its numbers must never reach the tables
+        record["smoke"] = True
+        record["finished"], record["wall_time_s"] = utc_now(), round(time.time() - t0, 3)
+        from bioreg.results.io import atomic_write_json
+
+        atomic_write_json(paths.run_dir / "record.json", record)
+        log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
+    else:
+        _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None)
     print_result_table(record)
     return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
+
+
+def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore, paths: RunPaths) -> None:
+    """A completed run launched again with evaluators its record lacks (say ``eval=attacks`` after a
+    ``eval=default`` run): ``eval`` is not part of the run's identity, so rather than retraining,
+    run just the missing evaluators on the run's best checkpoint and add their sections."""
+    from bioreg.evaluate.checkpoint import evaluate_checkpoint
+    from bioreg.results.io import atomic_write_json
+
+    wanted = {n: OmegaConf.to_container(e, resolve=True) for n, e in (cfg.eval.get("evaluators") or {}).items()
+              if e is not None}
+    missing = {n: e for n, e in wanted.items() if n not in (existing.get("extra") or {})}
+    if not missing:
+        return
+    ckpt = Path(existing.get("ckpt_dir") or paths.ckpt) / "best.ckpt"
+    if not ckpt.is_file():
+        log.warning("the record lacks evaluators %s but %s is gone: rerun with on_existing=overwrite to retrain",
+                    ", ".join(missing), ckpt)
+        return
+    log.info("adding evaluators %s to the existing record from %s", ", ".join(missing), ckpt)
+    sections = evaluate_checkpoint(existing["config"], ckpt, missing, record=existing,
+                                   progress=bool(cfg.eval.progress), provenance={"added_by": "train.py (rerun)"})
+    existing["extra"] = {**(existing.get("extra") or {}), **sections}
+    store.write(existing, overwrite=True)
+    run_rec = Path(existing.get("run_dir") or "") / "record.json"
+    if existing.get("run_dir") and run_rec.is_file():
+        atomic_write_json(run_rec, existing)
 
 
 def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool) -> None:

@@ -87,17 +87,17 @@ class CifarResNet(nn.Module):
         return self.fc(self.flatten(self.pool(x)))
 
 
-def resnet20(**kw) -> CifarResNet:
-    return CifarResNet(20, **kw)
+def resnet20(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
+    return CifarResNet(20, num_classes=num_classes, in_channels=in_channels, widths=widths)
 
 
-def resnet32(**kw) -> CifarResNet:
-    return CifarResNet(32, **kw)
+def resnet32(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
+    return CifarResNet(32, num_classes=num_classes, in_channels=in_channels, widths=widths)
 
 
-def resnet44(**kw) -> CifarResNet:
-    return CifarResNet(44, **kw)
+def resnet44(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
+    return CifarResNet(44, num_classes=num_classes, in_channels=in_channels, widths=widths)
 
 
-def resnet56(**kw) -> CifarResNet:
-    return CifarResNet(56, **kw)
+def resnet56(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
+    return CifarResNet(56, num_classes=num_classes, in_channels=in_channels, widths=widths)

@@ -1,0 +1,61 @@
+"""Run evaluators on a saved checkpoint of a finished run (no training).
+
+Used by ``scripts/evaluate_checkpoint.py`` (attacks etc. added to a record later) and by
+:func:`bioreg.run.run` when a completed run is launched again with evaluators its record does not
+have yet: the evaluators are part of the *evaluation*, not of the trained model's identity
+(``eval`` is left out of the config key), so instead of retraining, the missing sections are
+computed on the run's ``best.ckpt`` and merged into the record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bioreg.results.records import utc_now
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators: Mapping[str, Mapping[str, Any]],
+                        record: Mapping[str, Any] | None = None, device: str | torch.device | None = None,
+                        progress: bool = True, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate the weights in ``ckpt`` with ``evaluators`` (name -> ``{_target_: …}``).
+
+    ``config`` is a run's resolved config (the model and data are rebuilt from it with
+    :func:`bioreg.run.build`, without its fine-tuning start point ``ckpt``). ``record`` supplies
+    the metrics/summary the evaluators may read (e.g. the clean accuracy). Returns one section per
+    evaluator, each with a ``provenance`` entry (checkpoint, epoch, time, device, wall time).
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from bioreg.evaluate.core import EvalContext
+    from bioreg.run import build
+
+    cfg = OmegaConf.create(dict(config))
+    cfg.ckpt = None  # the weights come from `ckpt`, not from a fine-tuning start point
+    ckpt = Path(ckpt)
+    dm, lit = build(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    lit.load_state_dict(state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = lit.model.to(device).eval()
+    record = record or {}
+    ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=dict(record.get("metrics") or {}),
+                      summary=dict(record.get("summary") or {}), cfg=dict(config), lit=lit, progress=progress)
+    sections: dict[str, Any] = {}
+    for name, entry in evaluators.items():
+        t0 = time.time()
+        out = instantiate(dict(entry), _convert_="all")(ctx)
+        out["provenance"] = {"ckpt": str(ckpt), "epoch": state.get("epoch") if isinstance(state, dict) else None,
+                             "evaluated": utc_now(), "device": str(device),
+                             "wall_time_s": round(time.time() - t0, 3), **dict(provenance or {})}
+        sections[name] = out
+    return sections
