@@ -4,8 +4,9 @@
     python scripts/make_table.py 2.5                     # one table
     python scripts/make_table.py all --results-dir results/runs --out-dir results/tables
     python scripts/make_table.py 2.5 --pin allconvnet_baseline=1a2b3c4d5e   # choose among duplicate config keys
+    python scripts/make_table.py 2.5 --data cifar10      # only the CIFAR-10 runs (not quick digits runs)
 
-Table ids: 2.3-2.6, 4.1-4.5 (Dutta 2019), n3.1-n3.6 (Singh 2023), pp2, pp3 (push-pull 2020);
+Table ids: 2.3-2.6, 4.1-4.5 (Dutta 2019), n3.1-n3.6 (Singh 2023), pp2-pp5 (push-pull 2020);
 specs in src/bioreg/results/specs/. See docs/tables.md.
 """
 
@@ -15,18 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import load_records
+from bioreg.results.aggregate import load_records, parse_pins
 from bioreg.results.tables import build_table, load_spec, render_markdown, table_ids, write_table
-
-
-def parse_pins(items: list[str]) -> dict[str, str]:
-    pins = {}
-    for it in items:
-        name, sep, key = it.partition("=")
-        if not sep or not name or not key:
-            raise SystemExit(f"--pin {it!r}: expected EXPERIMENT=CONFIG_KEY")
-        pins[name] = key
-    return pins
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default="results/tables", help="output folder (default: results/tables)")
     ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
                     help="use only this config key for the experiment (resolves duplicates)")
+    ap.add_argument("--data", default=None, metavar="NAME",
+                    help="only runs trained on this data set (cifar10, digits); default: all")
     ap.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     args = ap.parse_args(argv)
     ids = table_ids() if args.table == "all" else [args.table]
@@ -44,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    records = load_records(args.results_dir)
-    pins = parse_pins(args.pin)
+    try:
+        records = load_records(args.results_dir, data=args.data)
+        pins = parse_pins(args.pin)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for spec in specs:
         res = build_table(spec, records, pins)
         paths = write_table(res, Path(args.out_dir))

@@ -99,7 +99,7 @@ def test_missing_seeds_failed_run_duplicate_cell_by_cell(tmp_path: Path) -> None
     assert grid.loc["Test Set", "B"] == f"{np.mean([60, 61, 63, 64]):.2f} ± {np.std([60, 61, 63, 64], ddof=1):.2f} (4/5)"
 
     notes = res.notes
-    assert any(n.startswith("duplicate: exp_b seed 2") and "k1, k2" in n for n in notes), notes
+    assert any(n.startswith("duplicate: exp_b seed 2") and "k1 (data: ?), k2 (data: ?)" in n for n in notes), notes
     assert any(n.startswith("failed: exp_a seed 3") and "boom" in n for n in notes), notes
     assert any(n.startswith("ignored: exp_b seed 7") for n in notes), notes
     assert not any("other" in n for n in notes)
@@ -192,3 +192,37 @@ def test_record_ids_from_record_not_folder(tmp_path: Path) -> None:
     recs = load_records(tmp_path)
     assert (recs.runs["name"].iloc[0], int(recs.runs["seed"].iloc[0])) == ("exp_a", 1)
     assert recs.metrics("exp_a", "k1", 1) == {"summary.test_acc": 50.0}
+
+
+def _on(data_target: str) -> dict:
+    return {"config": {"data": {"_target_": data_target}}}
+
+
+def test_data_filter_separates_quick_digits_runs_from_cifar_runs(tmp_path: Path) -> None:
+    """A digits smoke run of a thesis experiment and its CIFAR-10 run are two config keys of one
+    (experiment, seed): a duplicate that names both data sets, resolved by --data."""
+    store = RecordStore(tmp_path)
+    cifar, digits = "bioreg.data.cifar10.CIFAR10DataModule", "bioreg.data.digits.DigitsDataModule"
+    for s, v in enumerate([80.0, 82.0]):
+        write(store, "exp_a", s, key="kc", summary={"test_acc": v}, **_on(cifar))
+    write(store, "exp_a", 0, key="kd", summary={"test_acc": 10.0}, **_on(digits))
+    spec = _two_column_table(seeds=(0, 1))
+    mixed = build_table(spec, load_records(tmp_path))
+    assert mixed.stats("Test Set", "A").n == 1  # seed 0 is ambiguous and left out
+    note = "\n".join(mixed.selection.notes())
+    assert "kc (data: cifar10)" in note and "kd (data: digits)" in note and "--data (cifar10 or digits)" in note
+    only_cifar = build_table(spec, load_records(tmp_path, data="cifar10")).stats("Test Set", "A")
+    assert (only_cifar.n, only_cifar.mean) == (2, 81.0)
+    only_digits = build_table(spec, load_records(tmp_path, data="digits")).stats("Test Set", "A")
+    assert (only_digits.n, only_digits.mean) == (1, 10.0)
+    with pytest.raises(ValueError, match=r"no records trained on data 'mnist'.*cifar10, digits"):
+        load_records(tmp_path, data="mnist")
+
+
+def test_pins_must_be_well_formed() -> None:
+    from bioreg.results.aggregate import parse_pins
+
+    assert parse_pins(["a=k1", "b=k2"]) == {"a": "k1", "b": "k2"}
+    for bad in ("a", "=k", "a="):
+        with pytest.raises(ValueError, match="expected EXPERIMENT=CONFIG_KEY"):
+            parse_pins([bad])

@@ -35,7 +35,7 @@ import pandas as pd
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
-    "records_from_dicts", "select_runs", "cell_stats", "Metric", "parse_metric",
+    "records_from_dicts", "select_runs", "cell_stats", "Metric", "parse_metric", "dataset_of", "parse_pins",
 ]
 
 #: record sections whose numeric leaves become metrics (plus the scalar fields in ``TOP_LEVEL``)
@@ -90,7 +90,27 @@ class Records:
         return dict(self._index.get((name, key, int(seed)), {}))
 
 
-RUN_COLUMNS = ["name", "config_key", "seed", "status", "path", "error", "finished"]
+RUN_COLUMNS = ["name", "config_key", "seed", "status", "path", "error", "finished", "data"]
+
+
+def dataset_of(record: Mapping[str, Any]) -> str:
+    """Short name of the data set a run trained on, from its config's data module:
+    ``bioreg.data.cifar10.CIFAR10DataModule`` -> ``cifar10``, ``…DigitsDataModule`` -> ``digits``
+    (``?`` when the record has no config)."""
+    target = str(((record.get("config") or {}).get("data") or {}).get("_target_") or "")
+    cls = target.rpartition(".")[2].lower()
+    return cls.removesuffix("datamodule") or "?"
+
+
+def parse_pins(items: Iterable[str]) -> dict[str, str]:
+    """``--pin EXPERIMENT=CONFIG_KEY`` options as a mapping; a malformed one is an error."""
+    pins = {}
+    for it in items:
+        name, sep, key = it.partition("=")
+        if not sep or not name or not key:
+            raise ValueError(f"--pin {it!r}: expected EXPERIMENT=CONFIG_KEY")
+        pins[name] = key
+    return pins
 VALUE_COLUMNS = ["name", "config_key", "seed", "status", "metric", "value"]
 
 
@@ -108,7 +128,8 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
             seed = int(stem[4:]) if stem.startswith("seed") and stem[4:].isdigit() else -1
         status = str(rec.get("status", "unknown"))
         runs.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
-                     "path": str(path), "error": rec.get("error"), "finished": rec.get("finished")})
+                     "path": str(path), "error": rec.get("error"), "finished": rec.get("finished"),
+                     "data": dataset_of(rec)})
         for m, val in record_metrics(rec).items():
             values.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
                            "metric": m, "value": val})
@@ -117,8 +138,13 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
     return Records(runs=runs_df, values=values_df, root=root)
 
 
-def load_records(results_dir: str | Path) -> Records:
-    """Read every ``<results_dir>/<name>/<config_key>/seed<k>.json`` (an absent folder gives no records)."""
+def load_records(results_dir: str | Path, data: str | None = None) -> Records:
+    """Read every ``<results_dir>/<name>/<config_key>/seed<k>.json`` (an absent folder gives no records).
+
+    ``data`` keeps only the runs trained on that data set (:func:`dataset_of`: ``cifar10``,
+    ``digits``), so that quick digits runs of a thesis experiment and its real CIFAR-10 runs can
+    share a ``results_dir`` without becoming duplicates of each other.
+    """
     root = Path(results_dir)
     items: list[tuple[str, dict]] = []
     if root.is_dir():
@@ -127,6 +153,11 @@ def load_records(results_dir: str | Path) -> Records:
                 items.append((str(p), json.loads(p.read_text())))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 items.append((str(p), {"status": "unreadable", "error": f"{type(e).__name__}: {e}"}))
+    if data:
+        known = sorted({dataset_of(r) for _, r in items} - {"?"})
+        items = [(p, r) for p, r in items if dataset_of(r) == data]
+        if not items and known:
+            raise ValueError(f"no records trained on data {data!r} in {root}; its records are on: {', '.join(known)}")
     return records_from_dicts(items, root=root)
 
 
@@ -139,6 +170,7 @@ class Selection:
 
     chosen: dict[tuple[str, int], str] = field(default_factory=dict)  # (name, seed) -> config_key
     duplicates: list[tuple[str, int, list[str]]] = field(default_factory=list)
+    datasets: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, config_key) -> data set
     failed: list[dict[str, Any]] = field(default_factory=list)
     ignored_seeds: list[tuple[str, int, str]] = field(default_factory=list)
     ignored_pinned: list[tuple[str, int, str]] = field(default_factory=list)
@@ -146,9 +178,12 @@ class Selection:
     def notes(self) -> list[str]:
         out = []
         for name, seed, keys in self.duplicates:
-            out.append(f"duplicate: {name} seed {seed} has completed records under config keys "
-                       f"{', '.join(keys)}; excluded from the cell (keep one, or pin a key with "
-                       f"--pin {name}={keys[0]})")
+            data = [self.datasets.get((name, k), "?") for k in keys]
+            shown = ", ".join(f"{k} (data: {d})" for k, d in zip(keys, data, strict=True))
+            hint = (f"choose the data set with --data ({' or '.join(sorted(set(data)))}), " if len(set(data)) > 1
+                    else "")
+            out.append(f"duplicate: {name} seed {seed} has completed records under config keys {shown}; "
+                       f"excluded from the cell ({hint}keep one, or pin a key with --pin {name}={keys[0]})")
         for f in self.failed:
             tail = " (a completed record of this seed is used)" if f["superseded"] else ""
             out.append(f"failed: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['error'] or 'no error text'}"
@@ -190,6 +225,9 @@ def select_runs(records: Records, experiments: Iterable[str], seeds: Sequence[in
             sel.chosen[(name, seed)] = done[0]
         elif len(done) > 1:
             sel.duplicates.append((name, seed, done))
+            if "data" in grp:
+                for _, r in grp.iterrows():
+                    sel.datasets[(name, str(r["config_key"]))] = str(r["data"])
     return sel
 
 
