@@ -147,18 +147,50 @@ def test_dropblock_small_prob_close_to_drop_prob():
     assert abs(frac - 0.05) < 0.005
 
 
+@pytest.mark.parametrize(("max_epochs", "middle"), [(2, None), (10, 4), (50, 25), (51, 25)])
+def test_linear_ramp_reaches_target_in_last_real_epoch(max_epochs, middle):
+    """0 in epoch 0, the full target in epoch max_epochs - 1 (0-based; the last one a Trainer runs)."""
+    m = DropBlock(0.5, 3)
+    m.state = TrainingState(epoch=0, max_epochs=max_epochs)
+    assert m.current_drop_prob() == 0.0
+    m.state.epoch = max_epochs - 1
+    assert m.current_drop_prob() == pytest.approx(0.5, abs=1e-12)
+    if middle is not None:
+        m.state.epoch = middle
+        assert m.current_drop_prob() == pytest.approx(0.5 * middle / (max_epochs - 1), abs=1e-12)
+    m.state.epoch = max_epochs + 3  # past the end (e.g. resumed with a smaller max_epochs): stays at target
+    assert m.current_drop_prob() == pytest.approx(0.5, abs=1e-12)
+    # equal steps: every epoch adds drop_prob / (max_epochs - 1)
+    steps = []
+    for e in range(max_epochs):
+        m.state.epoch = e
+        steps.append(m.current_drop_prob())
+    assert torch.allclose(torch.tensor(steps).diff(), torch.full((max_epochs - 1,), 0.5 / (max_epochs - 1),
+                                                                 dtype=torch.float64).float(), atol=1e-7)
+
+
+def test_linear_ramp_single_epoch_and_unbound():
+    m = DropBlock(0.3, 3)
+    x = torch.ones(4, 2, 5, 5)
+    assert m.train()(x) is x  # unbound: the start of training, drops nothing
+    assert m.current_drop_prob() == 0.0
+    m.state = TrainingState(epoch=0, max_epochs=1)  # one-epoch run: its only epoch is the last one
+    assert m.current_drop_prob() == pytest.approx(0.3)
+    assert DropBlock(0.3, 3, schedule="none").current_drop_prob() == 0.3
+
+
 @pytest.mark.parametrize("cls", [DropBlock, DropBlockRandom, CorrDrop])
-@pytest.mark.parametrize(("epoch", "max_epochs"), [(0, 10), (3, 10), (7, 10), (10, 10)])
+@pytest.mark.parametrize(("epoch", "max_epochs"), [(0, 10), (3, 10), (6, 10), (9, 10), (49, 50), (0, 1)])
 def test_linear_schedule_per_epoch(cls, epoch, max_epochs):
     torch.manual_seed(5)
     c, h, b, target = 8, 12, 3, 0.4
     ctx = conv_ctx(c, h, h, epoch=epoch, max_epochs=max_epochs)
     m = bound(cls(target, b), ctx)
-    p_now = target * epoch / max_epochs
+    p_now = target * (epoch / (max_epochs - 1) if max_epochs > 1 else 1.0)
     assert m.current_drop_prob() == pytest.approx(p_now)
     x = torch.ones(1500, c, h, h)
     y = m(x)
-    if epoch == 0:
+    if epoch == 0 and max_epochs > 1:
         assert y is x  # drop_prob 0 at the start of training
         return
     frac = (y == 0).float().mean().item()
@@ -166,9 +198,10 @@ def test_linear_schedule_per_epoch(cls, epoch, max_epochs):
         expected = expected_block_fraction(p_now, b, h, h)
     else:  # half of the maps, drop_prob doubled on them
         expected = n_selected(0.5, c) / c * expected_block_fraction(2 * p_now, b, h, h)
+    # 1500 independent masks: sd of the fraction <= 0.004
     assert abs(frac - expected) < 0.012
     # the state object is shared: moving the epoch changes the rate without re-binding
-    ctx.state.epoch = 0
+    ctx.state.epoch, ctx.state.max_epochs = 0, 10
     assert m.current_drop_prob() == 0.0
 
 
@@ -348,6 +381,21 @@ def test_bad_block_parameters(cls):
         m(torch.rand(2, 8, 4, 4))
     with pytest.raises(RegularizerConfigError, match=r"\(N, C, H, W\)"):
         m(torch.rand(2, 8))
+
+
+@pytest.mark.parametrize("cls", [DropBlockRandom, CorrDrop])
+def test_doubled_drop_prob_must_stay_below_one(cls):
+    # drop_prob / fraction is the drop probability on the selected maps at the end of the ramp
+    for drop_prob, fraction, rng in [(0.51, 0.5, r"\[0, 0\.5\]"), (0.7, 0.5, r"\[0, 0\.5\]"),
+                                     (0.3, 0.25, r"\[0, 0\.25\]")]:
+        with pytest.raises(RegularizerConfigError, match=rf"{cls.__name__}: drop_prob must be in {rng} for fraction"):
+            cls(drop_prob, 3, fraction=fraction)
+    assert cls(0.5, 3).prob_factor == 2.0  # the thesis's target, doubled to 1
+    assert cls(0.9, 3, fraction=1.0).prob_factor == 1.0
+    assert cls().drop_prob == 0.5 and cls().fraction == 0.5  # the thesis's values are valid
+    # at the end of the ramp the selected maps see probability 1; eq 4.1's seed rate stays < 1
+    m = bound(cls(0.5, 3), conv_ctx(6, 4, 4, weight=angle_kernels()))
+    assert m.current_gamma(4, 4) == pytest.approx(1.0 * 16 / (9 * 4)) and m.current_gamma(4, 4) < 1
 
 
 @pytest.mark.parametrize("name", ["SpatialDropoutMod", "CorrDrop"])

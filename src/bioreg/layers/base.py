@@ -28,7 +28,8 @@ the point. The context holds:
 ``state``
     a :class:`TrainingState` shared by every module of the model; the
     LitClassifier keeps ``epoch``, ``max_epochs`` and ``global_step`` up to date,
-    so schedules (e.g. DropBlock's linear ramp) read ``ctx.state.progress``.
+    so schedules read it (DropBlock's linear ramp: ``bioreg.layers.dropout.linear_ramp(ctx.state)``,
+    which reaches its target in the last epoch, ``epoch = max_epochs - 1``).
 
 Modules keep the context as a plain attribute (``self.ctx``; a dataclass is not
 registered as a sub-module, so the producer's parameters are not duplicated in

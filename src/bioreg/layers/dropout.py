@@ -46,6 +46,7 @@ __all__ = [
     "CorrDrop",
     "block_gamma",
     "block_keep_mask",
+    "linear_ramp",
     "n_selected",
     "similarity_rows",
 ]
@@ -70,8 +71,11 @@ def block_gamma(drop_prob: float, block_size: int, height: int, width: int) -> f
     For square maps this is eq 4.1 with ``feat_size**2`` in the numerator: the thesis
     prints ``feat_size`` (not squared), which does not make the expected dropped
     fraction equal ``drop_prob``; we follow Ghiasi et al. (docs/decisions/dropout.md).
-    Clamped to 1 (it can exceed 1 for large ``drop_prob`` on small maps, e.g. with the
-    doubled probability of CorrDrop).
+    For a block that fits (``1 <= block_size <= min(H, W)``) ``gamma <= drop_prob``, because
+    ``block_size * (H - block_size + 1) >= H`` (same for W); the modules reject any effective
+    probability > 1 at construction (:class:`DropBlockRandom`/:class:`CorrDrop` check
+    ``drop_prob / fraction <= 1``); gamma reaches 1 only for ``block_size = 1`` at probability 1
+    (every unit dropped), and the clamp guards direct calls.
     """
     valid = (height - block_size + 1) * (width - block_size + 1)
     return min(1.0, drop_prob * height * width / (block_size**2 * valid))
@@ -103,6 +107,20 @@ def block_keep_mask(
     pad = block_size - 1
     dropped = F.max_pool2d(F.pad(seeds, [pad, pad, pad, pad]), kernel_size=block_size, stride=1)
     return 1.0 - dropped
+
+
+def linear_ramp(state: TrainingState) -> float:
+    """Progress of the per-epoch linear schedule of §4.1.1: ``epoch / (max_epochs - 1)`` in [0, 1].
+
+    ``epoch`` is 0-based, so the first epoch uses 0 and the last real epoch (``max_epochs - 1``)
+    uses 1, i.e. the full target ("from 0 to 0.5"). With ``max_epochs <= 1`` the only epoch is
+    the last one and gets the target. Epochs past the end (e.g. a resumed run with a smaller
+    ``max_epochs``) stay at 1. ``TrainingState.progress`` (``epoch / max_epochs``) is not used:
+    it never reaches 1 in a real run (docs/decisions/dropout.md).
+    """
+    if state.max_epochs <= 1:
+        return 1.0
+    return min(max(state.epoch / (state.max_epochs - 1), 0.0), 1.0)
 
 
 def _check_block_size(block_size: int) -> int:
@@ -289,10 +307,11 @@ class DropBlock(nn.Module):
     the counts over the whole batch's mask (Algorithm 1).
 
     ``drop_prob`` is the target; with ``schedule="linear"`` (default) the value in
-    use is ``drop_prob * ctx.state.progress`` (``progress = epoch / max_epochs``,
-    kept current by the LitClassifier), i.e. a per-epoch linear ramp from 0 in
-    the first epoch to ``drop_prob * (E-1)/E`` in the last. An unbound module
-    sees the start of training (drops nothing) unless ``schedule="none"``
+    use is ``drop_prob * linear_ramp(ctx.state)`` = ``drop_prob * epoch / (E - 1)``
+    (0-based ``epoch`` and ``E = max_epochs`` kept current by the LitClassifier), i.e. a
+    per-epoch linear ramp from 0 in the first epoch to exactly ``drop_prob`` in the last
+    (:func:`linear_ramp`; ``E = 1``: the target). An unbound module (no ``bind``, no
+    ``state`` set) sees the start of training (drops nothing) unless ``schedule="none"``
     (fixed ``drop_prob``). ``block_size`` must not exceed the map (checked in
     ``bind`` from ``ctx.shape`` and at forward time).
     """
@@ -306,7 +325,7 @@ class DropBlock(nn.Module):
         self.drop_prob = check_probability(drop_prob, "drop_prob")
         self.block_size = _check_block_size(block_size)
         self.schedule = _check_schedule(schedule)
-        self.state = TrainingState()
+        self.state: TrainingState | None = None  # set by bind (the model's shared state)
         self.ctx: InsertionContext | None = None
 
     def bind(self, ctx: InsertionContext) -> None:
@@ -325,7 +344,9 @@ class DropBlock(nn.Module):
         """The scheduled drop probability (before the ``prob_factor`` of the subset variants)."""
         if self.schedule == "none":
             return self.drop_prob
-        return self.drop_prob * self.state.progress
+        if self.state is None:  # unbound: the start of training
+            return 0.0
+        return self.drop_prob * linear_ramp(self.state)
 
     def current_gamma(self, h: int, w: int) -> float:
         return block_gamma(self.prob_factor * self.current_drop_prob(), self.block_size, h, w)
@@ -360,16 +381,32 @@ class _SubsetDropBlock(DropBlock):
     """DropBlock whose per-example mask is applied only to ``k`` selected maps.
 
     ``k = floor(fraction * C + 1/2)``; the scheduled ``drop_prob`` is divided by
-    ``fraction`` (×2 for the thesis's 50 %) so that the expected fraction of
-    dropped units over all maps stays that of DropBlock (§4.2). The selected maps
-    are multiplied by ``M * count(M) / count_ones(M)`` (Algorithm 1 applied to
-    them); the other maps pass unchanged.
+    ``fraction`` (×2 for the thesis's 50 %), the thesis's device "to keep a similar
+    effective drop out probability to DropBlock" (§4.2). That is exact only without
+    block overlap (small ``drop_prob``): overlapping blocks saturate faster at the doubled
+    rate, so near the end of the ramp the fraction of dropped units over all maps is
+    clearly below DropBlock's. At the end of the ramp (block 3, half of 8 maps), DropBlock
+    at 0.5 vs this at drop_prob 0.5 (1.0 on the selected maps): expected dropped fraction
+    0.412 vs 0.341 on 4×4 maps and 0.397 vs 0.320 on 32×32 (closed form with overlaps;
+    docs/decisions/dropout.md). ``drop_prob / fraction`` (the drop probability on the selected
+    maps at the end of the ramp) must be <= 1, checked at construction. The thesis's 0.5 doubles to
+    exactly 1, which is still a proper DropBlock setting for ``block_size > 1``: the seed rate
+    gamma of eq 4.1 stays below 1 (0.126 on 32×32 maps with block 3; overlapping blocks
+    drop about 64 % of the selected units). The selected maps are multiplied by
+    ``M * count(M) / count_ones(M)`` (Algorithm 1 applied to them); the other maps pass
+    unchanged.
     """
 
     def __init__(self, drop_prob: float = 0.5, block_size: int = 3, schedule: str = "linear",
                  fraction: float = 0.5) -> None:
         super().__init__(drop_prob, block_size, schedule)
         self.fraction = _check_fraction(fraction)
+        if self.drop_prob > self.fraction:  # drop_prob / fraction > 1
+            raise RegularizerConfigError(
+                f"{self.who}: drop_prob must be in [0, {self.fraction:g}] for fraction={self.fraction:g}: it is "
+                f"multiplied by 1/fraction on the selected maps and must stay a probability <= 1; got "
+                f"drop_prob={drop_prob!r} (drop_prob/fraction = {self.drop_prob / self.fraction:g})"
+            )
         self.prob_factor = 1.0 / self.fraction
 
     def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
