@@ -16,9 +16,10 @@ Writing ``delta = 1 - a - c`` this is ``Sigma = T (x) S + delta I + c 11^T``.
 
 Two samplers draw ``x ~ N(0, Sigma)`` (eq 2.8 with unit standard deviations):
 
-* :class:`DenseSampler` -- the thesis's procedure: build the dense ``n x n`` matrix, replace it by
-  the nearest correlation matrix when it is not positive semi-definite (eq 2.17), factor it and
-  return ``L z``. Cost ``O(n^3)`` per refresh and ``O(n^2)`` per sample.
+* :class:`DenseSampler` -- the thesis's procedure: build the dense ``n x n`` matrix, factor it
+  (Cholesky) and return ``L z``; when it needs repair, repair it densely (below) or, with
+  ``ncm_method`` = ``higham`` / ``clip`` / ``cvxpy``, replace it by the nearest correlation matrix
+  (eq 2.17). Cost ``O(n^3)`` per refresh and ``O(n^2)`` per sample.
 * :class:`StructuredSampler` -- the same distribution without forming anything ``n x n``. ``S``
   depends only on positions; its eigendecomposition ``S = V diag(mu) V^T`` is computed once per
   shape and cached. ``T = U diag(lambda) U^T`` is ``C x C``. ``T (x) S + delta I`` has eigenvectors
@@ -29,8 +30,12 @@ Two samplers draw ``x ~ N(0, Sigma)`` (eq 2.8 with unit standard deviations):
   correlation matrix. A sample is ``U (G o Z) V^T + sqrt(c) z0``, ``G = sqrt(max(lambda mu^T +
   delta, 0))``, divided unit-wise by the standard deviation: two batched matrix products.
 
-When no eigenvalue is clipped (the default parameters on CIFAR-sized layers) both samplers sample
-exactly eq 2.14; otherwise they differ only in the repair. See ``docs/decisions/correlation.md``.
+The repair ("spectral", :func:`spectral_repair`) is defined on the dense matrix alone --
+``A = Sigma - c 11^T`` (off the diagonal ``T (x) S``, diagonal ``1 - c``), ``R = D^-1/2 (P+(A) +
+c 11^T) D^-1/2`` with ``P+`` the projection onto the PSD cone and ``D`` the diagonal of the bracket,
+applied whenever ``A`` is not PSD -- and it is the default of both samplers (the dense one computes
+it with a dense eigendecomposition), so ``sampler=dense`` and ``sampler=structured`` sample the same
+distribution for every parameter set. See ``docs/decisions/correlation.md``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ __all__ = [
     "correlation_matrix",
     "nearest_correlation",
     "NCM_METHODS",
+    "REPAIR_METHODS",
+    "spectral_repair",
     "safe_factor",
     "CorrelatedNormalSampler",
     "DenseSampler",
@@ -62,6 +69,9 @@ __all__ = [
 ]
 
 NCM_METHODS = ("higham", "clip", "cvxpy")
+#: Repairs of an invalid Sigma the dense sampler accepts: the structured sampler's spectral repair
+#: (default; identical distributions) or a nearest correlation matrix (eq 2.17, thesis).
+REPAIR_METHODS = ("spectral", *NCM_METHODS)
 SAMPLER_KINDS = ("dense", "structured")
 
 
@@ -301,6 +311,63 @@ def nearest_correlation(a: Tensor, method: str = "higham", **kw: object) -> Tens
     return _ncm_cvxpy(a, **kw)  # type: ignore[arg-type]
 
 
+def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int]:
+    """Factor ``(F, s, n_clipped)`` with ``F F^T + s s^T`` = the spectral repair of ``sigma``.
+
+    ``sigma`` must have unit diagonal and ``c`` is eq 2.14's floor. If ``A = sigma - c 11^T`` is
+    positive definite (Cholesky of ``sigma`` succeeds and ``c 1^T sigma^-1 1 < 1``, the matrix
+    determinant lemma) nothing is repaired: ``F`` is the Cholesky factor of ``sigma``, ``s`` is
+    ``None``. Otherwise ``A = W diag(w) W^T`` (dense ``eigh``), ``F = D^-1/2 W diag(sqrt(max(w, 0)))``,
+    ``s = D^-1/2 sqrt(c) 1`` with ``D = diag(P+(A)) + c``. ``sigma`` is overwritten in that case.
+    """
+    n = sigma.shape[0]
+    chol, info = torch.linalg.cholesky_ex(sigma)
+    if int(info) == 0 and bool(torch.isfinite(chol).all()):
+        if c == 0:
+            return chol, None, 0
+        y = torch.linalg.solve_triangular(chol, torch.ones(n, 1, dtype=chol.dtype, device=chol.device), upper=False)
+        if c * float(y.square().sum()) < 1.0:
+            return chol, None, 0
+    del chol
+    a = sigma.sub_(c)  # T (x) S + delta I (the diagonal 1 - c = a + delta)
+    w, f = torch.linalg.eigh(_sym(a))
+    del a, sigma
+    n_clipped = int((w < 0).sum())
+    f.mul_(w.clamp_min(0.0).sqrt())
+    var = f.square().sum(dim=1) + c
+    if not bool((var > 0).all()):
+        raise RuntimeError("spectral correlation repair produced a unit with zero variance")
+    inv_std = var.rsqrt()
+    f.mul_(inv_std[:, None])
+    shared = math.sqrt(c) * inv_std if c > 0 else None
+    return f, shared, n_clipped
+
+
+def spectral_repair(sigma: Tensor, c: float) -> Tensor:
+    """The structured sampler's repair of eq 2.14, computed densely (small matrices).
+
+    ``sigma``: a symmetric matrix with unit diagonal whose off-diagonal part is ``T (x) S + c``
+    (:func:`correlation_matrix`), ``c`` in [0, 1]. Returns ``D^-1/2 (P+(A) + c 11^T) D^-1/2`` with
+    ``A = sigma - c 11^T`` and ``P+`` the Frobenius projection onto the PSD cone (eigenvalue clip
+    at 0), ``D`` the diagonal of the bracket; ``sigma`` itself when ``A`` is positive definite.
+    The result is a correlation matrix (PSD, unit diagonal). Unlike :func:`nearest_correlation`
+    it is not the nearest one (a few % further in the tests), and it is a repair of eq 2.14's
+    structure rather than a projection: it keeps ``sigma`` iff ``A`` is PSD, so it can change a
+    ``sigma`` that is PSD only thanks to the floor ``c 11^T``. It is what :class:`StructuredSampler`
+    samples, so the dense and structured samplers agree.
+    """
+    _check_square_symmetric(sigma)
+    if not 0 <= c <= 1:
+        raise RegularizerConfigError(f"c must be in [0, 1], got {c!r}")
+    f, shared, _ = _spectral_parts(sigma.clone(), float(c))
+    out = f @ f.T
+    if shared is not None:
+        out = out + shared[:, None] * shared[None, :]
+    out = _sym(out)
+    out.fill_diagonal_(1.0)
+    return out
+
+
 def safe_factor(c: Tensor) -> Tensor:
     """A factor ``L`` with ``L L^T`` = the PSD part of the symmetric matrix ``c``; never fails.
 
@@ -377,58 +444,91 @@ def _check_batch(batch: int) -> int:
 
 
 class DenseSampler(CorrelatedNormalSampler):
-    """Thesis-faithful sampler (§2.2.2, §2.3.3): dense ``Sigma`` -> NCM if not PSD -> factor -> ``L z``.
+    """Thesis-faithful sampler (§2.2.2, §2.3.3): dense ``Sigma`` -> repair if needed -> factor -> ``L z``.
 
-    ``ncm_method`` is used only when the Cholesky factorisation of eq 2.14's matrix fails;
+    ``ncm_method`` chooses the repair of an invalid ``Sigma``:
+
+    * ``"spectral"`` (default) -- :func:`spectral_repair`, the structured sampler's repair computed
+      with a dense eigendecomposition; applied when ``A = Sigma - c 11^T`` is not positive
+      definite (tested with the Cholesky factor of ``Sigma`` and the matrix determinant lemma), so
+      the sampled covariance equals :class:`StructuredSampler`'s for every parameter set.
+      Otherwise the Cholesky factor of eq 2.14's ``Sigma`` is used, as in the thesis.
+    * ``"higham"`` / ``"clip"`` / ``"cvxpy"`` -- the thesis's procedure: when the Cholesky
+      factorisation of ``Sigma`` fails, replace it by :func:`nearest_correlation` (eq 2.17) and
+      factor that (:func:`safe_factor`). This differs slightly from the structured sampler when
+      a repair is needed (about 2 % in Frobenius distance to ``Sigma`` in the tests).
+
     ``dtype`` is the precision of the construction and factorisation (float64 default; float32
     halves memory and time at large ``n``). ``ncm_kw`` are passed to :func:`nearest_correlation`.
+    After a refresh ``n_clipped`` is the number of clipped eigenvalues (spectral repair only).
     """
 
     def __init__(
         self,
         shape: tuple[int, int, int],
         params: CorrelationParams | None = None,
-        ncm_method: str = "higham",
+        ncm_method: str = "spectral",
         *,
         dtype: torch.dtype = torch.float64,
         ncm_kw: dict | None = None,
     ) -> None:
         super().__init__(shape, params)
-        if ncm_method not in NCM_METHODS:
+        if ncm_method not in REPAIR_METHODS:
             raise RegularizerConfigError(
-                f"unknown nearest-correlation method {ncm_method!r}; choose one of {NCM_METHODS}"
+                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
+            )
+        if ncm_kw and ncm_method == "spectral":
+            raise RegularizerConfigError(
+                f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'"
             )
         self.ncm_method = ncm_method
         self.ncm_kw = dict(ncm_kw or {})
         self.dtype = dtype
+        self.n_clipped = 0
         self._factor: Tensor | None = None
+        self._shared: Tensor | None = None
 
     @torch.no_grad()
     def refresh(self, weight: Tensor) -> None:
         _check_weight(weight, self.shape[0])
         _, h, w = self.shape
         sigma = correlation_matrix(weight, h, w, self.params, dtype=self.dtype)
-        chol, info = torch.linalg.cholesky_ex(sigma)
-        self.repaired = int(info) != 0
-        if self.repaired:
-            sigma = nearest_correlation(sigma, self.ncm_method, **self.ncm_kw)
-            chol = safe_factor(sigma)
-        self._factor_t = chol.T.to(device=weight.device, dtype=weight.dtype).contiguous()
-        self._factor = chol
+        shared = None
+        if self.ncm_method == "spectral":
+            factor, shared, self.n_clipped = _spectral_parts(sigma, self.params.c)
+            self.repaired = self.n_clipped > 0
+        else:
+            factor, info = torch.linalg.cholesky_ex(sigma)
+            self.repaired = int(info) != 0
+            if self.repaired:
+                sigma = nearest_correlation(sigma, self.ncm_method, **self.ncm_kw)
+                factor = safe_factor(sigma)
+        del sigma
+        self._factor_t = factor.T.to(device=weight.device, dtype=weight.dtype).contiguous()
+        self._shared_w = None if shared is None else shared.to(device=weight.device, dtype=weight.dtype)
+        self._factor, self._shared = factor, shared
         self._ready = True
 
     def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
         self._check_ready()
         batch = _check_batch(batch)
         ft = self._factor_t
-        z = torch.randn(batch, self.n, generator=generator, device=ft.device, dtype=ft.dtype)
-        return (z @ ft).reshape(batch, *self.shape)
+        z = torch.randn(batch, ft.shape[0], generator=generator, device=ft.device, dtype=ft.dtype)
+        x = z @ ft
+        if self._shared_w is not None:  # spectral repair: + sqrt(c) z0 1, rescaled per unit
+            z0 = torch.randn(batch, 1, generator=generator, device=ft.device, dtype=ft.dtype)
+            x.addcmul_(z0, self._shared_w[None, :])
+        return x.reshape(batch, *self.shape)
 
     def covariance(self) -> Tensor:
-        """``L L^T`` (float64): the correlation matrix actually sampled."""
+        """``L L^T`` (+ the shared term of the spectral repair), float64: the matrix actually sampled."""
         self._check_ready()
         f = self._factor.double()
-        return f @ f.T
+        cov = f @ f.T
+        if self._shared is not None:
+            s = self._shared.double()
+            cov = cov + s[:, None] * s[None, :]
+        return cov
 
 
 def _reflection_basis(n: int) -> Tensor:
@@ -524,7 +624,8 @@ class StructuredSampler(CorrelatedNormalSampler):
     (except in :meth:`covariance`, meant for tests on small layers).
 
     After a refresh ``n_clipped`` is the number of clipped eigenvalues ``lambda_i mu_j + delta < 0``
-    and ``clip_fro`` the Frobenius norm of what the clipping removed.
+    and ``clip_fro`` the Frobenius norm of what the clipping removed. The repair is
+    :func:`spectral_repair` (the dense sampler's default), done in the eigenbases of ``T`` and ``S``.
     """
 
     def __init__(self, shape: tuple[int, int, int], params: CorrelationParams | None = None) -> None:
@@ -608,19 +709,22 @@ def build_sampler(
     kind: str,
     shape: tuple[int, int, int],
     params: CorrelationParams | None = None,
-    ncm_method: str = "higham",
+    ncm_method: str = "spectral",
     **kw: object,
 ) -> CorrelatedNormalSampler:
     """Build a sampler: ``kind`` in ``{"dense", "structured"}``; ``shape = (C, H, W)``.
 
-    ``ncm_method`` (and extra keywords such as ``dtype``) apply to the dense sampler only.
+    ``ncm_method`` (one of :data:`REPAIR_METHODS`) and extra keywords such as ``dtype`` apply to
+    the dense sampler only; the structured sampler always uses the spectral repair, which is the
+    dense sampler's default, so the two sample the same distribution unless ``ncm_method`` selects
+    a nearest-correlation method for the dense one.
     """
     if kind == "dense":
         return DenseSampler(shape, params, ncm_method, **kw)  # type: ignore[arg-type]
     if kind == "structured":
-        if ncm_method not in NCM_METHODS:
+        if ncm_method not in REPAIR_METHODS:
             raise RegularizerConfigError(
-                f"unknown nearest-correlation method {ncm_method!r}; choose one of {NCM_METHODS}"
+                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
             )
         if kw:
             raise RegularizerConfigError(f"unexpected options for the structured sampler: {sorted(kw)}")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bioreg.layers.base import InsertionContext, RegularizerConfigError
-from bioreg.layers.correlation import NCM_METHODS, SAMPLER_KINDS, CorrelationParams, build_sampler
+from bioreg.layers.correlation import REPAIR_METHODS, SAMPLER_KINDS, CorrelationParams, build_sampler
 
 __all__ = [
     "UncorrelatedGaussian",
@@ -363,7 +363,7 @@ class _Correlated(nn.Module):
         tau: float = 1.87,
         distance_scale: float = 1.0,
         sampler: str = "structured",
-        ncm_method: str = "higham",
+        ncm_method: str = "spectral",
         refresh_every: int = 1,
         eps: float = 1e-6,
         check_input: bool = True,
@@ -371,8 +371,8 @@ class _Correlated(nn.Module):
         super().__init__()
         if sampler not in SAMPLER_KINDS:
             raise RegularizerConfigError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
-        if ncm_method not in NCM_METHODS:
-            raise RegularizerConfigError(f"ncm_method must be one of {NCM_METHODS}, got {ncm_method!r}")
+        if ncm_method not in REPAIR_METHODS:
+            raise RegularizerConfigError(f"ncm_method must be one of {REPAIR_METHODS}, got {ncm_method!r}")
         # validates eq 2.14's parameters (a, b >= 0, c in [0, 1], tau > 0, distance_scale > 0)
         self.params = CorrelationParams(a=a, b=b, c=c, tau=tau, distance_scale=distance_scale)
         self.sampler_kind = sampler
@@ -454,8 +454,11 @@ class CorrelatedGaussian(_Correlated):
 
     Parameters: ``a, b, c, tau`` (eq 2.14; defaults of Fig 2.3), ``distance_scale``
     (the "scaled" Euclidean distance of eq 2.14: d = distance_scale · eq 2.15),
-    ``sampler`` (``structured`` | ``dense``), ``ncm_method`` (nearest correlation
-    matrix, see :mod:`bioreg.layers.correlation`), ``refresh_every``, ``eps``, ``sigma``.
+    ``sampler`` (``structured`` | ``dense``), ``ncm_method`` (repair of an invalid Σ by
+    the dense sampler: ``spectral`` -- default, the structured sampler's repair, so both
+    samplers draw the same distribution -- or the thesis's nearest correlation matrix
+    ``higham`` | ``clip`` | ``cvxpy``; see :mod:`bioreg.layers.correlation`),
+    ``refresh_every``, ``eps``, ``sigma``.
     """
 
     who = "correlated Gaussian noise"
