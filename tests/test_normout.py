@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from bioreg.layers.base import RegularizerConfigError
-from bioreg.layers.normout import POOLS, NormOut, keep_probability
+from bioreg.layers.normout import METHODS, POOLS, NormOut, keep_probability
 from bioreg.lit.module import place_regularizers, reg_entries
 from bioreg.models.points import InsertionError
 from bioreg.models.vgg import VGG16
@@ -92,6 +92,61 @@ def test_keep_rate_matches_p_and_kept_units_untouched(method, pool, t):
     rate = kept.float().mean(0)
     sigma = (p * (1 - p) / n).sqrt()
     assert torch.all((rate - p).abs() <= 5 * sigma + 1e-6), (rate, p)  # binomial, 5 sigma
+
+
+def _expected_keep_probability(a: torch.Tensor, method: str, pool: str, t: float | None) -> torch.Tensor:
+    """The thesis's formulas (§2.2.1-2.2.4) element by element in float64, independent of the layer's code:
+    the pool of element (n, i) is unit i over the batch (temporal), example n's whole layer (spatial), or
+    everything (spatiotemporal); p = |a| / max(pool), or exp(|a|/T) / exp(max(pool)/T)."""
+    m = a.double().abs().reshape(a.shape[0], -1)
+    n_ex, n_units = m.shape
+    out = torch.empty_like(m)
+    for n in range(n_ex):
+        for i in range(n_units):
+            if pool == "temporal":
+                pool_vals = [float(m[k, i]) for k in range(n_ex)]
+            elif pool == "spatial":
+                pool_vals = [float(m[n, j]) for j in range(n_units)]
+            else:
+                pool_vals = [float(v) for v in m.flatten()]
+            mx = max(pool_vals)
+            out[n, i] = float(m[n, i]) / mx if method == "max" else math.exp(float(m[n, i]) / t) / math.exp(mx / t)
+    return out.reshape(a.shape)
+
+
+ALL_VARIANTS = [(method, pool) for method in ("max", "softmax") for pool in ("temporal", "spatial", "spatiotemporal")]
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 2, 1)], ids=["linear", "conv"])
+@pytest.mark.parametrize("method,pool", ALL_VARIANTS)
+def test_empirical_keep_rate_of_every_variant(method, pool, shape):
+    # The same activations are passed R times in train mode (fresh masks each time, seed 7); per element
+    # the keep rate is Binomial(R, p) / R. Tolerance: |rate - p| <= 5 sqrt(p (1 - p) / R) + 1e-9, i.e.
+    # exact for p = 1 (the pool maximum). A zero activation's mask cannot be seen in the output (0 either
+    # way), so it only enters through keep_probability (p = 0 under the max form).
+    assert len(ALL_VARIANTS) == 6 and {(m, p) for m in METHODS for p in POOLS} == set(ALL_VARIANTS)
+    t = 2.0 if method == "softmax" else None
+    g = torch.Generator().manual_seed(11)
+    a = (torch.rand(shape, generator=g) * 6 - 3).round(decimals=2)  # signs mixed: p uses |a|
+    a.view(-1)[1] = 0.0
+    want = _expected_keep_probability(a, method, pool, t)
+    mod = NormOut(method, pool, t).train()
+    torch.testing.assert_close(mod.keep_probability(a).double(), want, rtol=1e-6, atol=1e-7)
+    assert float(want.max()) == 1.0 and 0.05 < float(want.mean()) < 0.95
+    assert (float(want.min()) == 0.0) == (method == "max")  # softmax: exp(-max/T) > 0 for a zero activation
+    torch.manual_seed(7)
+    r = 3000
+    kept = torch.zeros(shape, dtype=torch.float64)
+    for _ in range(r):
+        out = mod(a)
+        k = out != 0
+        assert torch.equal(out[k], a[k])  # kept units untouched, dropped ones exactly 0
+        kept += k.double()
+    rate = kept / r
+    tol = 5 * (want * (1 - want) / r).sqrt() + 1e-9
+    seen = a != 0
+    assert int(seen.sum()) == a.numel() - 1
+    assert torch.all((rate - want).abs()[seen] <= tol[seen]), (method, pool, rate, want)
 
 
 def test_eval_mode_is_identity():

@@ -1,7 +1,8 @@
 """Sweep files, Make targets and launcher configs (conf/sweep/, conf/hydra/launcher/, mk/), and skip-existing.
 
 * every thesis table has a sweep over exactly the table's experiments and seeds 0-4;
-* every job of every sweep composes (experiments still being written are skipped by name);
+* every job of every sweep in conf/sweep/ (table sweeps and any other) composes, under its own
+  experiment name, and no experiment name gets two different configurations across sweeps;
 * the SLURM and local launchers compose through ``train.py +sweep=... hydra/launcher=... --cfg hydra``
   with the documented overrides;
 * a relaunched sweep trains only the seeds that have no completed record.
@@ -65,27 +66,61 @@ def _compose(*overrides: str, hydra: bool = False):
         return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
-_COMPOSED: dict[tuple[str, ...], tuple[str, int]] = {}  # sweeps share models: compose each job once
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
+_COMPOSED: dict[tuple[str, ...], tuple[str, int, str]] = {}  # sweeps share models: compose each job once
 
 
-@pytest.mark.parametrize("stem", sorted(SPECS))
-def test_every_job_of_the_sweep_composes(stem: str) -> None:
+def _jobs(stem: str) -> list[tuple[str, ...]]:
+    """The overrides of every job of one sweep (its Cartesian product, seed fixed to 4: seeds don't change
+    the config key)."""
     params = sweep_params(stem)
+    assert "+experiment" in params and "seed" in params, f"{stem}: a sweep needs +experiment and seed"
     extra = [f"{k}={v}" for k, v in params.items() if k not in ("+experiment", "seed")]
-    if "eval=attacks" in extra and not (CONF / "eval" / "attacks.yaml").is_file():
-        pytest.skip("conf/eval/attacks.yaml is not written yet")
-    missing = []
-    for exp in str(params["+experiment"]).split(","):
-        if not (CONF / "experiment" / f"{exp}.yaml").is_file():
-            missing.append(exp)
-            continue
-        key = (exp, *extra)
-        if key not in _COMPOSED:
-            cfg = _compose(f"+sweep={stem}", f"+experiment={exp}", "seed=4", *extra)
-            _COMPOSED[key] = (cfg.name, cfg.seed)
-        assert _COMPOSED[key] == (exp, 4)
-    if missing:
-        pytest.skip(f"experiments not written yet: {', '.join(missing)}")
+    assert not any("," in e for e in extra), f"{stem}: sweep only experiments and seeds, not {extra}"
+    return [(exp, *extra) for exp in str(params["+experiment"]).split(",")]
+
+
+def _composed(stem: str, job: tuple[str, ...]) -> tuple[str, int, str]:
+    if job not in _COMPOSED:
+        from omegaconf import OmegaConf
+
+        from bioreg.results.records import config_key
+
+        exp, *extra = job
+        cfg = _compose(f"+sweep={stem}", f"+experiment={exp}", "seed=4", *extra)
+        resolved = OmegaConf.to_container(cfg, resolve=True)  # as bioreg.run.run keys its records
+        resolved.pop("hydra", None)
+        _COMPOSED[job] = (cfg.name, cfg.seed, config_key(resolved))
+    return _COMPOSED[job]
+
+
+def test_sweeps_are_found() -> None:
+    assert len(SWEEPS) >= len(SPECS) and set(SPECS) <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("stem", SWEEPS)
+def test_every_job_of_every_sweep_composes(stem: str) -> None:
+    for exp, *extra in _jobs(stem):
+        assert (CONF / "experiment" / f"{exp}.yaml").is_file(), f"{stem}: conf/experiment/{exp}.yaml missing"
+        for e in extra:
+            group, _, option = e.partition("=")
+            if (CONF / group).is_dir():
+                assert (CONF / group / f"{option}.yaml").is_file(), f"{stem}: conf/{group}/{option}.yaml missing"
+        name, seed, _ = _composed(stem, (exp, *extra))
+        assert (name, seed) == (exp, 4)  # records land under the experiment's own name
+
+
+def test_no_experiment_name_has_two_configs() -> None:
+    # An experiment trained by two sweeps (or twice in one) with different settings would give two config
+    # keys under one name: select_runs reports them as duplicates and drops the cell (the bug of the old
+    # pushpull_sensitivity sweep, which swept reg.pushpull.* under resnet20_pushpull).
+    keys: dict[str, dict[str, list[str]]] = {}
+    for stem in SWEEPS:
+        for job in _jobs(stem):
+            name, _, key = _composed(stem, job)
+            keys.setdefault(name, {}).setdefault(key, []).append(stem)
+    clashes = {n: k for n, k in keys.items() if len(k) > 1}
+    assert not clashes, f"experiment names with several config keys (sweeps per key): {clashes}"
 
 
 def _mk_list(path: Path, var: str) -> list[str]:
