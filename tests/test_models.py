@@ -116,23 +116,137 @@ class Record(nn.Module):
         return x
 
 
+class Shift(nn.Module):
+    def forward(self, x):
+        return x + 1.0
+
+
 class Zero(nn.Module):
     def forward(self, x):
         return torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("make", [AllConvNet, VGG11, resnet20])
-def test_every_point_inserts_where_it_claims(make):
-    net = make()
-    expected = measure_shapes(net, (3, 32, 32))
+# Hand-written activation shapes (C, H, W) / (F,) at every insertion point for a 32x32 input, taken
+# from the architectures (not from the code under test):
+# All-CNN-C (Dutta 2019, Table 2.2; docs/decisions.md): strides 2 at layers 3 and 6, layer 7 unpadded.
+ALLCONV_SHAPES = {
+    "input": (3, 32, 32), "layer1": (10, 32, 32), "layer2": (96, 32, 32), "layer3": (96, 16, 16),
+    "layer4": (192, 16, 16), "layer5": (192, 16, 16), "layer6": (192, 8, 8), "layer7": (192, 6, 6),
+    "layer8": (192, 6, 6), "layer9": (10, 6, 6),
+}
+# VGG-11 (Dutta 2019, Table 3.1): conv 1,3,5,6,8,9,11,12 (padded 3x3), 2x2 max-pools 2,4,7,10,13.
+VGG11_SHAPES = {
+    "input": (3, 32, 32), "layer1": (64, 32, 32), "layer2": (64, 16, 16), "layer3": (128, 16, 16),
+    "layer4": (128, 8, 8), "layer5": (256, 8, 8), "layer6": (256, 8, 8), "layer7": (256, 4, 4),
+    "layer8": (512, 4, 4), "layer9": (512, 4, 4), "layer10": (512, 2, 2), "layer11": (512, 2, 2),
+    "layer12": (512, 2, 2), "layer13": (512, 1, 1),
+}
+# CIFAR ResNets (He et al. 2016, §4.2): 16 maps at 32x32, stages of 16/32/64 maps at 32/16/8 px.
+RESNET_SHAPES = {
+    "input": (3, 32, 32), "conv1": (16, 32, 32), "layer1": (16, 32, 32), "layer2": (32, 16, 16),
+    "layer3": (64, 8, 8),
+}
+
+
+def _vgg16_table() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """VGG-16-BN (Singh 2023 §2.3.1), index -> (module type, output shape), written out block by block."""
+    t: dict[int, tuple[str, tuple[int, ...]]] = {}
+
+    def conv_bn_relu(i: int, c: int, hw: int) -> None:
+        t[i], t[i + 1], t[i + 2] = ("Conv2d", (c, hw, hw)), ("BatchNorm2d", (c, hw, hw)), ("ReLU", (c, hw, hw))
+
+    for i in (0, 3):
+        conv_bn_relu(i, 64, 32)
+    t[6] = ("MaxPool2d", (64, 16, 16))
+    for i in (7, 10):
+        conv_bn_relu(i, 128, 16)
+    t[13] = ("MaxPool2d", (128, 8, 8))
+    for i in (14, 17, 20):
+        conv_bn_relu(i, 256, 8)
+    t[23] = ("MaxPool2d", (256, 4, 4))
+    for i in (24, 27, 30):
+        conv_bn_relu(i, 512, 4)
+    t[33] = ("MaxPool2d", (512, 2, 2))
+    for i in (34, 37, 40):
+        conv_bn_relu(i, 512, 2)
+    t[43] = ("MaxPool2d", (512, 1, 1))
+    t[44] = ("AdaptiveAvgPool2d", (512, 7, 7))  # torchvision's 7x7 average pool upsamples 1x1 -> 7x7
+    t[45] = ("Flatten", (25088,))
+    t[46], t[47], t[48] = ("Linear", (4096,)), ("ReLU", (4096,)), ("Identity", (4096,))  # 48: dropout slot
+    t[49], t[50], t[51] = ("Linear", (4096,)), ("ReLU", (4096,)), ("Identity", (4096,))  # 51: dropout slot
+    t[52] = ("Linear", (10,))
+    assert sorted(t) == list(range(53))
+    table = {"input": ("Identity", (3, 32, 32))}
+    table.update({str(i): v for i, v in t.items()})
+    table.update({f"features.{i}": t[i] for i in range(44)})
+    return table
+
+
+VGG16_TABLE = _vgg16_table()
+
+
+def test_vgg16_shape_table_spot_checks():
+    """The generated VGG-16 table agrees with the thesis's printed indices at a few places."""
+    assert VGG16_TABLE["features.2"] == ("ReLU", (64, 32, 32)) and VGG16_TABLE["features.43"][1] == (512, 1, 1)
+    assert VGG16_TABLE["40"] == ("Conv2d", (512, 2, 2)) and VGG16_TABLE["52"] == ("Linear", (10,))
+    assert VGG16_TABLE["48"] == VGG16_TABLE["51"] == ("Identity", (4096,))
+    assert len(VGG16_TABLE) == 1 + 53 + 44
+
+
+@pytest.fixture(scope="module")
+def models(vgg16):
+    """Every model built once (32x32, 10 classes), with its hand-written shape table."""
+    torch.manual_seed(0)
+    return {
+        "allconvnet": (AllConvNet(), ALLCONV_SHAPES),
+        "vgg11": (VGG11(), VGG11_SHAPES),
+        "vgg16": (vgg16, {k: v[1] for k, v in VGG16_TABLE.items()}),
+        "resnet20": (resnet20(), RESNET_SHAPES),
+        "resnet32": (resnet32(), RESNET_SHAPES),
+        "resnet44": (resnet44(), RESNET_SHAPES),
+        "resnet56": (resnet56(), RESNET_SHAPES),
+    }
+
+
+def test_vgg16_module_types_match_the_thesis_indices(vgg16):
+    for name, (kind, _shape) in VGG16_TABLE.items():
+        if name != "input":
+            assert type(vgg16.get_submodule(vgg16.points()[name].tap)).__name__ == kind, name
+
+
+@pytest.mark.parametrize("name", ["allconvnet", "vgg11", "vgg16", "resnet20", "resnet32", "resnet44", "resnet56"])
+def test_every_point_inserts_where_it_claims(models, name):
+    """A probe inserted at each point sees the hand-written shape; identity probes change nothing."""
+    base, expected = models[name]
+    assert set(base.points()) == set(expected), "points differ from the architecture's table"
+    net = copy.deepcopy(base).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = net(x)
     recorders = {}
-    for name in net.points():
-        recorders[name] = Record()
-        insert(net, name, recorders[name])
-    net.eval()
-    net(torch.rand(2, 3, 32, 32))
+    for point in expected:
+        recorders[point] = Record()
+        insert(net, point, recorders[point])
+    with torch.no_grad():
+        after = net(x)
     assert {k: r.seen for k, r in recorders.items()} == expected
+    assert torch.equal(before, after)  # identity modules at every point leave the output unchanged
     assert len(net.regularizers) == len(expected)  # registered, so in state_dict / parameters / print
+    assert all(any(m is r for m in net.regularizers.values()) for r in recorders.values())
+
+
+@pytest.mark.parametrize("name", ["allconvnet", "vgg11", "resnet20"])
+def test_every_point_feeds_the_output(models, name):
+    """Scaling the activations at any (non-input-invariant) point changes the logits: it is used downstream."""
+    base, expected = models[name]
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = copy.deepcopy(base).eval()(x)
+    for point in expected:
+        net = copy.deepcopy(base).eval()
+        insert(net, point, Shift())
+        with torch.no_grad():
+            assert not torch.allclose(net(x), ref), point
 
 
 def test_inserted_module_output_is_used_downstream():

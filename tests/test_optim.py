@@ -7,18 +7,71 @@ import torch
 from torch import nn
 
 from bioreg.lit.optim import build_optimizer, build_scheduler, param_groups
-from bioreg.models import resnet20
+from bioreg.models import VGG11, AllConvNet, resnet20
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def test_weight_decay_only_on_weights():
-    net = resnet20()
+def expected_decay(model: nn.Module) -> tuple[set[int], set[int]]:
+    """(decayed, not decayed) parameter ids by module type and parameter name, not by shape:
+    Conv*/Linear ``weight`` -> decay; every ``bias`` and the affine parameters of
+    BatchNorm*/GroupNorm/LayerNorm -> no decay. Any other parameter fails the test (classify it here)."""
+    decay, no_decay = set(), set()
+    for mname, mod in model.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            if isinstance(mod, _NORMS) or pname == "bias":
+                no_decay.add(id(p))
+            elif isinstance(mod, _WEIGHTED) and pname == "weight":
+                decay.add(id(p))
+            else:
+                raise AssertionError(f"unclassified parameter {mname}.{pname} ({type(mod).__name__})")
+    return decay, no_decay
+
+
+class Mixed(nn.Module):
+    """Every module kind the rule must handle, incl. 1-row weights and 1-D conv kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 3, 3)
+        self.c2 = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn1 = nn.BatchNorm1d(3)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.gn = nn.GroupNorm(2, 4)
+        self.ln = nn.LayerNorm(5)
+        self.head = nn.Linear(5, 1)  # weight (1, 5): still a weight
+        self.tiny = nn.Linear(1, 1)  # weight (1, 1)
+
+
+@pytest.mark.parametrize("make", [resnet20, VGG11, AllConvNet, Mixed])
+def test_weight_decay_only_on_conv_and_linear_weights(make):
+    net = make()
+    want_decay, want_no = expected_decay(net)
+    assert want_decay and want_no
     groups = param_groups(net, 1e-4)
-    decayed = {id(p) for p in groups[0]["params"]}
-    for name, p in net.named_parameters():
-        is_weight = p.ndim > 1  # conv / linear kernels
-        assert (id(p) in decayed) == is_weight, name
+    assert len(groups) == 2
     assert groups[0]["weight_decay"] == 1e-4 and groups[1]["weight_decay"] == 0.0
-    assert len(decayed) + len(groups[1]["params"]) == len(list(net.parameters()))
+    assert {id(p) for p in groups[0]["params"]} == want_decay
+    assert {id(p) for p in groups[1]["params"]} == want_no
+    # the optimizer actually built from a config carries the same split
+    opt = build_optimizer(net, {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4})
+    by_wd = {g["weight_decay"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    assert by_wd == {5e-4: want_decay, 0.0: want_no}
+    # decay_bias_and_norm puts everything in the decayed group
+    opt = build_optimizer(net, {"name": "adam", "lr": 1e-3, "weight_decay": 1e-2, "decay_bias_and_norm": True})
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 1e-2 for p in g["params"]}
+    assert decayed == want_decay | want_no
+
+
+def test_shared_and_frozen_parameters():
+    """A tied parameter is listed once; a frozen one not at all."""
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    net[1].weight = net[0].weight
+    net[1].bias.requires_grad_(False)
+    groups = param_groups(net, 0.1)
+    assert [len(g["params"]) for g in groups] == [1, 1]
+    assert groups[0]["params"][0] is net[0].weight and groups[1]["params"][0] is net[0].bias
 
 
 def test_bias_is_not_decayed_in_an_actual_step():

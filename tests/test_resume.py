@@ -4,7 +4,9 @@ A tiny digits run (CPU, ``trainer.deterministic=true``, 3 epochs of 3 batches) i
 uninterrupted, and again with a callback that sends SIGTERM to the process at the end of
 epoch 1 (Lightning's signal handler turns it into ``SIGTERMException`` after the epoch's
 ``last.ckpt`` is written, as on a SLURM preemption). Relaunching the same config resumes from
-``last.ckpt`` and must end with exactly the same numbers and weights. A control run without the
+``last.ckpt`` and must end with exactly the same numbers and weights. A second variant kills in
+the middle of epoch 1 (after its second batch), losing that partial epoch: the relaunch resumes
+from epoch 0's ``last.ckpt`` and must still end bit-identical. A control run without the
 RNG-state callback shows that the comparison can fail.
 """
 
@@ -41,6 +43,24 @@ def cfg_for(tmp: Path, *extra: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=[*TINY, f"results_dir={tmp}/runs", f"ckpt_dir={tmp}/ckpt", *extra],
                        return_hydra_config=hydra)
+
+
+class SigtermMidEpoch(L.Callback):
+    """Send SIGTERM to this process after training batch ``batch`` of epoch ``epoch`` (both 0-based).
+
+    Lightning's handler only sets a flag; the training loop raises ``SIGTERMException`` right after
+    this batch, so the rest of the epoch (and its ``last.ckpt``) never happens: the relaunch must
+    redo the whole epoch from the previous epoch's checkpoint.
+    """
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+        self.fired_at_step: int | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.fired_at_step = trainer.global_step
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class SigtermAfterEpoch(L.Callback):
@@ -83,10 +103,13 @@ def uninterrupted(tmp_path_factory) -> Path:
     return a
 
 
-def kill_and_resume(tmp: Path, monkeypatch) -> None:
+def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH) -> None:
+    """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), check the
+    failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``, then relaunch."""
+    killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
     orig = run_mod._callbacks
     with monkeypatch.context() as m:
-        m.setattr(run_mod, "_callbacks", lambda cfg, paths: [*orig(cfg, paths), SigtermAfterEpoch(KILL_AFTER_EPOCH)])
+        m.setattr(run_mod, "_callbacks", lambda cfg, paths: [*orig(cfg, paths), killer])
         with pytest.raises(SystemExit) as exc:
             run_mod.run(cfg_for(tmp))
     # Lightning's SIGTERMException (a SystemExit with status 0) becomes exit status 143 = 128 + SIGTERM
@@ -94,7 +117,7 @@ def kill_and_resume(tmp: Path, monkeypatch) -> None:
     _, failed = record(tmp)
     assert failed["status"] == "failed" and "SIGTERM" in failed["error"]
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == KILL_AFTER_EPOCH
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
     run_mod.run(cfg_for(tmp))  # relaunch: the failed record does not count, last.ckpt is resumed
 
 
@@ -109,6 +132,27 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
         assert ra[k] == rb[k], k  # exact equality: CPU, deterministic
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM after batch 1 of the 3 batches of epoch 1 (0-based): that partial epoch is lost (no
+    checkpoint mid-epoch), the relaunch resumes from epoch 0's ``last.ckpt`` and redoes epoch 1 with
+    the data order, noise and weights the uninterrupted run had: the same final numbers, exactly.
+    Measured: 1.2 s at load ~3 (2 tiny runs; the reference run is shared with the test above)."""
+    a, b = uninterrupted, tmp_path / "b"
+    killer = SigtermMidEpoch(epoch=1, batch=1)
+    kill_and_resume(b, monkeypatch, killer=killer, ckpt_epoch=0)
+    assert killer.fired_at_step == 3 + 2  # killed after 2 of epoch 1's 3 steps; last.ckpt holds step 3
+    _, ra = record(a)
+    _, rb = record(b)
+    assert ra["status"] == rb["status"] == "completed"
+    for k in ("best_epoch", "best_val_acc", "train", "metrics", "summary"):
+        assert ra[k] == rb[k], k  # exact equality: CPU, deterministic
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("last.ckpt", "best.ckpt"):
+        ca, cb = (torch.load(next((t / "ckpt").rglob(name)), map_location="cpu", weights_only=True) for t in (a, b))
+        assert (ca["epoch"], ca["global_step"]) == (cb["epoch"], cb["global_step"]), name
 
 
 def test_without_rng_state_the_resumed_run_diverges(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
