@@ -253,19 +253,11 @@ def run(cfg: DictConfig) -> float:
         if isinstance(e, USER_ERRORS):  # a mistake in the config or data, not a failed run: no record
             raise
         record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
-        _write(record, t0, store, paths, overwrite=True)
+        _write(record, t0, store, paths, overwrite=True, index=not smoke)
         if type(e).__name__ == "SIGTERMException":  # Lightning's is SystemExit(None), i.e. exit status 0:
             raise SystemExit(128 + 15) from e  # a killed run must not look successful (143 = SIGTERM)
         raise
-    if smoke:  # Lightning's fast_dev_run is a smoke test: its numbers must never reach the tables
-        record["smoke"] = True
-        record["finished"], record["wall_time_s"] = utc_now(), round(time.time() - t0, 3)
-        from bioreg.results.io import atomic_write_json
-
-        atomic_write_json(paths.run_dir / "record.json", record)
-        log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
-    else:
-        _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None)
+    _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None, index=not smoke)
     print_result_table(record)
     return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
 
@@ -297,12 +289,18 @@ def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore,
         atomic_write_json(run_rec, existing)
 
 
-def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool) -> None:
+def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool, index: bool = True) -> None:
+    """Write the record to the run dir and, with ``index``, to the ``results_dir`` store. Lightning's
+    fast_dev_run is a smoke test: its record (``smoke: true``) stays out of the store, so its numbers
+    never reach a table."""
     from bioreg.results.io import atomic_write_json
 
     record["finished"] = utc_now()
     record["wall_time_s"] = round(time.time() - t0, 3)
-    if record["status"] == "failed" and store.completed(record["name"], record["config_key"], record["seed"]):
+    if not index:
+        record["smoke"] = True
+        log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
+    elif record["status"] == "failed" and store.completed(record["name"], record["config_key"], record["seed"]):
         log.error("run failed; the existing completed record is kept")
     else:
         p = store.write(record, overwrite=overwrite)
