@@ -49,7 +49,8 @@ IDENTITY_EXCLUDE = (
     "data.data_dir", "data.num_workers", "data.pin_memory", "data.eval_batch_size", "data.cifar10c_dir",
     "data.download", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
     "trainer.log_every_n_steps", "trainer.deterministic", "trainer.benchmark",
-    "eval", "logger", "seed", "results_dir", "data_dir", "ckpt_dir", "on_existing", "hydra", "launcher",
+    "eval", "logger", "seed", "results_dir", "data_dir", "ckpt_dir", "on_existing", "ckpt_required", "hydra",
+    "launcher",
 )
 
 
