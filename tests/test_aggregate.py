@@ -32,8 +32,11 @@ def write(store: RecordStore, name: str, seed: int, key: str = "k1", status: str
 
 
 def test_flatten_keeps_numeric_leaves_only() -> None:
-    d = {"a": 1, "b": {"c": 2.5, "d": "text", "e": [1, 2], "f": True, "g": None, "h": {"48": 3}}}
-    assert flatten(d) == {"a": 1.0, "b.c": 2.5, "b.h.48": 3.0}
+    d = {"a": 1, "b": {"c": 2.5, "d": "text", "e": [1, 2.5, "x", True], "f": True, "g": None, "h": {"48": 3},
+                       "i": [{"j": 4}, [5]]}}
+    # list items by position: extra.noise.acc.<i> is the accuracy at the i-th noise level
+    assert flatten(d) == {"a": 1.0, "b.c": 2.5, "b.e.0": 1.0, "b.e.1": 2.5, "b.h.48": 3.0, "b.i.0.j": 4.0,
+                          "b.i.1.0": 5.0}
     rec = {"summary": {"test_acc": 80.0}, "train": {"acc": 0.5}, "extra": {"fisher_rao": {"value": 4.2}},
            "best_val_acc": 81.0, "config": {"optim": {"lr": 0.1}}, "seed": 3}
     # config and identity fields are not metrics

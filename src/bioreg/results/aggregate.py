@@ -45,12 +45,14 @@ TOP_LEVEL = ("best_val_acc", "best_epoch", "wall_time_s")
 STD_DDOF = 1
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested mapping as ``{"a.b.c": value}``; lists, strings and booleans are skipped."""
+def flatten(d: Mapping[str, Any] | Sequence[Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested mapping as ``{"a.b.c": value}``; list items by position
+    (``extra.noise.acc.3`` = the accuracy at the 4th noise level); strings and booleans are skipped."""
     out: dict[str, float] = {}
-    for k, v in d.items():
+    items = d.items() if isinstance(d, Mapping) else enumerate(d)
+    for k, v in items:
         path = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping):
+        if isinstance(v, Mapping) or (isinstance(v, (list, tuple)) and not isinstance(v, str)):
             out.update(flatten(v, path))
         elif isinstance(v, bool) or v is None:
             continue
