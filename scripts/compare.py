@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import load_records, parse_pins
+from bioreg.results.aggregate import add_record_options, records_from_args
 from bioreg.results.compare import build_report, load_claims
 from bioreg.results.io import atomic_write_text
 from bioreg.results.tables import load_spec, table_ids
@@ -23,22 +23,13 @@ from bioreg.results.tables import load_spec, table_ids
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results-dir", default="results/runs")
     ap.add_argument("--out", default="results/REPORT.md")
     ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
-    ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
-                    help="use only this config key for the experiment (resolves duplicates)")
-    ap.add_argument("--data", default=None, metavar="NAME",
-                    help="only runs trained on this data set (cifar10, digits); default: all")
+    add_record_options(ap)
     args = ap.parse_args(argv)
     try:
         specs = [load_spec(i) for i in (args.tables or table_ids())]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        records = load_records(args.results_dir, data=args.data)
-        pins = parse_pins(args.pin)
+        records, pins = records_from_args(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("bioreg")
@@ -58,25 +57,6 @@ def eval_config(option: str, overrides: list[str]):
     return OmegaConf.to_container(cfg.eval, resolve=False)
 
 
-def record_paths(rec_path: Path, record: dict[str, Any]) -> list[Path]:
-    out = [rec_path]
-    cfg = record.get("config") or {}
-    try:
-        canon = Path(cfg["results_dir"]) / str(record["name"]) / str(record["config_key"]) / f"seed{int(record['seed'])}.json"
-        out.append(canon)
-    except (KeyError, TypeError, ValueError):
-        pass
-    if record.get("run_dir"):
-        out.append(Path(record["run_dir"]) / "record.json")
-    seen, uniq = set(), []
-    for p in out:
-        r = p.resolve() if p.exists() else None
-        if r is not None and r not in seen:
-            seen.add(r)
-            uniq.append(p)
-    return uniq
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("record", help="a run record (.json) or a run directory")
@@ -92,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    from bioreg.evaluate.checkpoint import evaluate_checkpoint
-    from bioreg.results.io import atomic_write_json
+    from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
 
     rec_path = find_record(args.record)
     record = json.loads(rec_path.read_text())
@@ -109,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     if run_over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(run_over))
     cfg.eval = eval_config(args.eval, ev_over)
-    cfg.ckpt = None  # the weights come from the checkpoint below, not from a fine-tuning start point
     evaluators = OmegaConf.to_container(cfg.eval, resolve=True).get("evaluators") or {}
     if args.only:
         missing = [n for n in args.only if n not in evaluators]
@@ -134,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(json.dumps(sections, indent=2, default=str))
         return 0
-    for p in record_paths(rec_path, record):
-        rec = json.loads(p.read_text())
-        rec.setdefault("extra", {})
-        rec["extra"] = {**(rec.get("extra") or {}), **sections}
-        atomic_write_json(p, rec)
+    for p in add_sections(record_files(rec_path, record), sections):
         log.info("updated %s: extra.%s", p, ", extra.".join(sections))
     if "attacks" in sections:
         from bioreg.evaluate.gradient_masking import format_red_flags

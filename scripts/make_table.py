@@ -16,30 +16,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import load_records, parse_pins
+from bioreg.results.aggregate import add_record_options, records_from_args
 from bioreg.results.tables import build_table, load_spec, render_markdown, table_ids, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", help=f"table id ({', '.join(table_ids())}) or 'all'")
-    ap.add_argument("--results-dir", default="results/runs", help="run records (default: results/runs)")
     ap.add_argument("--out-dir", default="results/tables", help="output folder (default: results/tables)")
-    ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
-                    help="use only this config key for the experiment (resolves duplicates)")
-    ap.add_argument("--data", default=None, metavar="NAME",
-                    help="only runs trained on this data set (cifar10, digits); default: all")
     ap.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
+    add_record_options(ap)
     args = ap.parse_args(argv)
     ids = table_ids() if args.table == "all" else [args.table]
     try:
         specs = [load_spec(i) for i in ids]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        records = load_records(args.results_dir, data=args.data)
-        pins = parse_pins(args.pin)
+        records, pins = records_from_args(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

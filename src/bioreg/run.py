@@ -266,8 +266,7 @@ def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore,
     """A completed run launched again with evaluators its record lacks (say ``eval=attacks`` after a
     ``eval=default`` run): ``eval`` is not part of the run's identity, so rather than retraining,
     run just the missing evaluators on the run's best checkpoint and add their sections."""
-    from bioreg.evaluate.checkpoint import evaluate_checkpoint
-    from bioreg.results.io import atomic_write_json
+    from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
 
     wanted = {n: OmegaConf.to_container(e, resolve=True) for n, e in (cfg.eval.get("evaluators") or {}).items()
               if e is not None}
@@ -282,11 +281,8 @@ def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore,
     log.info("adding evaluators %s to the existing record from %s", ", ".join(missing), ckpt)
     sections = evaluate_checkpoint(existing["config"], ckpt, missing, record=existing,
                                    progress=bool(cfg.eval.progress), provenance={"added_by": "train.py (rerun)"})
-    existing["extra"] = {**(existing.get("extra") or {}), **sections}
-    store.write(existing, overwrite=True)
-    run_rec = Path(existing.get("run_dir") or "") / "record.json"
-    if existing.get("run_dir") and run_rec.is_file():
-        atomic_write_json(run_rec, existing)
+    add_sections(record_files(store.path(existing["name"], existing["config_key"], existing["seed"]), existing),
+                 sections)
 
 
 def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool, index: bool = True) -> None:

@@ -9,16 +9,18 @@ computed on the run's ``best.ckpt`` and merged into the record.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bioreg.results.io import atomic_write_json
 from bioreg.results.records import utc_now
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["evaluate_checkpoint", "record_files", "add_sections"]
 
 
 def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators: Mapping[str, Mapping[str, Any]],
@@ -59,3 +61,36 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
                              "wall_time_s": round(time.time() - t0, 3), **dict(provenance or {})}
         sections[name] = out
     return sections
+
+
+def record_files(rec_path: Path, record: Mapping[str, Any]) -> list[Path]:
+    """The existing copies of one run record: ``rec_path``, the canonical
+    ``<results_dir>/<name>/<key>/seed<k>.json`` of its config, and its run dir's ``record.json``
+    (each once, whatever path names it)."""
+    out = [Path(rec_path)]
+    cfg = record.get("config") or {}
+    try:
+        out.append(Path(cfg["results_dir"]) / str(record["name"]) / str(record["config_key"])
+                   / f"seed{int(record['seed'])}.json")
+    except (KeyError, TypeError, ValueError):
+        pass
+    if record.get("run_dir"):
+        out.append(Path(record["run_dir"]) / "record.json")
+    seen, uniq = set(), []
+    for p in out:
+        r = p.resolve() if p.exists() else None
+        if r is not None and r not in seen:
+            seen.add(r)
+            uniq.append(p)
+    return uniq
+
+
+def add_sections(files: Iterable[Path], sections: Mapping[str, Any]) -> list[Path]:
+    """Merge evaluator ``sections`` into ``extra`` of each record file (atomically), keeping the rest."""
+    written = []
+    for p in files:
+        rec = json.loads(Path(p).read_text())
+        rec["extra"] = {**(rec.get("extra") or {}), **sections}
+        atomic_write_json(Path(p), rec)
+        written.append(Path(p))
+    return written

@@ -36,6 +36,7 @@ import pandas as pd
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
     "records_from_dicts", "select_runs", "cell_stats", "Metric", "parse_metric", "dataset_of", "parse_pins",
+    "add_record_options", "records_from_args",
 ]
 
 #: record sections whose numeric leaves become metrics (plus the scalar fields in ``TOP_LEVEL``)
@@ -138,6 +139,20 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS).astype({"seed": "int64"})
     values_df = pd.DataFrame(values, columns=VALUE_COLUMNS).astype({"seed": "int64", "value": "float64"})
     return Records(runs=runs_df, values=values_df, root=root)
+
+
+def add_record_options(ap: Any) -> None:
+    """The options by which the table scripts choose their records: ``--results-dir``, ``--pin``, ``--data``."""
+    ap.add_argument("--results-dir", default="results/runs", help="run records (default: results/runs)")
+    ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
+                    help="use only this config key for the experiment (resolves duplicates)")
+    ap.add_argument("--data", default=None, metavar="NAME",
+                    help="only runs trained on this data set (cifar10, digits); default: all")
+
+
+def records_from_args(args: Any) -> tuple[Records, dict[str, str]]:
+    """The records and pins :func:`add_record_options` asked for (``ValueError`` on bad input)."""
+    return load_records(args.results_dir, data=args.data), parse_pins(args.pin)
 
 
 def load_records(results_dir: str | Path, data: str | None = None) -> Records:
