@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in records.unreadable_lines():  # truncated or foreign files: listed, left out, not fatal
+        print(line, file=sys.stderr)
     text, summary = build_report(specs, records, pins=pins, claims=load_claims(), results_dir=args.results_dir)
     atomic_write_text(Path(args.out), text)
     n_flag = sum(t["flagged"] for t in summary["tables"].values())

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in records.unreadable_lines():  # truncated or foreign files: listed, left out, not fatal
+        print(line, file=sys.stderr)
     for spec in specs:
         res = build_table(spec, records, pins)
         paths = write_table(res, Path(args.out_dir))

@@ -24,7 +24,6 @@ for why ``ddof=1`` (the theses do not say which estimator they print).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from bioreg.results.records import UNREADABLE, RecordStore
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
@@ -92,6 +93,20 @@ class Records:
                 self._index[(str(n), str(k), int(s))] = dict(zip(g["metric"], g["value"], strict=True))
         return dict(self._index.get((name, key, int(seed)), {}))
 
+    def unreadable(self) -> list[tuple[str, str]]:
+        """``(path, error)`` of every file that is not a record (:func:`bioreg.results.records.read_record`)."""
+        bad = self.runs[self.runs["status"] == UNREADABLE]
+        return [(str(p), str(e)) for p, e in zip(bad["path"], bad["error"], strict=True)]
+
+    def unreadable_lines(self) -> list[str]:
+        """One line per unreadable file, for the table scripts to print (nothing when there is none)."""
+        bad = self.unreadable()
+        if not bad:
+            return []
+        head = (f"warning: {len(bad)} file(s) in {self.root or 'the results'} are not run records and are left out "
+                "(listed as unreadable; move or delete them):")
+        return [head] + [f"  unreadable: {p}: {e}" for p, e in bad]
+
 
 RUN_COLUMNS = ["name", "config_key", "seed", "status", "path", "error", "finished", "data"]
 
@@ -100,7 +115,9 @@ def dataset_of(record: Mapping[str, Any]) -> str:
     """Short name of the data set a run trained on, from its config's data module:
     ``bioreg.data.cifar10.CIFAR10DataModule`` -> ``cifar10``, ``…DigitsDataModule`` -> ``digits``
     (``?`` when the record has no config)."""
-    target = str(((record.get("config") or {}).get("data") or {}).get("_target_") or "")
+    cfg = record.get("config")
+    data = cfg.get("data") if isinstance(cfg, Mapping) else None
+    target = str((data.get("_target_") if isinstance(data, Mapping) else None) or "")
     cls = target.rpartition(".")[2].lower()
     return cls.removesuffix("datamodule") or "?"
 
@@ -163,13 +180,8 @@ def load_records(results_dir: str | Path, data: str | None = None) -> Records:
     share a ``results_dir`` without becoming duplicates of each other.
     """
     root = Path(results_dir)
-    items: list[tuple[str, dict]] = []
-    if root.is_dir():
-        for p in sorted(root.glob("*/*/seed*.json")):
-            try:
-                items.append((str(p), json.loads(p.read_text())))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                items.append((str(p), {"status": "unreadable", "error": f"{type(e).__name__}: {e}"}))
+    # a file that is not a record (truncated, not JSON, not a JSON object) has status "unreadable"
+    items = [(str(p), r) for p, r in RecordStore(root)] if root.is_dir() else []
     if data:
         known = sorted({dataset_of(r) for _, r in items} - {"?"})
         items = [(p, r) for p, r in items if dataset_of(r) == data]
@@ -203,6 +215,10 @@ class Selection:
                        f"excluded from the cell ({hint}keep one, or pin a key with --pin {name}={keys[0]})")
         for f in self.failed:
             tail = " (a completed record of this seed is used)" if f["superseded"] else ""
+            if f["status"] == UNREADABLE:
+                out.append(f"unreadable: {f['name']} seed {f['seed']} [{f['config_key']}]: {f.get('path')}: "
+                           f"{f['error']}{tail}")
+                continue
             out.append(f"failed: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['error'] or 'no error text'}"
                        f"{tail}")
         for name, seed, key in self.ignored_seeds:
@@ -237,7 +253,7 @@ def select_runs(records: Records, experiments: Iterable[str], seeds: Sequence[in
             continue
         for _, r in grp[grp["status"] != "completed"].iterrows():
             sel.failed.append({"name": name, "seed": seed, "config_key": r["config_key"], "status": r["status"],
-                               "error": r["error"], "superseded": len(done) == 1})
+                               "error": r["error"], "superseded": len(done) == 1, "path": r.get("path")})
         if len(done) == 1:
             sel.chosen[(name, seed)] = done[0]
         elif len(done) > 1:

@@ -253,10 +253,19 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
 
     n_runs = len(records.runs)
     n_done = int((records.runs["status"] == "completed").sum()) if n_runs else 0
+    unreadable = records.unreadable()
     L = [
         "# Reproduction report", "",
         f"Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by `scripts/compare.py` "
-        f"from `{results_dir or records.root}` ({n_runs} records, {n_done} completed). Regenerate: `make compare`.", "",
+        f"from `{results_dir or records.root}` ({n_runs} records, {n_done} completed"
+        f"{f', {len(unreadable)} unreadable' if unreadable else ''}). Regenerate: `make compare`.", "",
+    ]
+    if unreadable:
+        L += ["## Unreadable files", "",
+              "These files under the results folder are not run records (truncated, not JSON, or not a JSON "
+              "object); they are left out of every table. Move or delete them.", ""]
+        L += [f"- `{p}`: {_md(e)}" for p, e in unreadable] + [""]
+    L += [
         "## How to read it", "",
         f"* Reproduced cells are the mean ± sample std (ddof={STD_DDOF}) over the table's seeds; `n` is how many "
         "seeds have a value. The thesis columns are the printed numbers (`results/paper/`).",

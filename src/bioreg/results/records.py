@@ -39,7 +39,7 @@ from bioreg.results.io import atomic_write_json
 
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
-    "git_info", "package_versions", "utc_now",
+    "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE",
 ]
 
 RECORD_VERSION = 1
@@ -74,6 +74,39 @@ def config_key(cfg: Mapping[str, Any], length: int = 10) -> str:
 
 class DuplicateRecordError(RuntimeError):
     pass
+
+
+#: ``status`` of a record file that is not a run record (see :func:`read_record`)
+UNREADABLE = "unreadable"
+#: identity fields a record must give with these types when it has them
+_FIELD_TYPES = {"name": (str, "a string"), "config_key": (str, "a string"), "status": (str, "a string"),
+                "seed": (int, "an integer")}
+
+
+def _json_kind(v: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__)
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The record in one file, or ``{"status": "unreadable", "error": why}`` for a file that is not one.
+
+    Not a record: unreadable bytes (``OSError``, not UTF-8), not JSON (e.g. truncated), JSON that is
+    not an object (``[]``, a number, a string), or an identity field (``name``, ``config_key``,
+    ``status``, ``seed``) of the wrong type. Records are written atomically, so such a file is a
+    foreign or damaged one; the table scripts list it and go on.
+    """
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        return {"status": UNREADABLE, "error": f"{type(e).__name__}: {e}"}
+    if not isinstance(rec, dict):
+        return {"status": UNREADABLE, "error": f"not a JSON object but {_json_kind(rec)}"}
+    for key, (typ, what) in _FIELD_TYPES.items():
+        v = rec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, typ)):
+            return {"status": UNREADABLE, "error": f"field {key!r} is {v!r}, not {what}"}
+    return rec
 
 
 def utc_now() -> str:
@@ -140,7 +173,4 @@ class RecordStore:
 
     def __iter__(self) -> Iterator[tuple[Path, dict]]:
         for p in sorted(self.root.glob("*/*/seed*.json")):
-            try:
-                yield p, json.loads(p.read_text())
-            except json.JSONDecodeError as e:  # a record is written atomically; this is a foreign file
-                yield p, {"status": "unreadable", "error": str(e)}
+            yield p, read_record(p)
