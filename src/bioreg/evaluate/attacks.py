@@ -41,6 +41,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,11 +55,10 @@ from bioreg.evaluate.stats import acc_entry
 log = logging.getLogger("bioreg")
 
 __all__ = [
-    "ATTACKS", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise", "target_labels",
+    "ATTACKS", "ATTACK_SPECS", "AttackSpec", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise", "target_labels",
     "batch_seed",
 ]
 
-ATTACKS: tuple[str, ...] = ("fgsm", "pgd_ce", "pgd_t", "square", "pgd_ce_l2", "pgd_t_l2")
 _NORMS = ("linf", "l2")
 
 
@@ -172,6 +173,83 @@ def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: flo
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
+
+
+# --------------------------------------------------------------------------------------------
+# the attack-spec table: one row per attack of the record
+# --------------------------------------------------------------------------------------------
+AttackFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (x batch, y batch, batch seed) -> x_adv
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of :class:`AdversarialEvaluator`.
+
+    ``params(evaluator)`` gives its settings once: the attack is run with them (``call``) and the
+    record entry shows them, in this order, followed by ``implementation``.
+    """
+
+    norm: str  # record section: "linf" | "l2"
+    key: str  # key inside the section
+    label: str  # progress-bar label
+    implementation: str  # torchattacks class
+    call: Callable[..., torch.Tensor]  # (model, num_classes, spec, params, xb, yb, seed) -> x_adv
+    params: Callable[[Any], dict[str, Any]]
+    targeted: bool = False  # target t = (y + 1) mod C; the entry adds target_success
+
+
+def _targets(spec: AttackSpec, yb: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+    return target_labels(yb, num_classes) if spec.targeted else None
+
+
+def _call_fgsm(model, num_classes, spec, p, xb, yb, s):
+    return fgsm(model, xb, yb, p["eps"], targets=_targets(spec, yb, num_classes))
+
+
+def _call_pgd(model, num_classes, spec, p, xb, yb, s):
+    return pgd(model, xb, yb, eps=p["eps"], step=p["step"], steps=p["steps"], norm=spec.norm,
+               targets=_targets(spec, yb, num_classes), random_start=p["random_start"])
+
+
+def _call_square(model, num_classes, spec, p, xb, yb, s):
+    return square(model, xb, yb, eps=p["eps"], queries=p["queries"], seed=s, p_init=p["p_init"], norm=spec.norm)
+
+
+def _call_noise(model, eps, draws, xb, yb, s):
+    return random_noise(model, xb, yb, eps=eps, draws=draws, generator=torch.Generator().manual_seed(s))
+
+
+def _pgd_linf(ev) -> dict[str, Any]:
+    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start, "loss": "ce"}
+
+
+def _pgd_l2(ev) -> dict[str, Any]:
+    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start, "loss": "ce"}
+
+
+#: name (as in ``attacks=[...]``) -> spec, in the order the attacks run and appear in the record
+ATTACK_SPECS: dict[str, AttackSpec] = {
+    "fgsm": AttackSpec("linf", "fgsm", "L∞ FGSM", "FGSM", _call_fgsm,
+                       params=lambda ev: {"eps": ev.eps_linf, "steps": 1, "random_start": False, "loss": "ce"}),
+    "pgd_ce": AttackSpec("linf", "pgd_ce", "L∞ PGD-CE", "PGD", _call_pgd, params=_pgd_linf),
+    "pgd_t": AttackSpec("linf", "pgd_t", "L∞ PGD-T", "PGD", _call_pgd, params=_pgd_linf, targeted=True),
+    "square": AttackSpec("linf", "square", "L∞ Square", "Square", _call_square,
+                         params=lambda ev: {"eps": ev.eps_linf, "queries": ev.square_queries,
+                                            "p_init": ev.square_p_init, "loss": "margin", "restarts": 1}),
+    "pgd_ce_l2": AttackSpec("l2", "pgd_ce", "L2 PGD-CE", "PGDL2", _call_pgd, params=_pgd_l2),
+    "pgd_t_l2": AttackSpec("l2", "pgd_t", "L2 PGD-T", "PGDL2", _call_pgd, params=_pgd_l2, targeted=True),
+}
+ATTACKS: tuple[str, ...] = tuple(ATTACK_SPECS)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One pass over the attacked images: predictions land under ``tag``."""
+
+    tag: str
+    label: str
+    n: int  # attack the first n images
+    fn: AttackFn
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,125 +416,74 @@ class AdversarialEvaluator:
             with torch.no_grad():
                 num_classes = int(model(x[:1].to(device)).shape[1])
         show = ctx.progress if self.progress is None else self.progress
-        eps, st, k = self.eps_linf, self.step_linf, self.steps
-        e2, s2, k2 = self.eps_l2, self.step_l2, self.steps_l2
-        t_all = target_labels(y, num_classes)
-
-        def tgt(yb: torch.Tensor) -> torch.Tensor:
-            return target_labels(yb, num_classes)
-
-        specs: dict[str, tuple[str, Callable]] = {
-            "fgsm": ("L∞ FGSM", lambda xb, yb, s: fgsm(model, xb, yb, eps)),
-            "pgd_ce": ("L∞ PGD-CE", lambda xb, yb, s: pgd(model, xb, yb, eps=eps, step=st, steps=k,
-                                                          random_start=self.random_start)),
-            "pgd_t": ("L∞ PGD-T", lambda xb, yb, s: pgd(model, xb, yb, eps=eps, step=st, steps=k, targets=tgt(yb),
-                                                        random_start=self.random_start)),
-            "square": ("L∞ Square", lambda xb, yb, s: square(model, xb, yb, eps=eps, queries=self.square_queries,
-                                                             seed=s, p_init=self.square_p_init)),
-            "pgd_ce_l2": ("L2 PGD-CE", lambda xb, yb, s: pgd(model, xb, yb, eps=e2, step=s2, steps=k2, norm="l2",
-                                                             random_start=self.random_start)),
-            "pgd_t_l2": ("L2 PGD-T", lambda xb, yb, s: pgd(model, xb, yb, eps=e2, step=s2, steps=k2, norm="l2",
-                                                           targets=tgt(yb), random_start=self.random_start)),
-        }
         t0 = time.time()
+        clean_pred = _predict(model, x.to(device), self.batch_size).cpu()
         preds: dict[str, torch.Tensor] = {}
         times: dict[str, float] = {}
-        clean_pred = _predict(model, x.to(device), self.batch_size).cpu()
+        with _progress(show) as bar:
+            for job in self._jobs(model, num_classes, n):
+                ts = time.time()
+                preds[job.tag] = self._run(bar, job.label, job.tag, x[:job.n], y[:job.n], device, job.fn, model)
+                times[job.tag] = time.time() - ts
+        return self._section(y, clean_pred, preds, times, num_classes, t0)
+
+    def _jobs(self, model: nn.Module, num_classes: int, n: int) -> list[_Job]:
+        """What to run, in order: the requested attacks, then (red flags) the ε sweep, the unbounded PGD, the noise."""
+        jobs = []
+        for name in self.attacks:
+            spec = ATTACK_SPECS[name]
+            jobs.append(_Job(name, spec.label, n, partial(spec.call, model, num_classes, spec, spec.params(self))))
+        if not self.red_flags:
+            return jobs
+        eps, st, k = self.eps_linf, self.step_linf, self.steps
+        for e in self.eps_sweep:
+            if math.isclose(e, eps) and "pgd_ce" in self.attacks:
+                continue  # the sweep's ε = eps_linf point is PGD-CE itself
+            se = st if math.isclose(e, eps) else (st * e / eps if eps > 0 else st)
+            p = {"eps": e, "step": se, "steps": k, "random_start": self.random_start}
+            jobs.append(_Job(f"sweep:{e!r}", f"L∞ PGD-CE ε={e * 255:.3g}/255", n,
+                             partial(_call_pgd, model, num_classes, ATTACK_SPECS["pgd_ce"], p)))
+        ue, us = self.unbounded_eps, self.unbounded_steps
+        p = {"eps": ue, "step": 2.5 * ue / us, "steps": us, "random_start": self.random_start}
+        jobs.append(_Job("unbounded", f"L∞ PGD-CE ε={ue:g} (unbounded)",
+                         n if self.unbounded_n is None else min(n, self.unbounded_n),
+                         partial(_call_pgd, model, num_classes, ATTACK_SPECS["pgd_ce"], p)))
+        jobs.append(_Job("noise", f"L∞ random noise ({self.noise_draws} draws)", n,
+                         partial(_call_noise, model, eps, self.noise_draws)))
+        return jobs
+
+    def _section(self, y: torch.Tensor, clean_pred: torch.Tensor, preds: dict[str, torch.Tensor],
+                 times: dict[str, float], num_classes: int, t0: float) -> dict[str, Any]:
+        """The ``extra.attacks`` record section from the predicted labels of every job."""
+        import torchattacks
+
+        n = int(y.shape[0])
+        eps = self.eps_linf
+        impl = f"torchattacks {getattr(torchattacks, '__version__', '?')}"
         out: dict[str, Any] = {
             "n": n, "subset": f"first {n} test images", "num_classes": num_classes, "seed": self.seed,
             "ci_method": "wilson", "confidence": self.confidence,
             "clean": self._entry(int((clean_pred == y).sum()), n),
         }
-        sweep_extra = [e for e in self.eps_sweep if not math.isclose(e, eps)] if self.red_flags else []
-        bar_cm = contextlib.nullcontext(None)
-        if show:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            bar_cm = Progress(TextColumn("[bold]attack[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), transient=False)
-        with bar_cm as bar:
-            for name in self.attacks:
-                desc, fn = specs[name]
-                ts = time.time()
-                preds[name] = self._run(bar, desc, name, x, y, device, fn, model)
-                times[name] = time.time() - ts
-            if self.red_flags:
-                for e in sweep_extra:
-                    se = st * e / eps if eps > 0 else st
-                    ts = time.time()
-                    preds[f"sweep:{e!r}"] = self._run(
-                        bar, f"L∞ PGD-CE ε={e * 255:.3g}/255", f"sweep:{e!r}", x, y, device,
-                        lambda xb, yb, s, e=e, se=se: pgd(model, xb, yb, eps=e, step=se, steps=k,
-                                                          random_start=self.random_start), model)
-                    times[f"sweep:{e!r}"] = time.time() - ts
-                nu = n if self.unbounded_n is None else min(n, self.unbounded_n)
-                ue = self.unbounded_eps
-                ts = time.time()
-                preds["unbounded"] = self._run(
-                    bar, f"L∞ PGD-CE ε={ue:g} (unbounded)", "unbounded", x[:nu], y[:nu], device,
-                    lambda xb, yb, s: pgd(model, xb, yb, eps=ue, step=2.5 * ue / self.unbounded_steps,
-                                          steps=self.unbounded_steps, random_start=self.random_start), model)
-                times["unbounded"] = time.time() - ts
-
-                def noise_fn(xb, yb, s):
-                    g = torch.Generator().manual_seed(s)
-                    return random_noise(model, xb, yb, eps=eps, draws=self.noise_draws, generator=g)
-
-                ts = time.time()
-                preds["noise"] = self._run(bar, f"L∞ random noise ({self.noise_draws} draws)", "noise", x, y, device,
-                                           noise_fn, model)
-                times["noise"] = time.time() - ts
-
-        import torchattacks
-
-        impl = f"torchattacks {getattr(torchattacks, '__version__', '?')}"
-        linf: dict[str, Any] = {}
-        l2: dict[str, Any] = {}
+        out["linf"], out["l2"] = {}, {}
         for name in self.attacks:
-            p = preds[name]
+            spec, p = ATTACK_SPECS[name], preds[name]
             e = self._entry(int((p == y).sum()), n)
             e["time_s"] = round(times[name], 3)
-            if name == "fgsm":
-                e.update(eps=eps, steps=1, random_start=False, loss="ce", implementation=f"{impl} FGSM")
-                linf["fgsm"] = e
-            elif name in ("pgd_ce", "pgd_t"):
-                e.update(eps=eps, step=st, steps=k, random_start=self.random_start, loss="ce",
-                         implementation=f"{impl} PGD")
-                linf[name] = e
-            elif name == "square":
-                e.update(eps=eps, queries=self.square_queries, p_init=self.square_p_init, loss="margin", restarts=1,
-                         implementation=f"{impl} Square")
-                linf["square"] = e
-            else:
-                e.update(eps=e2, step=s2, steps=k2, random_start=self.random_start, loss="ce",
-                         implementation=f"{impl} PGDL2")
-                l2[name.removesuffix("_l2")] = e
-            if name in ("pgd_t", "pgd_t_l2"):
-                hit = self._entry(int((p == t_all).sum()), n)
+            e.update(spec.params(self), implementation=f"{impl} {spec.implementation}")
+            if spec.targeted:
+                hit = self._entry(int((p == target_labels(y, num_classes)).sum()), n)
                 e.update(target="(y + 1) mod num_classes", target_success=hit["acc"], target_success_ci95=hit["ci95"])
-        out["linf"] = linf
-        out["l2"] = l2
+            out[spec.norm][spec.key] = e
 
         if self.red_flags:
             from bioreg.evaluate.gradient_masking import evaluate_red_flags
 
-            sweep_eps, sweep_entries = [], []
-            for e in self.eps_sweep:
-                if math.isclose(e, eps) and "pgd_ce" in preds:
-                    p = preds["pgd_ce"]
-                elif math.isclose(e, eps):
-                    # PGD-CE itself was not requested: run the 8/255 point of the sweep here
-                    p = self._run(None, "", f"sweep:{e!r}", x, y, device,
-                                  lambda xb, yb, s, e=e: pgd(model, xb, yb, eps=e, step=st, steps=k,
-                                                             random_start=self.random_start), model)
-                    preds["pgd_ce_sweep"] = p
-                else:
-                    p = preds[f"sweep:{e!r}"]
-                sweep_eps.append(e)
-                sweep_entries.append(self._entry(int((p == y).sum()), n))
+            sweep = [self._entry(int((preds[self._sweep_tag(e, preds)] == y).sum()), n) for e in self.eps_sweep]
             out["eps_sweep"] = {
-                "norm": "linf", "attack": "pgd_ce", "steps": k, "step_over_eps": st / eps if eps > 0 else None,
-                "eps": sweep_eps, "acc": [s["acc"] for s in sweep_entries], "ci95": [s["ci95"] for s in sweep_entries],
+                "norm": "linf", "attack": "pgd_ce", "steps": self.steps,
+                "step_over_eps": self.step_linf / eps if eps > 0 else None,
+                "eps": list(self.eps_sweep), "acc": [s["acc"] for s in sweep], "ci95": [s["ci95"] for s in sweep],
                 "n": n,
             }
             nu = int(preds["unbounded"].shape[0])
@@ -467,25 +494,45 @@ class AdversarialEvaluator:
             nz = self._entry(int((preds["noise"] == y).sum()), n)
             nz.update(eps=eps, draws=self.noise_draws, kind="uniform random vertices of the L∞ ball")
             out["noise"] = nz
-            # random search (Square, noise) succeeding where gradients (PGD-CE) failed, per example
-            pgd_ok = (preds["pgd_ce"] == y) if "pgd_ce" in preds else None
-            rs: dict[str, Any] = {"n": n}
-            if pgd_ok is not None:
-                noise_hit = (preds["noise"] != y) & pgd_ok & (clean_pred == y)
-                rs["noise_only"] = int(noise_hit.sum())
-                any_hit = noise_hit.clone()
-                if "square" in preds:
-                    sq_hit = (preds["square"] != y) & pgd_ok & (clean_pred == y)
-                    rs["square_only"] = int(sq_hit.sum())
-                    any_hit |= sq_hit
-                rs["random_search_only"] = int(any_hit.sum())
-                rs["pgd_ce_robust"] = int(pgd_ok.sum())
-            out["random_search"] = rs
+            out["random_search"] = _random_search(y, clean_pred, preds)
             out["red_flags"] = evaluate_red_flags(out, rs_tol=self.rs_tol, saturation_acc=self.saturation_acc)
         out["time_s"] = round(time.time() - t0, 3)
         out["settings"] = {
-            "eps_linf": eps, "step_linf": st, "steps": k, "eps_l2": e2, "step_l2": s2, "steps_l2": k2,
-            "random_start": self.random_start, "square_queries": self.square_queries, "attacks": list(self.attacks),
+            "eps_linf": eps, "step_linf": self.step_linf, "steps": self.steps, "eps_l2": self.eps_l2,
+            "step_l2": self.step_l2, "steps_l2": self.steps_l2, "random_start": self.random_start,
+            "square_queries": self.square_queries, "attacks": list(self.attacks),
             "pgd_t_target": "(y + 1) mod num_classes", "inputs": "[0, 1], normalisation inside the model, eval mode",
         }
         return out
+
+    def _sweep_tag(self, e: float, preds: dict[str, torch.Tensor]) -> str:
+        """Which job's predictions are the sweep's point ``e`` (PGD-CE itself at ε = eps_linf when it ran)."""
+        return "pgd_ce" if math.isclose(e, self.eps_linf) and "pgd_ce" in preds else f"sweep:{e!r}"
+
+
+def _random_search(y: torch.Tensor, clean_pred: torch.Tensor, preds: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Per example: random search (Square, noise) succeeding where gradients (PGD-CE) failed (red flag 5)."""
+    rs: dict[str, Any] = {"n": int(y.shape[0])}
+    if "pgd_ce" not in preds:
+        return rs
+    pgd_ok = preds["pgd_ce"] == y
+    noise_hit = (preds["noise"] != y) & pgd_ok & (clean_pred == y)
+    rs["noise_only"] = int(noise_hit.sum())
+    any_hit = noise_hit.clone()
+    if "square" in preds:
+        sq_hit = (preds["square"] != y) & pgd_ok & (clean_pred == y)
+        rs["square_only"] = int(sq_hit.sum())
+        any_hit |= sq_hit
+    rs["random_search_only"] = int(any_hit.sum())
+    rs["pgd_ce_robust"] = int(pgd_ok.sum())
+    return rs
+
+
+def _progress(show: bool):
+    """A rich progress display for the attack batches, or a context that yields ``None``."""
+    if not show:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]attack[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=False)
