@@ -15,6 +15,14 @@ works on convolutional activations ``(N, C, H, W)``:
 * :class:`CorrDrop` — the DropBlock mask applied to a random map and the half of the
   maps most similar to it by kernel similarity, ``drop_prob`` doubled (§4.2).
 
+Each stochastic op has a pure functional core ``f(x, …, training, generator=None)`` and the
+Module is a thin wrapper that supplies its state (the scheduled probability, the live kernels of
+the producing convolution), as torchvision's ``drop_block2d`` / ``DropBlock2d``:
+:func:`spatial_dropout_mod`, :func:`drop_block`, :func:`drop_block_random`, :func:`corr_drop`
+(:class:`Dropout` and :class:`SpatialDropout` wrap ``F.dropout`` / ``F.dropout2d``). A core is the
+identity when ``training=False``; with a ``generator`` it draws all its randomness from it, else
+from torch's global RNG (what the modules do).
+
 All randomness is drawn for the whole batch at once (no Python loop over
 examples); the kernel-similarity ranking (argsort of eq 2.16's similarities,
 computed from the *live* weights of the producing convolution, for the distinct
@@ -44,6 +52,11 @@ __all__ = [
     "DropBlock",
     "DropBlockRandom",
     "CorrDrop",
+    "spatial_dropout_mod",
+    "drop_block",
+    "drop_block_random",
+    "corr_drop",
+    "most_similar_maps",
     "block_gamma",
     "block_keep_mask",
     "linear_ramp",
@@ -84,6 +97,7 @@ def block_gamma(drop_prob: float, block_size: int, height: int, width: int) -> f
 def block_keep_mask(
     n: int, height: int, width: int, block_size: int, gamma: float,
     *, device: torch.device | None = None, dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Keep mask ``(n, 1, H, W)`` of DropBlock (Algorithm 1): 1 = kept, 0 = dropped.
 
@@ -103,7 +117,7 @@ def block_keep_mask(
     mask equals torchvision's for one channel (tested).
     """
     seeds = torch.empty((n, 1, height - block_size + 1, width - block_size + 1), device=device, dtype=dtype)
-    seeds.bernoulli_(gamma)
+    seeds.bernoulli_(gamma, generator=generator)
     pad = block_size - 1
     dropped = F.max_pool2d(F.pad(seeds, [pad, pad, pad, pad]), kernel_size=block_size, stride=1)
     return 1.0 - dropped
@@ -168,32 +182,40 @@ class _NeedsSimilarity:
                 f"but the point has {ctx.shape[0]} feature maps"
             )
 
-    def _most_similar(self, who: str, chosen: torch.Tensor, channels: int, k: int) -> torch.Tensor:
-        """``(N, k)``: for each example's chosen map, the ``k`` maps most similar to it (itself first).
-
-        The ranking is computed once per forward pass, for the distinct chosen maps only
-        (rows of eq 2.16's ``C x C`` matrix, :func:`similarity_rows`; at most ``min(N, C)``
-        rows, so never more work than the full matrix), then gathered per example. Exact
-        ties (identical or zero kernels) are broken by a random order of the maps drawn once
-        per call, not by index.
-        """
+    def _kernels(self, who: str, x: torch.Tensor) -> torch.Tensor:
+        """The live kernels of the producing convolution, detached, checked against ``x``'s maps."""
+        _check_4d(x, who)
         if self.ctx is None:
             raise RegularizerConfigError(
                 f"{who} needs the kernels of the convolution before it: place it with "
                 "bioreg.lit.module.place_regularizers (or call bind(ctx)) before training"
             )
-        with torch.no_grad():
-            w = self.ctx.producer_weight(who).detach()
-            if w.shape[0] != channels:
-                raise RegularizerConfigError(
-                    f"{who} at point {self.ctx.point!r}: {w.shape[0]} kernels but {channels} feature maps"
-                )
-            rows, inverse = torch.unique(chosen.to(w.device), return_inverse=True)
-            sim = similarity_rows(w, rows)  # (U, C)
-            sim[torch.arange(len(rows), device=sim.device), rows] = 2.0  # each map first in its ranking
-            perm = torch.randperm(channels, device=sim.device)
-            order = torch.argsort(sim[:, perm], dim=1, descending=True, stable=True)[:, :k]
-            return perm[order][inverse].to(chosen.device)
+        w = self.ctx.producer_weight(who).detach()
+        if w.shape[0] != x.shape[1]:
+            raise RegularizerConfigError(
+                f"{who} at point {self.ctx.point!r}: {w.shape[0]} kernels but {x.shape[1]} feature maps"
+            )
+        return w
+
+
+@torch.no_grad()
+def most_similar_maps(weight: torch.Tensor, chosen: torch.Tensor, k: int, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(N, k)``: for each example's chosen map, the ``k`` maps most similar to it (itself first).
+
+    ``weight`` is the ``(C, …)`` kernel tensor of the producing convolution, ``chosen`` the ``(N,)``
+    chosen map per example. The ranking (eq 2.16) is computed for the distinct chosen maps only
+    (rows of the ``C x C`` matrix, :func:`similarity_rows`; at most ``min(N, C)`` rows, so never more
+    work than the full matrix), then gathered per example. Exact ties (identical or zero kernels) are
+    broken by a random order of the maps drawn once per call (from ``generator``), not by index.
+    """
+    channels = weight.shape[0]
+    rows, inverse = torch.unique(chosen.to(weight.device), return_inverse=True)
+    sim = similarity_rows(weight, rows)  # (U, C)
+    sim[torch.arange(len(rows), device=sim.device), rows] = 2.0  # each map first in its ranking
+    perm = torch.randperm(channels, device=sim.device, generator=generator)
+    order = torch.argsort(sim[:, perm], dim=1, descending=True, stable=True)[:, :k]
+    return perm[order][inverse].to(chosen.device)
 
 
 def similarity_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -209,6 +231,125 @@ def _select_mask(idx: torch.Tensor, n: int, channels: int, dtype: torch.dtype) -
     """``(n, C)`` 0/1 matrix with ones at ``idx`` (``(n, k)`` map indices)."""
     sel = torch.zeros((n, channels), device=idx.device, dtype=dtype)
     return sel.scatter_(1, idx, 1.0)
+
+
+def _check_block_fits(who: str, block_size: int, h: int, w: int, what: str = "the input has maps of") -> None:
+    if block_size > min(h, w):
+        raise RegularizerConfigError(
+            f"{who}: block_size must be in [1, {min(h, w)}] ({what} size {h}x{w}), got {block_size}"
+        )
+
+
+def _check_subset_prob(who: str, drop_prob: float, fraction: float) -> None:
+    """``drop_prob / fraction`` (the drop probability on the selected maps) must stay <= 1."""
+    if drop_prob > fraction:
+        raise RegularizerConfigError(
+            f"{who}: drop_prob must be in [0, {fraction:g}] for fraction={fraction:g}: it is "
+            f"multiplied by 1/fraction on the selected maps and must stay a probability <= 1; got "
+            f"drop_prob={drop_prob!r} (drop_prob/fraction = {drop_prob / fraction:g})"
+        )
+
+
+def _block_scale(mask: torch.Tensor) -> torch.Tensor:
+    # count(M) / count_ones(M) (Algorithm 1); an all-dropped mask gives 0 output, not NaN
+    return mask.numel() / mask.sum().clamp_min(1.0)
+
+
+# --------------------------------------------------------------------------- functional cores
+def spatial_dropout_mod(x: torch.Tensor, weight: torch.Tensor, p: float, training: bool = True, *,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """SpatialDropout on kernel-similar maps (Dutta 2019 §4.2): the core of :class:`SpatialDropoutMod`.
+
+    ``x``: ``(N, C, H, W)``; ``weight``: the ``(C, …)`` kernels of the convolution producing ``x``.
+    Per example a map ``r`` is drawn uniformly and the ``floor(p * C + 1/2)`` maps most similar to it
+    (eq 2.16, ``r`` first; :func:`most_similar_maps`) are zeroed; the output is scaled by
+    ``1 / (1 - p)``. Identity when ``training`` is false or ``p == 0``.
+    """
+    if not training or p == 0.0:
+        return x
+    p = check_probability(p, "p")
+    _check_4d(x, "SpatialDropoutMod")
+    n, c = x.shape[:2]
+    chosen = torch.randint(c, (n,), device=x.device, generator=generator)
+    idx = most_similar_maps(_check_kernels("SpatialDropoutMod", weight, c), chosen, n_selected(p, c),
+                            generator=generator)
+    keep = 1.0 - _select_mask(idx, n, c, x.dtype)
+    return x * (keep / (1.0 - p))[:, :, None, None]
+
+
+def drop_block(x: torch.Tensor, drop_prob: float, block_size: int, training: bool = True, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """DropBlock with one mask per example shared by all maps: the core of :class:`DropBlock`.
+
+    ``drop_prob`` is the probability in use (the module passes its scheduled value). The mask is
+    :func:`block_keep_mask` with seed rate :func:`block_gamma` (eq 4.1); the output is
+    ``x * M * count(M) / count_ones(M)`` over the batch's mask (Algorithm 1). Identity when
+    ``training`` is false or ``drop_prob == 0`` (the shape and block size are checked in training).
+    """
+    return _subset_drop_block(x, drop_prob, block_size, 1.0, None, "DropBlock", training, generator)
+
+
+def drop_block_random(x: torch.Tensor, drop_prob: float, block_size: int, fraction: float = 0.5,
+                      training: bool = True, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The DropBlock mask on a random ``fraction`` of the maps of each example (§4.2, control): the
+    core of :class:`DropBlockRandom`. ``drop_prob`` (in use, before the ÷ ``fraction``) is divided by
+    ``fraction`` on the selected maps; ``floor(fraction * C + 1/2)`` maps are drawn per example without
+    replacement. Identity when ``training`` is false or ``drop_prob == 0``."""
+
+    def select(n: int, c: int, k: int) -> torch.Tensor:
+        return torch.rand((n, c), device=x.device, generator=generator).argsort(dim=1)[:, :k]
+
+    return _subset_drop_block(x, drop_prob, block_size, fraction, select, "DropBlockRandom", training, generator)
+
+
+def corr_drop(x: torch.Tensor, weight: torch.Tensor | None, drop_prob: float, block_size: int,
+              fraction: float = 0.5, training: bool = True, *,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """CorrDrop (Dutta 2019 §4.2): the core of :class:`CorrDrop`.
+
+    The DropBlock mask on a random map ``r`` and the maps most similar to it by kernel similarity
+    (eq 2.16 from ``weight``, the producing convolution's kernels; ``r`` first),
+    ``floor(fraction * C + 1/2)`` maps per example, ``drop_prob`` (in use) divided by ``fraction`` on
+    them. Identity when ``training`` is false or ``drop_prob == 0`` (then ``weight`` may be ``None``).
+    """
+
+    def select(n: int, c: int, k: int) -> torch.Tensor:
+        chosen = torch.randint(c, (n,), device=x.device, generator=generator)
+        return most_similar_maps(_check_kernels("CorrDrop", weight, c), chosen, k, generator=generator)
+
+    return _subset_drop_block(x, drop_prob, block_size, fraction, select, "CorrDrop", training, generator)
+
+
+def _check_kernels(who: str, weight: torch.Tensor | None, channels: int) -> torch.Tensor:
+    if weight is None or weight.dim() < 2 or weight.shape[0] != channels:
+        got = "none" if weight is None else f"shape {tuple(weight.shape)}"
+        raise RegularizerConfigError(f"{who} needs the {channels} kernels (C, ...) of the convolution "
+                                     f"producing its {channels} maps; got {got}")
+    return weight
+
+
+def _subset_drop_block(x: torch.Tensor, drop_prob: float, block_size: int, fraction: float,
+                       select, who: str, training: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """DropBlock (Algorithm 1) on the maps ``select(n, C, k)`` picks per example (all maps if ``None``)."""
+    if not training:
+        return x
+    _check_4d(x, who)
+    block_size = _check_block_size(block_size)
+    _check_block_fits(who, block_size, x.shape[2], x.shape[3])
+    if drop_prob == 0.0:
+        return x
+    check_probability(drop_prob, "drop_prob")
+    if select is not None:
+        _check_subset_prob(who, drop_prob, _check_fraction(fraction))
+    n, c, h, w = x.shape
+    gamma = block_gamma((1.0 / fraction) * drop_prob, block_size, h, w)  # DropBlock: fraction 1, drop_prob itself
+    mask = block_keep_mask(n, h, w, block_size, gamma, device=x.device, dtype=x.dtype, generator=generator)
+    if select is None:
+        return x * (mask * _block_scale(mask))
+    sel = _select_mask(select(n, c, n_selected(fraction, c)), n, c, x.dtype)[:, :, None, None]  # (N, C, 1, 1)
+    # 1 on the other maps, M * count(M)/count_ones(M) on the selected ones: (N, C, H, W)
+    factor = torch.addcmul(torch.ones((), device=x.device, dtype=x.dtype), sel, mask * _block_scale(mask) - 1.0)
+    return x * factor
 
 
 # --------------------------------------------------------------------------- Dropout family
@@ -266,7 +407,8 @@ class SpatialDropoutMod(_NeedsSimilarity, nn.Module):
     zeroed — ``r`` itself is the first of them (it is always ranked first, even
     when another kernel is identical to it). The output is scaled by
     ``1 / (1 - p)`` as in SpatialDropout (the thesis's normalisation). The ranking
-    is computed once per forward pass. Identity in eval mode.
+    is computed once per forward pass. Identity in eval mode. Functional core:
+    :func:`spatial_dropout_mod`.
     """
 
     def __init__(self, p: float = 0.5) -> None:
@@ -279,18 +421,10 @@ class SpatialDropoutMod(_NeedsSimilarity, nn.Module):
         self._bind_similarity(ctx, "SpatialDropoutMod")
         self.ctx = ctx
 
-    def drop_mask(self, n: int, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """``(n, C)`` keep mask (1 = kept) for a batch of ``n`` examples."""
-        k = n_selected(self.p, channels)
-        chosen = torch.randint(channels, (n,), device=device)
-        return 1.0 - _select_mask(self._most_similar("SpatialDropoutMod", chosen, channels, k), n, channels, dtype)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        _check_4d(x, "SpatialDropoutMod")
-        keep = self.drop_mask(x.shape[0], x.shape[1], x.device, x.dtype)
-        return x * (keep / (1.0 - self.p))[:, :, None, None]
+        return spatial_dropout_mod(x, self._kernels("SpatialDropoutMod", x), self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -313,7 +447,7 @@ class DropBlock(nn.Module):
     (:func:`linear_ramp`; ``E = 1``: the target). An unbound module (no ``bind``, no
     ``state`` set) sees the start of training (drops nothing) unless ``schedule="none"``
     (fixed ``drop_prob``). ``block_size`` must not exceed the map (checked in
-    ``bind`` from ``ctx.shape`` and at forward time).
+    ``bind`` from ``ctx.shape`` and at forward time). Functional core: :func:`drop_block`.
     """
 
     #: factor on the scheduled drop_prob for the maps the mask is applied to
@@ -330,15 +464,9 @@ class DropBlock(nn.Module):
 
     def bind(self, ctx: InsertionContext) -> None:
         _check_ctx_4d(ctx, self.who)
-        self._check_size(ctx.shape[1], ctx.shape[2], f"point {ctx.point!r} has maps of")
+        _check_block_fits(self.who, self.block_size, ctx.shape[1], ctx.shape[2], f"point {ctx.point!r} has maps of")
         self.state = ctx.state
         self.ctx = ctx
-
-    def _check_size(self, h: int, w: int, what: str = "the input has maps of") -> None:
-        if self.block_size > min(h, w):
-            raise RegularizerConfigError(
-                f"{self.who}: block_size must be in [1, {min(h, w)}] ({what} size {h}x{w}), got {self.block_size}"
-            )
 
     def current_drop_prob(self) -> float:
         """The scheduled drop probability (before the ``prob_factor`` of the subset variants)."""
@@ -351,27 +479,8 @@ class DropBlock(nn.Module):
     def current_gamma(self, h: int, w: int) -> float:
         return block_gamma(self.prob_factor * self.current_drop_prob(), self.block_size, h, w)
 
-    def block_mask(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        return block_keep_mask(n, h, w, self.block_size, self.current_gamma(h, w), device=x.device, dtype=x.dtype)
-
-    def _active(self, x: torch.Tensor) -> bool:
-        if not self.training:
-            return False
-        _check_4d(x, self.who)
-        self._check_size(x.shape[2], x.shape[3])
-        return self.current_drop_prob() > 0.0
-
-    @staticmethod
-    def _scale(mask: torch.Tensor) -> torch.Tensor:
-        # count(M) / count_ones(M); an all-dropped mask gives 0 output, not NaN
-        return mask.numel() / mask.sum().clamp_min(1.0)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._active(x):
-            return x
-        mask = self.block_mask(x)
-        return x * (mask * self._scale(mask))
+        return drop_block(x, self.current_drop_prob(), self.block_size, self.training)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}, schedule={self.schedule!r}"
@@ -401,27 +510,8 @@ class _SubsetDropBlock(DropBlock):
                  fraction: float = 0.5) -> None:
         super().__init__(drop_prob, block_size, schedule)
         self.fraction = _check_fraction(fraction)
-        if self.drop_prob > self.fraction:  # drop_prob / fraction > 1
-            raise RegularizerConfigError(
-                f"{self.who}: drop_prob must be in [0, {self.fraction:g}] for fraction={self.fraction:g}: it is "
-                f"multiplied by 1/fraction on the selected maps and must stay a probability <= 1; got "
-                f"drop_prob={drop_prob!r} (drop_prob/fraction = {self.drop_prob / self.fraction:g})"
-            )
+        _check_subset_prob(self.who, self.drop_prob, self.fraction)
         self.prob_factor = 1.0 / self.fraction
-
-    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
-        """``(n, k)`` indices of the maps that get the mask."""
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._active(x):
-            return x
-        n, c = x.shape[:2]
-        mask = self.block_mask(x)  # (N, 1, H, W)
-        sel = _select_mask(self.select(n, c, x.device), n, c, x.dtype)[:, :, None, None]  # (N, C, 1, 1)
-        # 1 on the other maps, M * count(M)/count_ones(M) on the selected ones: (N, C, H, W)
-        factor = torch.addcmul(torch.ones((), device=x.device, dtype=x.dtype), sel, mask * self._scale(mask) - 1.0)
-        return x * factor
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", fraction={self.fraction}"
@@ -432,14 +522,14 @@ class DropBlockRandom(_SubsetDropBlock):
 
     The control for CorrDrop: per example ``k = floor(fraction * C + 1/2)`` maps are
     drawn uniformly without replacement; ``drop_prob`` is doubled (÷ fraction) in the
-    schedule. See :class:`DropBlock` for the mask, schedule and normalisation.
+    schedule. See :class:`DropBlock` for the mask, schedule and normalisation. Functional core:
+    :func:`drop_block_random`.
     """
 
     who = "DropBlockRandom"
 
-    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
-        k = n_selected(self.fraction, channels)
-        return torch.rand((n, channels), device=device).argsort(dim=1)[:, :k]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_block_random(x, self.current_drop_prob(), self.block_size, self.fraction, self.training)
 
 
 class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
@@ -449,7 +539,7 @@ class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
     the ``k = floor(fraction * C + 1/2)`` maps most similar to ``r`` by kernel
     similarity (eq 2.16; ``r`` first), ``drop_prob`` doubled (÷ fraction) in the
     schedule. The ranking is computed once per forward pass from the live kernels
-    of the producing convolution.
+    of the producing convolution. Functional core: :func:`corr_drop`.
     """
 
     who = "CorrDrop"
@@ -459,6 +549,7 @@ class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
         self._bind_similarity(ctx, "CorrDrop")
         super().bind(ctx)
 
-    def select(self, n: int, channels: int, device: torch.device) -> torch.Tensor:
-        k = n_selected(self.fraction, channels)
-        return self._most_similar("CorrDrop", torch.randint(channels, (n,), device=device), channels, k)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.current_drop_prob()
+        weight = self._kernels(self.who, x) if self.training and p > 0.0 else None  # read only when used
+        return corr_drop(x, weight, p, self.block_size, self.fraction, self.training)
