@@ -73,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
+    from bioreg.results.records import UNREADABLE, read_record
 
     rec_path = find_record(args.record)
-    record = json.loads(rec_path.read_text())
-    if "config" not in record:
-        raise SystemExit(f"{rec_path}: not a bioreg run record (no `config`)")
+    record = read_record(rec_path)  # truncated / non-object files come back as status "unreadable"
+    if record.get("status") == UNREADABLE or "config" not in record:
+        raise SystemExit(f"{rec_path}: not a bioreg run record ({record.get('error') or 'no `config`'})")
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise SystemExit(f"overrides must look like key=value, got {bad}")

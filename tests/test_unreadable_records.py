@@ -110,3 +110,19 @@ def test_compare_lists_unreadable_files(tmp_path: Path, capsys) -> None:
     assert f"{len(BAD)} unreadable" in text and "## Unreadable files" in text
     for p in bad:
         assert f"`{p}`" in text and f"unreadable: {p}: " in std.err
+
+
+@pytest.mark.parametrize("text", ["[]", "3", '{"name": "ex'])
+def test_other_readers_of_a_record_refuse_a_non_record_with_a_reason(tmp_path: Path, text: str) -> None:
+    from types import SimpleNamespace
+
+    from bioreg.evaluate.robustness import CorruptionError
+
+    p = tmp_path / "runs" / "exp" / "k1" / "seed0.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(text)
+    why = BAD[text]
+    with pytest.raises(ValueError, match=f"robustness reference .* is not a run record: {why}"):
+        CorruptionError(reference=str(p))(SimpleNamespace(metrics={}))
+    with pytest.raises(SystemExit, match=f"not a bioreg run record \\({why}"):
+        _script("evaluate_checkpoint").main([str(p)])

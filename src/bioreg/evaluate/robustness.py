@@ -27,7 +27,6 @@ Evaluators here (``eval.evaluators`` entries, see :mod:`bioreg.evaluate.core`):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bioreg.results.records import UNREADABLE, read_record
 
 __all__ = [
     "CIFAR10C_CORRUPTIONS", "PAPER_ALEXNET_ERRORS", "PAPER_ALEXNET_CLEAN", "PAPER_REFERENCE", "Reference",
@@ -121,8 +122,10 @@ def reference_from_record(path: str | Path) -> Reference:
             f"robustness reference {str(path)!r}: no such file; valid values: {PAPER_REFERENCE!r} (the paper's "
             "CIFAR AlexNet) or the path of a run record JSON (results/runs/<name>/<key>/seed<k>.json)"
         )
-    rec = json.loads(p.read_text())
-    e_clean, per = errors_from_metrics(rec.get("metrics") or {})
+    rec = read_record(p)
+    if rec.get("status") == UNREADABLE:
+        raise ValueError(f"robustness reference {str(path)!r} is not a run record: {rec['error']}")
+    e_clean, per = errors_from_metrics(rec.get("metrics") if isinstance(rec.get("metrics"), Mapping) else {})
     if e_clean is None or not per:
         raise ValueError(
             f"robustness reference {str(path)!r} has no 'test' and 'corruption/<name>/<severity>' metrics; "
