@@ -385,7 +385,7 @@ class AdversarialEvaluator:
         return torch.cat(xs), torch.cat(ys)
 
     def _run(self, bar, desc: str, tag: str, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], model: nn.Module) -> torch.Tensor:
+             fn: AttackFn, model: nn.Module) -> torch.Tensor:
         """Attack all of ``x`` batch by batch; returns the predicted labels on the adversarial images."""
         preds = []
         nb = math.ceil(x.shape[0] / self.batch_size)
