@@ -188,14 +188,14 @@ def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     return sizes
 
 
-def measure_strides(model: nn.Module, input_shape: tuple[int, ...], delta: int = 128) -> dict[str, tuple[int, int]]:
+def measure_strides(model: nn.Module, input_shape: tuple[int, ...], delta: int = 64) -> dict[str, tuple[int, int]]:
     """Cumulative stride ``(sy, sx)`` of every convolutional point: input pixels between neighbouring units.
 
     Two dry forward passes, at the input size and at ``delta`` pixels more in each direction: a
     layer of cumulative stride ``s`` (with ``s`` dividing ``delta``) then has exactly ``delta / s``
     more units along each axis, whatever its padding and kernel sizes (``floor((H + k s) / s) =
     floor(H / s) + k``). Points whose growth does not divide ``delta`` (or that cannot be measured)
-    are left out. ``delta`` = 128 covers every cumulative stride that divides 128 (the models here
+    are left out. ``delta`` = 64 covers every cumulative stride that divides 64 (the models here
     have 1 to 32).
     """
     c, h, w = (int(x) for x in input_shape)
