@@ -283,3 +283,6 @@ def test_an_ablation_must_name_a_printed_label():
          "columns": [{"label": "A", "experiment": "a"}, {"label": "B", "experiment": "b", "compare_to": "Z"}]}
     with pytest.raises(ValueError, match=r"column 'B' has compare_to='Z'.*valid: \['A'\]"):
         spec_from_dict(d)
+    d["columns"] = [{"label": "B", "experiment": "b", "compare_to": "A"}, {"label": "A", "experiment": "a"}]
+    with pytest.raises(ValueError, match="must come after the printed ones"):
+        spec_from_dict(d)

@@ -787,7 +787,8 @@ class StructuredSampler(CorrelatedNormalSampler):
                     f"StructuredSampler{self.shape}: Sigma needs repair ({self.n_clipped} negative eigenvalues) "
                     f"and n = {self.n} > ncm_max_units = {self.ncm_max_units}, where the nearest correlation "
                     f"matrix (ncm_method={self.ncm_method!r}, eq 2.17) is not computed; using the spectral "
-                    "repair instead (about 2 % further from Sigma). See docs/decisions/correlation.md.",
+                    "repair instead (about 2 % further from Sigma). For eq 2.17 use sampler=dense; to choose the "
+                    "spectral repair explicitly, ncm_method=spectral. See docs/decisions/correlation.md.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

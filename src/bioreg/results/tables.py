@@ -101,6 +101,9 @@ class TableSpec:
             if dup:
                 raise ValueError(f"table {self.id}: duplicate {kind} labels {dup}")
             printed = [a.label for a in axis if not a.compare_to]
+            if labels[:len(printed)] != printed:
+                raise ValueError(f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
+                                 f"order: {labels}")
             for a in axis:
                 if a.compare_to is not None and a.compare_to not in printed:
                     raise ValueError(f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
