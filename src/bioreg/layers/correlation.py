@@ -508,6 +508,15 @@ class CorrelatedNormalSampler:
         return f"{type(self).__name__}(shape={self.shape}, params={self.params})"
 
 
+def _check_repair(ncm_method: str, ncm_kw: dict | None = None) -> None:
+    if ncm_method not in REPAIR_METHODS:
+        raise RegularizerConfigError(
+            f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
+        )
+    if ncm_kw and ncm_method == "spectral":
+        raise RegularizerConfigError(f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'")
+
+
 def _check_batch(batch: int) -> int:
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
         raise RegularizerConfigError(f"batch must be a non-negative integer, got {batch!r}")
@@ -548,14 +557,7 @@ class DenseSampler(CorrelatedNormalSampler):
         ncm_kw: dict | None = None,
     ) -> None:
         super().__init__(shape, params)
-        if ncm_method not in REPAIR_METHODS:
-            raise RegularizerConfigError(
-                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
-            )
-        if ncm_kw and ncm_method == "spectral":
-            raise RegularizerConfigError(
-                f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'"
-            )
+        _check_repair(ncm_method, ncm_kw)
         self.ncm_method = ncm_method
         self.ncm_kw = dict(ncm_kw or {})
         self.dtype = dtype
@@ -726,14 +728,7 @@ class StructuredSampler(CorrelatedNormalSampler):
         ncm_kw: dict | None = None,
     ) -> None:
         super().__init__(shape, params)
-        if ncm_method not in REPAIR_METHODS:
-            raise RegularizerConfigError(
-                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
-            )
-        if ncm_kw and ncm_method == "spectral":
-            raise RegularizerConfigError(
-                f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'"
-            )
+        _check_repair(ncm_method, ncm_kw)
         if isinstance(ncm_max_units, bool) or not isinstance(ncm_max_units, int) or ncm_max_units < 0:
             raise RegularizerConfigError(f"ncm_max_units must be an integer >= 0, got {ncm_max_units!r}")
         self.ncm_method = ncm_method

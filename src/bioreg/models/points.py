@@ -118,6 +118,30 @@ def replace(model: nn.Module, point: str | int, factory: Callable[[nn.Module], n
     return new
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a dry forward pass once every point has been seen."""
+
+
+@torch.no_grad()
+def _dry_forward(model: nn.Module, input_shape: tuple[int, ...], *, tolerate_errors: bool = False) -> None:
+    """One eval-mode forward pass of zeros (batch 2) on the model's device and dtype; a hook may end it
+    early by raising :class:`_Stop`. With ``tolerate_errors`` any other error ends it silently too."""
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        dev = p.device if p is not None else torch.device("cpu")
+        dt = p.dtype if p is not None and p.is_floating_point() else torch.float32
+        model(torch.zeros((2, *input_shape), device=dev, dtype=dt))
+    except _Stop:
+        pass
+    except Exception:
+        if not tolerate_errors:
+            raise
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def measure_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """Shape (without batch) of the activations at every point, by one dry forward pass."""
@@ -131,25 +155,14 @@ def measure_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
 
         # prepend: run before any insertion hook, so we see the tap's own output
         handles.append(tap.register_forward_hook(hook, prepend=True))
-    was_training = model.training
-    model.eval()
     try:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-        dt = p.dtype if p is not None and p.is_floating_point() else torch.float32
-        model(torch.zeros((2, *input_shape), device=dev, dtype=dt))
+        _dry_forward(model, input_shape)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return shapes
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a dry forward pass once every point has been seen."""
-
-
-@torch.no_grad()
 def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int]]:
     """``(H, W)`` at every point with 4-D activations for one dry forward pass of ``input_shape``.
 
@@ -159,6 +172,7 @@ def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     """
     pts = _points_of(model)
     sizes: dict[str, tuple[int, int]] = {}
+    seen: set[str] = set()
     handles = []
     for name, spec in pts.items():
         def hook(_m, _i, out, name=name):
@@ -169,22 +183,11 @@ def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
                 raise _Stop
 
         handles.append(model.get_submodule(spec.tap).register_forward_hook(hook, prepend=True))
-    seen: set[str] = set()
-    was_training = model.training
-    model.eval()
     try:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-        dt = p.dtype if p is not None and p.is_floating_point() else torch.float32
-        model(torch.zeros((2, *input_shape), device=dev, dtype=dt))
-    except _Stop:
-        pass
-    except Exception:  # noqa: BLE001 - a head that needs the training size: keep what was measured
-        pass
+        _dry_forward(model, input_shape, tolerate_errors=True)  # a head that needs the training size
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return sizes
 
 
