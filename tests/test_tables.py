@@ -94,14 +94,18 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     rows = [r.label for r in spec.rows]
     cols = [c.label for c in spec.columns]
 
-    # layout = the transcribed table (push-pull: its ResNet rows/columns, in printed order)
+    # layout = the transcribed table (push-pull: its ResNet rows/columns, in printed order); ablation
+    # rows/columns (compare_to, not printed) come after the printed ones
     p_rows, p_cols = paper_layout(spec)
+    printed_rows = [r.label for r in spec.rows if not r.compare_to]
+    printed_cols = [c.label for c in spec.columns if not c.compare_to]
+    assert rows[:len(printed_rows)] == printed_rows and cols[:len(printed_cols)] == printed_cols
     if tid.startswith("pp"):
         assert rows == [r for r in p_rows if r in rows] and cols == [c for c in p_cols if c in cols]
         assert all(("resnet" in x) for x in (rows if tid == "pp3" else cols))
         assert len(rows if tid == "pp3" else cols) == 8
     else:
-        assert (rows, cols) == (p_rows, p_cols)
+        assert (printed_rows, printed_cols) == (p_rows, p_cols)
 
     # every cell has all five seeds; plain-path cells have the expected mean and std
     assert (res.cells["n"] == 5).all() and not res.notes
@@ -264,7 +268,8 @@ def records_from_paper(spec, root: Path, shift: dict | None = None, skip: set | 
             assert metric.op == "path"
             if (r.label, c.label) in skip:
                 continue
-            v = float(paper.loc[(r.label, c.label), "mean"]) + shift.get((r.label, c.label), 0.0)
+            printed = (spec.paper_label(r.label), spec.paper_label(c.label))  # an ablation: its counterpart's
+            v = float(paper.loc[printed, "mean"]) + shift.get((r.label, c.label), 0.0)
             for s in SEEDS:
                 rec = per_exp.setdefault(exp, {}).setdefault(
                     s, {"name": exp, "seed": s, "config_key": "k", "status": "completed"})

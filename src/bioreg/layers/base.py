@@ -25,6 +25,11 @@ the point. The context holds:
     at use time: it is the live parameter, updated by the optimizer.
 ``shape``
     activation shape at the point without the batch dimension.
+``stride``
+    the point's cumulative stride ``(sy, sx)``: input pixels between neighbouring units of
+    its feature maps (1 for an un-strided layer 1, 2 after one stride-2 layer, ...), or a
+    zero-argument callable that measures it on first use, or ``None`` when unknown; read it
+    with ``ctx.cumulative_stride(who)`` (e.g. ``distance_scale: input`` of the correlated noise).
 ``state``
     a :class:`TrainingState` shared by every module of the model; the
     LitClassifier keeps ``epoch``, ``max_epochs`` and ``global_step`` up to date,
@@ -38,6 +43,7 @@ registered as a sub-module, so the producer's parameters are not duplicated in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -90,6 +96,22 @@ class InsertionContext:
     producer: nn.Module | None
     shape: tuple[int, ...]
     state: TrainingState = field(default_factory=TrainingState)
+    stride: tuple[int, int] | Callable[[], tuple[int, int]] | None = field(default=None, repr=False)
+
+    def cumulative_stride(self, who: str = "this regularizer") -> tuple[int, int]:
+        """``(sy, sx)``: input pixels between neighbouring units at this point (measured lazily).
+
+        Raises :class:`ContextError` naming the point when the context does not know it.
+        """
+        if callable(self.stride):
+            self.stride = self.stride()
+        if self.stride is None:
+            raise ContextError(
+                f"{who} needs the cumulative stride of point {self.point!r} (input pixels between neighbouring "
+                "units), which this insertion context does not give; give distance_scale a number instead"
+            )
+        sy, sx = self.stride
+        return int(sy), int(sx)
 
     def producer_weight(self, who: str = "this regularizer") -> torch.Tensor:
         """The live 4-D kernel ``(C_out, C_in, kh, kw)`` of the producing convolution.

@@ -30,19 +30,35 @@ Two samplers draw ``x ~ N(0, Sigma)`` (eq 2.8 with unit standard deviations):
   correlation matrix. A sample is ``U (G o Z) V^T + sqrt(c) z0``, ``G = sqrt(max(lambda mu^T +
   delta, 0))``, divided unit-wise by the standard deviation: two batched matrix products.
 
-The repair ("spectral", :func:`spectral_repair`) is defined on the dense matrix alone --
-``A = Sigma - c 11^T`` (off the diagonal ``T (x) S``, diagonal ``1 - c``), ``R = D^-1/2 (P+(A) +
-c 11^T) D^-1/2`` with ``P+`` the projection onto the PSD cone and ``D`` the diagonal of the bracket,
-applied whenever ``A`` is not PSD -- and it is the default of both samplers (the dense one computes
-it with a dense eigendecomposition), so ``sampler=dense`` and ``sampler=structured`` sample the same
-distribution for every parameter set. See ``docs/decisions/correlation.md``.
+Repair of an invalid Sigma (``ncm_method``, the same choices for both samplers):
+
+* ``"higham"`` (default) -- the nearest correlation matrix of eq 2.17 (Higham's alternating
+  projections; ``"cvxpy"`` solves the same problem with an SDP solver, ``"clip"`` is a one-step
+  approximation). The dense sampler applies it when the Cholesky factorisation of Sigma fails (the
+  thesis's procedure). The structured sampler samples Sigma exactly when ``T (x) S + delta I`` is
+  PSD (then Sigma is valid); otherwise it forms the dense Sigma and applies the same dense procedure
+  when ``n <= ncm_max_units`` (:data:`NCM_MAX_UNITS`), so the two samplers sample the same
+  distribution there. Above that size eq 2.17 has no Kronecker structure to exploit (its solution is
+  a dense ``n x n`` matrix and each Higham iteration an ``O(n^3)`` eigendecomposition): the
+  structured sampler then falls back to the spectral repair, warns once, and records it in
+  ``repair_used``.
+* ``"spectral"`` (fast option, :func:`spectral_repair`) -- defined on the dense matrix alone:
+  ``A = Sigma - c 11^T`` (off the diagonal ``T (x) S``, diagonal ``1 - c``), ``R = D^-1/2 (P+(A) +
+  c 11^T) D^-1/2`` with ``P+`` the projection onto the PSD cone and ``D`` the diagonal of the
+  bracket, applied whenever ``A`` is not PSD. The structured sampler computes it in its eigenbasis
+  at any size, the dense one with a dense eigendecomposition; both sample the same distribution.
+  It is not the nearest correlation matrix (about 2 % further from Sigma in the tests).
+
+See ``docs/decisions/correlation.md``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import astuple, dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -66,13 +82,66 @@ __all__ = [
     "SpatialEig",
     "spatial_eigh",
     "build_sampler",
+    "DEFAULT_REPAIR",
+    "NCM_MAX_UNITS",
+    "DISTANCE_SCALES",
+    "check_distance_scale",
+    "resolve_distance_scale",
 ]
 
 NCM_METHODS = ("higham", "clip", "cvxpy")
-#: Repairs of an invalid Sigma the dense sampler accepts: the structured sampler's spectral repair
-#: (default; identical distributions) or a nearest correlation matrix (eq 2.17, thesis).
+#: Repairs of an invalid Sigma both samplers accept: a nearest correlation matrix (eq 2.17; ``higham``
+#: is the default) or the fast spectral repair of eq 2.14's structure.
 REPAIR_METHODS = ("spectral", *NCM_METHODS)
+#: Default repair of both samplers and of the CG/CP modules: Higham's nearest correlation matrix, which
+#: solves eq 2.17.
+DEFAULT_REPAIR = "higham"
+#: Largest layer (C*H*W units) on which the structured sampler applies a nearest-correlation repair
+#: (dense n x n Sigma, one O(n^3) eigendecomposition per Higham iteration); above it, it falls back
+#: to the spectral repair with a warning.
+NCM_MAX_UNITS = 4096
 SAMPLER_KINDS = ("dense", "structured")
+#: Named meanings of ``distance_scale`` (eq 2.14's "scaled Euclidean distance"); a number > 0 is accepted too.
+DISTANCE_SCALES = ("grid", "input")
+
+
+def check_distance_scale(value: Any) -> float | str:
+    """``"grid"``, ``"input"`` or a finite number > 0 (returned as float); anything else is an error."""
+    if isinstance(value, str):
+        if value in DISTANCE_SCALES:
+            return value
+        try:
+            value = float(value)
+        except ValueError:
+            raise RegularizerConfigError(
+                f"distance_scale must be one of {DISTANCE_SCALES} or a number > 0 (grid: units of the layer's "
+                f"own grid, = 1; input: input pixels, = the layer's cumulative stride), got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise RegularizerConfigError(
+            f"distance_scale must be one of {DISTANCE_SCALES} or a finite number > 0, got {value!r}"
+        )
+    return float(value)
+
+
+def resolve_distance_scale(value: float | str, ctx: Any = None, who: str = "distance_scale=input") -> float:
+    """The number ``d`` is scaled by: ``grid`` -> 1, a number -> itself, ``input`` -> the cumulative
+    stride of the insertion point (``ctx.cumulative_stride(who)``, input pixels between neighbouring
+    units); an anisotropic stride (sy != sx) is an error, since eq 2.14 has one scale."""
+    value = check_distance_scale(value)
+    if value == "grid":
+        return 1.0
+    if isinstance(value, float):
+        return value
+    if ctx is None:
+        raise RegularizerConfigError(f"{who}: distance_scale=input needs the insertion context (bind it first)")
+    sy, sx = ctx.cumulative_stride(who)
+    if sy != sx:
+        raise RegularizerConfigError(
+            f"{who}: the point {ctx.point!r} has different strides along y and x ({sy}, {sx}); eq 2.14 has one "
+            "distance scale: give distance_scale a number"
+        )
+    return float(sy)
 
 
 @dataclass(frozen=True)
@@ -83,7 +152,9 @@ class CorrelationParams:
     ``c`` in [0, 1]: correlation floor shared by every pair; ``tau`` (> 0): tuning temperature;
     ``distance_scale`` (> 0): ``d = distance_scale * (Euclidean distance in feature-map pixels)``.
     The thesis calls ``d`` "the scaled Euclidean distance" but eq 2.15 is the plain Euclidean
-    distance of feature-map coordinates, so the default scale is 1 (one unit per pixel). With the
+    distance of feature-map coordinates, so the default scale is 1 (one unit per pixel; the modules'
+    ``distance_scale: grid``; ``input`` resolves to the layer's cumulative stride, see
+    :func:`resolve_distance_scale`). With the
     defaults the spatial term ``a - b d`` reaches 0 at ``d = 52.3`` pixels, i.e. it stays positive
     over a whole 32 x 32 map (largest distance 43.8), matching "every neuron is correlated to
     every other neuron in the same layer" (§2.3).
@@ -437,6 +508,15 @@ class CorrelatedNormalSampler:
         return f"{type(self).__name__}(shape={self.shape}, params={self.params})"
 
 
+def _check_repair(ncm_method: str, ncm_kw: dict | None = None) -> None:
+    if ncm_method not in REPAIR_METHODS:
+        raise RegularizerConfigError(
+            f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
+        )
+    if ncm_kw and ncm_method == "spectral":
+        raise RegularizerConfigError(f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'")
+
+
 def _check_batch(batch: int) -> int:
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
         raise RegularizerConfigError(f"batch must be a non-negative integer, got {batch!r}")
@@ -448,15 +528,19 @@ class DenseSampler(CorrelatedNormalSampler):
 
     ``ncm_method`` chooses the repair of an invalid ``Sigma``:
 
-    * ``"spectral"`` (default) -- :func:`spectral_repair`, the structured sampler's repair computed
-      with a dense eigendecomposition; applied when ``A = Sigma - c 11^T`` is not positive
-      definite (tested with the Cholesky factor of ``Sigma`` and the matrix determinant lemma), so
-      the sampled covariance equals :class:`StructuredSampler`'s for every parameter set.
-      Otherwise the Cholesky factor of eq 2.14's ``Sigma`` is used, as in the thesis.
-    * ``"higham"`` / ``"clip"`` / ``"cvxpy"`` -- the thesis's procedure: when the Cholesky
-      factorisation of ``Sigma`` fails, replace it by :func:`nearest_correlation` (eq 2.17) and
-      factor that (:func:`safe_factor`). This differs slightly from the structured sampler when
-      a repair is needed (about 2 % in Frobenius distance to ``Sigma`` in the tests).
+    * ``"higham"`` (default) / ``"cvxpy"`` / ``"clip"`` -- the thesis's procedure: when the Cholesky
+      factorisation of ``Sigma`` fails, replace it by :func:`nearest_correlation` (eq 2.17; Higham
+      reaches the CVXPY optimum, ``clip`` is an approximation) and factor that (:func:`safe_factor`).
+      :class:`StructuredSampler` with the same method samples the same distribution up to
+      :data:`NCM_MAX_UNITS` units.
+    * ``"spectral"`` (fast option) -- :func:`spectral_repair`, the structured sampler's spectral
+      repair computed with a dense eigendecomposition; applied when ``A = Sigma - c 11^T`` is not
+      positive definite (tested with the Cholesky factor of ``Sigma`` and the matrix determinant
+      lemma), so the sampled covariance equals that of ``StructuredSampler(..., "spectral")`` for
+      every parameter set; about 2 % further from ``Sigma`` (Frobenius) than eq 2.17's optimum in
+      the tests.
+
+    When ``Sigma`` is valid both use the Cholesky factor of eq 2.14's ``Sigma``, as in the thesis.
 
     ``dtype`` is the precision of the construction and factorisation (float64 default; float32
     halves memory and time at large ``n``). ``ncm_kw`` are passed to :func:`nearest_correlation`.
@@ -467,20 +551,13 @@ class DenseSampler(CorrelatedNormalSampler):
         self,
         shape: tuple[int, int, int],
         params: CorrelationParams | None = None,
-        ncm_method: str = "spectral",
+        ncm_method: str = DEFAULT_REPAIR,
         *,
         dtype: torch.dtype = torch.float64,
         ncm_kw: dict | None = None,
     ) -> None:
         super().__init__(shape, params)
-        if ncm_method not in REPAIR_METHODS:
-            raise RegularizerConfigError(
-                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
-            )
-        if ncm_kw and ncm_method == "spectral":
-            raise RegularizerConfigError(
-                f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'"
-            )
+        _check_repair(ncm_method, ncm_kw)
         self.ncm_method = ncm_method
         self.ncm_kw = dict(ncm_kw or {})
         self.dtype = dtype
@@ -623,18 +700,48 @@ class StructuredSampler(CorrelatedNormalSampler):
     map) and two small ``H x H`` / ``W x W`` products back to pixels. Nothing ``n x n`` is formed
     (except in :meth:`covariance`, meant for tests on small layers).
 
-    After a refresh ``n_clipped`` is the number of clipped eigenvalues ``lambda_i mu_j + delta < 0``
-    and ``clip_fro`` the Frobenius norm of what the clipping removed. The repair is
-    :func:`spectral_repair` (the dense sampler's default), done in the eigenbases of ``T`` and ``S``.
+    After a refresh ``n_clipped`` is the number of eigenvalues ``lambda_i mu_j + delta < 0`` of
+    ``T (x) S + delta I`` (zero means Sigma is valid and sampled exactly) and ``clip_fro`` the
+    Frobenius norm of the negative part.
+
+    Repair (``ncm_method``, default ``"higham"``) when ``n_clipped > 0``:
+
+    * a nearest-correlation method (``higham`` / ``cvxpy`` / ``clip``, eq 2.17) and ``n <=
+      ncm_max_units``: the dense procedure of :class:`DenseSampler` with the same method (a dense
+      ``n x n`` Sigma, Cholesky, else the nearest correlation matrix), so both samplers sample the
+      same distribution; refresh and sampling then cost as much as the dense sampler's;
+    * a nearest-correlation method and ``n > ncm_max_units``: eq 2.17's solution has no Kronecker
+      structure, so the sampler uses the spectral repair instead, warns (once per sampler) and sets
+      ``repair_used = "spectral"``;
+    * ``"spectral"``: :func:`spectral_repair`, done in the eigenbases of ``T`` and ``S`` at any size.
+
+    ``repair_used`` is ``None`` (no repair), ``"spectral"`` or the nearest-correlation method.
     """
 
-    def __init__(self, shape: tuple[int, int, int], params: CorrelationParams | None = None) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        params: CorrelationParams | None = None,
+        ncm_method: str = DEFAULT_REPAIR,
+        *,
+        ncm_max_units: int = NCM_MAX_UNITS,
+        ncm_kw: dict | None = None,
+    ) -> None:
         super().__init__(shape, params)
+        _check_repair(ncm_method, ncm_kw)
+        if isinstance(ncm_max_units, bool) or not isinstance(ncm_max_units, int) or ncm_max_units < 0:
+            raise RegularizerConfigError(f"ncm_max_units must be an integer >= 0, got {ncm_max_units!r}")
+        self.ncm_method = ncm_method
+        self.ncm_max_units = ncm_max_units
+        self.ncm_kw = dict(ncm_kw or {})
         _, h, w = self.shape
         self._eig = spatial_eigh(h, w, self.params)
         self._dev_cache: dict[tuple[torch.device, torch.dtype], tuple] = {}
         self.n_clipped = 0
         self.clip_fro = 0.0
+        self.repair_used: str | None = None
+        self._dense: DenseSampler | None = None  # the dense nearest-correlation procedure, when in use
+        self._warned = False
 
     def _spatial_on(self, device: torch.device, dtype: torch.dtype) -> tuple:
         key = (device, dtype)
@@ -664,7 +771,26 @@ class StructuredSampler(CorrelatedNormalSampler):
         neg = g2 < 0
         self.n_clipped = int(neg.sum())
         self.clip_fro = float(g2[neg].square().sum().sqrt()) if self.n_clipped else 0.0
+        self._dense = None
+        self.repair_used = None
+        if self.n_clipped and self.ncm_method != "spectral":
+            if self.n <= self.ncm_max_units:
+                self._refresh_dense_ncm(weight)
+                return
+            if not self._warned:
+                warnings.warn(
+                    f"StructuredSampler{self.shape}: Sigma needs repair ({self.n_clipped} negative eigenvalues) "
+                    f"and n = {self.n} > ncm_max_units = {self.ncm_max_units}, where the nearest correlation "
+                    f"matrix (ncm_method={self.ncm_method!r}, eq 2.17) is not computed; using the spectral "
+                    "repair instead (about 2 % further from Sigma). For eq 2.17 use sampler=dense; to choose the "
+                    "spectral repair explicitly, ncm_method=spectral. See docs/decisions/correlation.md.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._warned = True
         self.repaired = self.n_clipped > 0
+        if self.repaired:
+            self.repair_used = "spectral"
         g2 = g2.clamp_min(0.0)
         # diagonal of (U (x) V) diag(g2) (U (x) V)^T + c 11^T, as a (C, HW) map
         var = (u.square() @ g2) @ v2.T + self.params.c
@@ -678,8 +804,19 @@ class StructuredSampler(CorrelatedNormalSampler):
         self._sqrt_c = math.sqrt(self.params.c)
         self._ready = True
 
+    def _refresh_dense_ncm(self, weight: Tensor) -> None:
+        """The dense nearest-correlation procedure (:class:`DenseSampler`) for this refresh."""
+        dense = DenseSampler(self.shape, self.params, self.ncm_method, ncm_kw=self.ncm_kw or None)
+        dense.refresh(weight)
+        self._dense = dense
+        self.repaired = dense.repaired
+        self.repair_used = self.ncm_method if dense.repaired else None
+        self._ready = True
+
     def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
         self._check_ready()
+        if self._dense is not None:
+            return self._dense.sample(batch, generator=generator)
         batch = _check_batch(batch)
         c, h, w = self.shape
         dev, dt = self._g.device, self._g.dtype
@@ -699,6 +836,8 @@ class StructuredSampler(CorrelatedNormalSampler):
     def covariance(self) -> Tensor:
         """Dense float64 correlation matrix actually sampled (small layers only)."""
         self._check_ready()
+        if self._dense is not None:
+            return self._dense.covariance()
         q = torch.kron(self._u64.contiguous(), self._eig.v.to(self._u64.device).contiguous())
         m = (q * self._g2.reshape(-1)) @ q.T + self.params.c
         d = self._var.reshape(-1).rsqrt()
@@ -709,24 +848,23 @@ def build_sampler(
     kind: str,
     shape: tuple[int, int, int],
     params: CorrelationParams | None = None,
-    ncm_method: str = "spectral",
+    ncm_method: str = DEFAULT_REPAIR,
     **kw: object,
 ) -> CorrelatedNormalSampler:
     """Build a sampler: ``kind`` in ``{"dense", "structured"}``; ``shape = (C, H, W)``.
 
-    ``ncm_method`` (one of :data:`REPAIR_METHODS`) and extra keywords such as ``dtype`` apply to
-    the dense sampler only; the structured sampler always uses the spectral repair, which is the
-    dense sampler's default, so the two sample the same distribution unless ``ncm_method`` selects
-    a nearest-correlation method for the dense one.
+    ``ncm_method`` (one of :data:`REPAIR_METHODS`, default ``higham``: eq 2.17) applies to both;
+    with the same method both sample the same distribution (the structured sampler up to
+    ``ncm_max_units`` units for the nearest-correlation methods, see :class:`StructuredSampler`).
+    Extra keywords: ``dtype``, ``ncm_kw`` (dense); ``ncm_max_units``, ``ncm_kw`` (structured).
     """
     if kind == "dense":
         return DenseSampler(shape, params, ncm_method, **kw)  # type: ignore[arg-type]
     if kind == "structured":
-        if ncm_method not in REPAIR_METHODS:
+        bad = sorted(set(kw) - {"ncm_max_units", "ncm_kw"})
+        if bad:
             raise RegularizerConfigError(
-                f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
+                f"unexpected options for the structured sampler: {bad}; valid: ['ncm_kw', 'ncm_max_units']"
             )
-        if kw:
-            raise RegularizerConfigError(f"unexpected options for the structured sampler: {sorted(kw)}")
-        return StructuredSampler(shape, params)
+        return StructuredSampler(shape, params, ncm_method, **kw)  # type: ignore[arg-type]
     raise RegularizerConfigError(f"unknown sampler kind {kind!r}; choose one of {SAMPLER_KINDS}")

@@ -6,9 +6,10 @@ Four modules, each inserted *after* the ReLU of a layer (they receive activation
 =====  ==========================  ========================================================
 entry  class                       training-mode output
 =====  ==========================  ========================================================
-``ug`` :class:`UncorrelatedGaussian`  ``h = a + sqrt(a + eps) * xi``, ``xi ~ N(0, 1)`` i.i.d.
-                                      (eqs 2.3–2.5, Fano factor 1), or a fixed ``sigma``
-``cg`` :class:`CorrelatedGaussian`    ``h = a + diag(sqrt(a + eps)) L x`` (eqs 2.6–2.8), ``Σ = LLᵀ``
+``ug`` :class:`UncorrelatedGaussian`  ``h = a + σ(a) * xi``, ``xi ~ N(0, 1)`` i.i.d. (eqs 2.3–2.5);
+                                      ``σ(a) = sqrt(a + eps)`` (``scale: variance``, Fano factor 1,
+                                      default) or ``σ(a) = a`` (``scale: std``), or a fixed ``sigma``
+``cg`` :class:`CorrelatedGaussian`    ``h = a + diag(σ(a)) L x`` (eqs 2.6–2.8), ``Σ = LLᵀ``
                                       from eq 2.14 with the producing conv's live kernels
 ``up`` :class:`UncorrelatedPoisson`   ``h ~ Poisson(a)`` (eq 2.9), straight-through gradient;
                                       optionally the Gumbel-softmax relaxation (eqs 2.10–2.12)
@@ -21,10 +22,17 @@ that draw ``x`` come from :mod:`bioreg.layers.correlation`. The Poisson quantile
 :func:`poisson_icdf` is computed in torch, on the tensor's device (see its docstring
 for the algorithm and the range in which it is exact). Design notes:
 ``docs/decisions/noise.md``.
+
+Each module is a thin wrapper around a pure function of the same name in snake case
+(:func:`uncorrelated_gaussian`, :func:`uncorrelated_poisson`, :func:`correlated_gaussian`,
+:func:`correlated_poisson`), ``f(a, ..., training)``, as ``torchvision.ops.drop_block2d`` is to
+``DropBlock2d``: the function holds the noise model; the module holds the parameters (checked once,
+at construction) and, for CG/CP, the sampler and its Σ-refresh schedule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -32,13 +40,25 @@ import torch
 from torch import nn
 
 from bioreg.layers.base import InsertionContext, RegularizerConfigError
-from bioreg.layers.correlation import REPAIR_METHODS, SAMPLER_KINDS, CorrelationParams, build_sampler
+from bioreg.layers.correlation import (
+    REPAIR_METHODS,
+    SAMPLER_KINDS,
+    CorrelationParams,
+    build_sampler,
+    check_distance_scale,
+    resolve_distance_scale,
+)
 
 __all__ = [
     "UncorrelatedGaussian",
     "CorrelatedGaussian",
     "UncorrelatedPoisson",
     "CorrelatedPoisson",
+    "uncorrelated_gaussian",
+    "correlated_gaussian",
+    "uncorrelated_poisson",
+    "correlated_poisson",
+    "NOISE_SCALES",
     "poisson_icdf",
     "poisson_icdf_from_normal",
     "gumbel_softmax_poisson",
@@ -48,6 +68,10 @@ __all__ = [
 #: Largest layer (C*H*W units) for which the dense sampler is allowed: its Σ and Cholesky factor
 #: take 2 n² floats (16384 units: 2 GiB in float32).
 DENSE_MAX_UNITS = 16384
+
+#: Readings of "σ = a_i" for the Gaussian noise (Dutta 2019: §2.2.1 says σ² = a_i, Table 2.1 and
+#: §2.4.3 say σ = a_i): ``variance`` -> std sqrt(a + eps) (default), ``std`` -> std a.
+NOISE_SCALES = ("variance", "std")
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,6 +91,20 @@ def _check_sigma(sigma: float | None) -> float | None:
             f"sigma must be null (σ² = a + eps, Fano factor 1) or a finite number >= 0, got {sigma!r}"
         )
     return float(sigma)
+
+
+def _check_scale(scale: str, sigma: float | None) -> str:
+    if scale not in NOISE_SCALES:
+        raise RegularizerConfigError(
+            f"scale must be one of {NOISE_SCALES} (variance: σ² = a + eps, Dutta 2019 §2.2.1; std: σ = a, "
+            f"Table 2.1 and §2.4.3), got {scale!r}"
+        )
+    if sigma is not None and scale != "variance":
+        raise RegularizerConfigError(
+            f"scale={scale!r} sets σ from the activation, but sigma={sigma!r} fixes it: give one of them "
+            "(sigma: null to use scale)"
+        )
+    return scale
 
 
 def _check_refresh_every(n: int) -> int:
@@ -256,46 +294,176 @@ def gumbel_softmax_poisson(
 
 
 # --------------------------------------------------------------------------------------------
+# functional cores (the modules below are thin wrappers)
+# --------------------------------------------------------------------------------------------
+def _noise_std(a: torch.Tensor, sigma: float | None, scale: str, eps: float) -> torch.Tensor | float:
+    """Per-unit noise standard deviation: the fixed ``sigma``, else ``sqrt(a + eps)`` (``scale`` =
+    ``variance``, Fano factor 1) or ``a`` itself (``scale`` = ``std``; no ``eps``: ``σ = a`` has
+    gradient 1 everywhere, the thesis adds ε only for the square root)."""
+    if sigma is not None:
+        return sigma
+    return torch.sqrt(a + eps) if scale == "variance" else a
+
+
+def uncorrelated_gaussian(
+    a: torch.Tensor,
+    *,
+    sigma: float | None = None,
+    scale: str = "variance",
+    eps: float = 1e-6,
+    training: bool = True,
+    check_input: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """UG of Dutta (2019) §2.2.1 (eqs 2.3–2.5): ``a + σ ⊙ ξ``, ``ξ ~ N(0, 1)`` i.i.d.; ``a`` if not ``training``.
+
+    ``σ`` = ``sigma`` when given, else ``sqrt(a + eps)`` (``scale="variance"``) or ``a``
+    (``scale="std"``), re-parameterised so that gradients reach ``a`` through σ.
+    See :class:`UncorrelatedGaussian` (the parameters are checked there, not here).
+    """
+    if not training:
+        return a
+    if check_input:
+        _check_activations(a, "UncorrelatedGaussian")
+    if generator is None:
+        xi = torch.randn_like(a)
+    else:
+        xi = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+    return a + _noise_std(a, sigma, scale, eps) * xi
+
+
+def uncorrelated_poisson(
+    a: torch.Tensor,
+    *,
+    relaxation: str = "none",
+    categories: int = 16,
+    temperature: float = 0.5,
+    eps: float = 1e-6,
+    training: bool = True,
+    check_input: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """UP of Dutta (2019) §2.2.3 (eq 2.9): ``h ~ Poisson(a)`` forward, straight-through backward; ``a``
+    if not ``training``. ``relaxation="gumbel"``: :func:`gumbel_softmax_poisson` (eqs 2.10–2.12).
+    See :class:`UncorrelatedPoisson`.
+    """
+    if not training:
+        return a
+    if check_input:
+        _check_activations(a, "UncorrelatedPoisson")
+    if relaxation == "gumbel":
+        return gumbel_softmax_poisson(a, categories, temperature, eps, generator=generator)
+    with torch.no_grad():
+        h = torch.poisson(a.detach(), generator=generator)
+    return a + (h - a.detach())
+
+
+def _correlated_normal(a: torch.Tensor, sampler: Any, generator: torch.Generator | None) -> torch.Tensor:
+    """``x ~ N(0, Σ)`` of ``a``'s shape from a refreshed sampler (``sample(batch, generator=)``)."""
+    x = sampler.sample(a.shape[0], generator=generator)
+    return x.to(device=a.device, dtype=a.dtype)
+
+
+def correlated_gaussian(
+    a: torch.Tensor,
+    sampler: Any,
+    *,
+    sigma: float | None = None,
+    scale: str = "variance",
+    eps: float = 1e-6,
+    training: bool = True,
+    check_input: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """CG of Dutta (2019) §2.2.2 (eqs 2.6–2.8): ``a + σ ⊙ x``, ``x ~ N(0, Σ)``; ``a`` if not ``training``.
+
+    ``sampler`` is a refreshed :class:`~bioreg.layers.correlation.CorrelatedNormalSampler` for
+    ``a``'s ``(C, H, W)`` (one fresh draw per image); σ as in :func:`uncorrelated_gaussian`.
+    See :class:`CorrelatedGaussian` (which keeps Σ current).
+    """
+    if not training:
+        return a
+    if check_input:
+        _check_activations(a, "CorrelatedGaussian")
+    x = _correlated_normal(a, sampler, generator)
+    return a + _noise_std(a, sigma, scale, eps) * x
+
+
+def correlated_poisson(
+    a: torch.Tensor,
+    sampler: Any,
+    *,
+    training: bool = True,
+    check_input: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """CP of Dutta (2019) §2.2.4 (eq 2.13): Gaussian copula ``F⁻¹_Poisson(Φ(x); a)``, ``x ~ N(0, Σ)``,
+    straight-through backward; ``a`` if not ``training``. See :class:`CorrelatedPoisson`.
+    """
+    if not training:
+        return a
+    if check_input:
+        _check_activations(a, "CorrelatedPoisson")
+    x = _correlated_normal(a, sampler, generator)
+    with torch.no_grad():
+        h = poisson_icdf_from_normal(x, a.detach())
+    return a + (h - a.detach())
+
+
+# --------------------------------------------------------------------------------------------
 # modules
 # --------------------------------------------------------------------------------------------
 class UncorrelatedGaussian(nn.Module):
-    """Independent additive Gaussian noise, Dutta (2019) §2.2.1 (eqs 2.3–2.5).
+    """Independent additive Gaussian noise, Dutta (2019) §2.2.1 (eqs 2.3–2.5); wraps
+    :func:`uncorrelated_gaussian`.
 
-    Training: ``h = a + σ ⊙ ξ`` with ``ξ ~ N(0, 1)`` i.i.d.; by default
-    ``σ = sqrt(a + eps)`` (variance equal to the activation: Fano factor 1, ``eps``
-    = 1e-6 keeps the square root's gradient finite at ``a = 0``), re-parameterised so
-    gradients reach ``a`` through σ as well. ``sigma`` (>= 0) fixes σ instead.
-    Evaluation: identity (zero-mean noise, no rescaling needed).
+    Training: ``h = a + σ ⊙ ξ`` with ``ξ ~ N(0, 1)`` i.i.d., re-parameterised so gradients
+    reach ``a`` through σ as well. ``scale`` reads the thesis's "σ = a_i":
+
+    * ``"variance"`` (default): ``σ = sqrt(a + eps)``, variance equal to the activation
+      (§2.2.1, "σ² = a_i", Fano factor 1; ``eps`` = 1e-6 keeps the square root's gradient
+      finite at ``a = 0``);
+    * ``"std"``: ``σ = a``, standard deviation equal to the activation (Table 2.1 "σ = a_i",
+      §2.4.3 "standard deviation equal to the activation values"); ``eps`` is not used.
+
+    ``sigma`` (>= 0) fixes σ instead (then ``scale`` must stay ``variance``).
+    Evaluation: identity (zero-mean noise, no rescaling needed). See ``docs/decisions/noise.md``.
     """
 
-    def __init__(self, sigma: float | None = None, eps: float = 1e-6, check_input: bool = True) -> None:
+    def __init__(
+        self, sigma: float | None = None, eps: float = 1e-6, check_input: bool = True, scale: str = "variance"
+    ) -> None:
         super().__init__()
         self.sigma = _check_sigma(sigma)
+        self.scale = _check_scale(scale, self.sigma)
         self.eps = _check_eps(eps)
         self.check_input = bool(check_input)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return a
-        if self.check_input:
-            _check_activations(a, type(self).__name__)
-        xi = torch.randn_like(a)
-        std = torch.sqrt(a + self.eps) if self.sigma is None else self.sigma
-        return a + std * xi
+        return uncorrelated_gaussian(a, sigma=self.sigma, scale=self.scale, eps=self.eps, training=self.training,
+                                     check_input=self.check_input)
 
     def extra_repr(self) -> str:
-        return f"sigma={'sqrt(a+eps)' if self.sigma is None else self.sigma}, eps={self.eps}"
+        return f"sigma={_sigma_repr(self.sigma, self.scale)}, scale={self.scale}, eps={self.eps}"
+
+
+def _sigma_repr(sigma: float | None, scale: str) -> str:
+    if sigma is not None:
+        return str(sigma)
+    return "sqrt(a+eps)" if scale == "variance" else "a"
 
 
 class UncorrelatedPoisson(nn.Module):
-    """Independent Poisson activations, Dutta (2019) §2.2.3 (eq 2.9).
+    """Independent Poisson activations, Dutta (2019) §2.2.3 (eq 2.9); wraps :func:`uncorrelated_poisson`.
 
     Training: ``h ~ Poisson(a)`` on the forward pass, straight-through gradient
     (backward as if ``h = a``; the thesis sets the unit to its mean on the backward
     pass). With ``relaxation="gumbel"`` the sample is drawn by the straight-through
     Gumbel-softmax of eqs 2.10–2.12 instead, with ``categories`` K (counts 0..K-1,
     K >= 2) and ``temperature`` τ > 0 (τ only shapes the backward pass).
-    Evaluation: identity.
+    Evaluation: identity. No ``scale`` option: eq 2.9 fixes the rate λ = a, and a Poisson's
+    variance equals its mean, so there is no σ to read as a variance or a standard deviation
+    (``docs/decisions/noise.md``).
     """
 
     _RELAX = ("none", "gumbel")
@@ -326,15 +494,9 @@ class UncorrelatedPoisson(nn.Module):
         self.check_input = bool(check_input)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return a
-        if self.check_input:
-            _check_activations(a, type(self).__name__)
-        if self.relaxation == "gumbel":
-            return gumbel_softmax_poisson(a, self.categories, self.temperature, self.eps)
-        with torch.no_grad():
-            h = torch.poisson(a.detach())
-        return a + (h - a.detach())
+        return uncorrelated_poisson(a, relaxation=self.relaxation, categories=self.categories,
+                                    temperature=self.temperature, eps=self.eps, training=self.training,
+                                    check_input=self.check_input)
 
     def extra_repr(self) -> str:
         if self.relaxation == "gumbel":
@@ -345,12 +507,21 @@ class UncorrelatedPoisson(nn.Module):
 class _Correlated(nn.Module):
     """Shared part of CG and CP: Σ from eq 2.14 with the producing conv's live kernels.
 
-    ``bind(ctx)`` (called by :func:`bioreg.lit.module.place_regularizers`) builds the
-    sampler for the activation shape ``(C, H, W)`` of the point; Σ is recomputed from
-    the live kernel (no grad) on the first training-mode forward call and then every
-    ``refresh_every``-th training-mode forward call (one call = one training step in
-    ordinary training; the count is the module's own, not ``ctx.state.global_step``,
-    so it also works outside a Trainer and under gradient accumulation).
+    ``bind(ctx)`` (called by :func:`bioreg.lit.module.place_regularizers`) resolves
+    ``distance_scale`` and builds the sampler for the activation shape ``(C, H, W)`` of
+    the point; Σ is recomputed from the live kernel (no grad) on the first training-mode
+    forward call and then every ``refresh_every``-th training-mode forward call (one call
+    = one training step in ordinary training; the count is the module's own, not
+    ``ctx.state.global_step``, so it also works outside a Trainer and under gradient
+    accumulation). The noise itself is the functional core (:func:`correlated_gaussian`,
+    :func:`correlated_poisson`) applied with the refreshed sampler.
+
+    ``distance_scale`` (the "scaled Euclidean distance" of eq 2.14, ``d = scale · eq 2.15``):
+    ``"grid"`` (default) = 1, distances in units of the layer's own feature-map grid (eq 2.15
+    as printed); ``"input"`` = the layer's cumulative stride (``ctx.cumulative_stride``), i.e.
+    distances in input pixels, so that ``b`` means the same decay at every depth; or a number
+    > 0. At layer 1 of the thesis's AllConvNet (stride 1) the two names give the same Σ.
+    ``resolved_distance_scale`` is the number in use after ``bind`` (``docs/decisions/correlation.md``).
     """
 
     who = "correlated noise"
@@ -361,9 +532,9 @@ class _Correlated(nn.Module):
         b: float = 0.0043,
         c: float = 0.09,
         tau: float = 1.87,
-        distance_scale: float = 1.0,
+        distance_scale: float | str = "grid",
         sampler: str = "structured",
-        ncm_method: str = "spectral",
+        ncm_method: str = "higham",
         refresh_every: int = 1,
         eps: float = 1e-6,
         check_input: bool = True,
@@ -373,8 +544,11 @@ class _Correlated(nn.Module):
             raise RegularizerConfigError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
         if ncm_method not in REPAIR_METHODS:
             raise RegularizerConfigError(f"ncm_method must be one of {REPAIR_METHODS}, got {ncm_method!r}")
-        # validates eq 2.14's parameters (a, b >= 0, c in [0, 1], tau > 0, distance_scale > 0)
-        self.params = CorrelationParams(a=a, b=b, c=c, tau=tau, distance_scale=distance_scale)
+        self.distance_scale = check_distance_scale(distance_scale)
+        # validates eq 2.14's parameters (a, b >= 0, c in [0, 1], tau > 0, distance_scale > 0); a named
+        # scale is resolved to its number in bind()
+        scale0 = self.distance_scale if isinstance(self.distance_scale, float) else 1.0
+        self.params = CorrelationParams(a=a, b=b, c=c, tau=tau, distance_scale=scale0)
         self.sampler_kind = sampler
         self.ncm_method = ncm_method
         self.refresh_every = _check_refresh_every(refresh_every)
@@ -384,6 +558,11 @@ class _Correlated(nn.Module):
         self.sampler: Any = None
         self.calls = 0  # training-mode forward calls so far
         self.refreshes = 0
+
+    @property
+    def resolved_distance_scale(self) -> float:
+        """The number ``d`` is scaled by (eq 2.14); a named scale is resolved by :meth:`bind`."""
+        return self.params.distance_scale
 
     # -- context
     def bind(self, ctx: InsertionContext) -> None:
@@ -402,6 +581,8 @@ class _Correlated(nn.Module):
                 f"a dense Σ and its Cholesky factor would need {gib:.1f} GiB; use sampler=structured "
                 f"(e.g. reg.<entry>.sampler=structured)"
             )
+        scale = resolve_distance_scale(self.distance_scale, ctx, f"{type(self).__name__} (distance_scale=input)")
+        self.params = dataclasses.replace(self.params, distance_scale=scale)
         self.ctx = ctx
         self.sampler = build_sampler(self.sampler_kind, shape, self.params, ncm_method=self.ncm_method)
         self.calls = 0
@@ -419,8 +600,8 @@ class _Correlated(nn.Module):
         self.sampler.refresh(self._producer_weight().detach())
         self.refreshes += 1
 
-    def _standard_normal(self, a: torch.Tensor) -> torch.Tensor:
-        """Correlated N(0, Σ) sample ``x`` of ``a``'s shape; refreshes Σ on schedule."""
+    def _ready_sampler(self, a: torch.Tensor) -> Any:
+        """The bound sampler, Σ refreshed on schedule, after checking ``a``'s shape (training mode)."""
         if self.sampler is None:
             raise RuntimeError(f"{type(self).__name__} is not bound; place it with place_regularizers() "
                                "or call bind(ctx) first")
@@ -433,58 +614,63 @@ class _Correlated(nn.Module):
         if self.calls % self.refresh_every == 0:
             self.refresh()
         self.calls += 1
-        x = self.sampler.sample(a.shape[0])
-        return x.to(device=a.device, dtype=a.dtype)
+        return self.sampler
 
     def extra_repr(self) -> str:
-        p = ", ".join(f"{k}={getattr(self.params, k)}" for k in ("a", "b", "c", "tau", "distance_scale"))
-        return f"{p}, sampler={self.sampler_kind}, refresh_every={self.refresh_every}"
+        p = ", ".join(f"{k}={getattr(self.params, k)}" for k in ("a", "b", "c", "tau"))
+        ds = self.distance_scale if isinstance(self.distance_scale, float) else (
+            f"{self.distance_scale}({self.params.distance_scale:g})" if self.ctx is not None else self.distance_scale)
+        return (f"{p}, distance_scale={ds}, sampler={self.sampler_kind}, ncm_method={self.ncm_method}, "
+                f"refresh_every={self.refresh_every}")
 
 
 class CorrelatedGaussian(_Correlated):
-    """Correlated additive Gaussian noise, Dutta (2019) §2.2.2 and §2.3 (eqs 2.6–2.8, 2.14).
+    """Correlated additive Gaussian noise, Dutta (2019) §2.2.2 and §2.3 (eqs 2.6–2.8, 2.14); wraps
+    :func:`correlated_gaussian`.
 
     Training: ``h = a + σ ⊙ x`` with ``x ~ N(0, Σ)`` (unit variances, correlation Σ
     of eq 2.14 over all ``C·H·W`` units of the layer: spatial distance eq 2.15,
     tuning similarity eq 2.16 of the producing convolution's live kernels, nearest
     correlation matrix §2.3.3), i.e. ``z = diag(σ) L x₀`` (eq 2.8, μ = 0). σ as in
-    :class:`UncorrelatedGaussian`: ``sqrt(a + eps)`` (default) or a fixed ``sigma``.
+    :class:`UncorrelatedGaussian`: ``sqrt(a + eps)`` (``scale: variance``, default), ``a``
+    (``scale: std``) or a fixed ``sigma``.
     Gradients reach ``a`` (and so the producing conv) through the mean and σ;
     Σ itself is refreshed without gradient. Evaluation: identity.
 
     Parameters: ``a, b, c, tau`` (eq 2.14; defaults of Fig 2.3), ``distance_scale``
-    (the "scaled" Euclidean distance of eq 2.14: d = distance_scale · eq 2.15),
-    ``sampler`` (``structured`` | ``dense``), ``ncm_method`` (repair of an invalid Σ by
-    the dense sampler: ``spectral`` -- default, the structured sampler's repair, so both
-    samplers draw the same distribution -- or the thesis's nearest correlation matrix
-    ``higham`` | ``clip`` | ``cvxpy``; see :mod:`bioreg.layers.correlation`),
-    ``refresh_every``, ``eps``, ``sigma``.
+    (``grid`` | ``input`` | a number, see :class:`_Correlated`), ``sampler`` (``structured`` |
+    ``dense``), ``ncm_method`` (repair of an invalid Σ: ``higham`` -- default, the nearest
+    correlation matrix of eq 2.17 --, ``cvxpy`` (eq 2.17 by an SDP solver), ``clip``, or
+    ``spectral``, the fast structured repair; see :mod:`bioreg.layers.correlation` for what
+    each sampler does with them), ``refresh_every``, ``eps``, ``sigma``, ``scale``.
     """
 
     who = "correlated Gaussian noise"
 
-    def __init__(self, *args: Any, sigma: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sigma: float | None = None, scale: str = "variance", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sigma = _check_sigma(sigma)
+        self.scale = _check_scale(scale, self.sigma)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a
-        if self.check_input:
-            _check_activations(a, type(self).__name__)
-        x = self._standard_normal(a)
-        std = torch.sqrt(a + self.eps) if self.sigma is None else self.sigma
-        return a + std * x
+        return correlated_gaussian(a, self._ready_sampler(a), sigma=self.sigma, scale=self.scale, eps=self.eps,
+                                   training=True, check_input=self.check_input)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, sigma={_sigma_repr(self.sigma, self.scale)}, scale={self.scale}"
 
 
 class CorrelatedPoisson(_Correlated):
-    """Correlated Poisson activations by a Gaussian copula, Dutta (2019) §2.2.4 (eq 2.13).
+    """Correlated Poisson activations by a Gaussian copula, Dutta (2019) §2.2.4 (eq 2.13); wraps
+    :func:`correlated_poisson`.
 
     Training: ``x ~ N(0, Σ)`` (same Σ and samplers as :class:`CorrelatedGaussian`),
     ``u = Φ(x)``, ``h = F⁻¹_Poisson(u; λ = a)`` (:func:`poisson_icdf_from_normal`,
     exact, on the tensor's device); each unit is marginally Poisson(a) and pairs are
     correlated, less than Σ (Fig 2.2). Straight-through gradient: backward as if
-    ``h = a``. Evaluation: identity.
+    ``h = a``. Evaluation: identity. No ``scale`` option (see :class:`UncorrelatedPoisson`).
     """
 
     who = "correlated Poisson noise"
@@ -492,9 +678,4 @@ class CorrelatedPoisson(_Correlated):
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a
-        if self.check_input:
-            _check_activations(a, type(self).__name__)
-        x = self._standard_normal(a)
-        with torch.no_grad():
-            h = poisson_icdf_from_normal(x, a.detach())
-        return a + (h - a.detach())
+        return correlated_poisson(a, self._ready_sampler(a), training=True, check_input=self.check_input)

@@ -29,7 +29,10 @@ from torch import nn
 
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, TrainingState
 
-__all__ = ["Point", "InsertionError", "insert", "replace", "bind_all", "measure_shapes", "describe_points"]
+__all__ = [
+    "Point", "InsertionError", "insert", "replace", "bind_all", "measure_shapes", "measure_strides",
+    "describe_points",
+]
 
 
 class InsertionError(KeyError):
@@ -115,6 +118,30 @@ def replace(model: nn.Module, point: str | int, factory: Callable[[nn.Module], n
     return new
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a dry forward pass once every point has been seen."""
+
+
+@torch.no_grad()
+def _dry_forward(model: nn.Module, input_shape: tuple[int, ...], *, tolerate_errors: bool = False) -> None:
+    """One eval-mode forward pass of zeros (batch 2) on the model's device and dtype; a hook may end it
+    early by raising :class:`_Stop`. With ``tolerate_errors`` any other error ends it silently too."""
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        dev = p.device if p is not None else torch.device("cpu")
+        dt = p.dtype if p is not None and p.is_floating_point() else torch.float32
+        model(torch.zeros((2, *input_shape), device=dev, dtype=dt))
+    except _Stop:
+        pass
+    except Exception:
+        if not tolerate_errors:
+            raise
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def measure_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """Shape (without batch) of the activations at every point, by one dry forward pass."""
@@ -128,18 +155,63 @@ def measure_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
 
         # prepend: run before any insertion hook, so we see the tap's own output
         handles.append(tap.register_forward_hook(hook, prepend=True))
-    was_training = model.training
-    model.eval()
     try:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-        dt = p.dtype if p is not None and p.is_floating_point() else torch.float32
-        model(torch.zeros((2, *input_shape), device=dev, dtype=dt))
+        _dry_forward(model, input_shape)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return shapes
+
+
+def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, int]]:
+    """``(H, W)`` at every point with 4-D activations for one dry forward pass of ``input_shape``.
+
+    The pass stops once every point has been seen, so a model whose head needs the training input
+    size (a flatten into a fixed ``nn.Linear``) still gives the sizes of its convolutional points; an
+    error before that leaves the remaining points out.
+    """
+    pts = _points_of(model)
+    sizes: dict[str, tuple[int, int]] = {}
+    seen: set[str] = set()
+    handles = []
+    for name, spec in pts.items():
+        def hook(_m, _i, out, name=name):
+            if name not in sizes and isinstance(out, torch.Tensor) and out.dim() == 4:
+                sizes[name] = (int(out.shape[-2]), int(out.shape[-1]))
+            seen.add(name)
+            if len(seen) == len(pts):
+                raise _Stop
+
+        handles.append(model.get_submodule(spec.tap).register_forward_hook(hook, prepend=True))
+    try:
+        _dry_forward(model, input_shape, tolerate_errors=True)  # a head that needs the training size
+    finally:
+        for h in handles:
+            h.remove()
+    return sizes
+
+
+def measure_strides(model: nn.Module, input_shape: tuple[int, ...], delta: int = 64) -> dict[str, tuple[int, int]]:
+    """Cumulative stride ``(sy, sx)`` of every convolutional point: input pixels between neighbouring units.
+
+    Two dry forward passes, at the input size and at ``delta`` pixels more in each direction: a
+    layer of cumulative stride ``s`` (with ``s`` dividing ``delta``) then has exactly ``delta / s``
+    more units along each axis, whatever its padding and kernel sizes (``floor((H + k s) / s) =
+    floor(H / s) + k``). Points whose growth does not divide ``delta`` (or that cannot be measured)
+    are left out. ``delta`` = 64 covers every cumulative stride that divides 64 (the models here
+    have 1 to 32).
+    """
+    c, h, w = (int(x) for x in input_shape)
+    base = _spatial_sizes(model, (c, h, w))
+    big = _spatial_sizes(model, (c, h + delta, w + delta))
+    out: dict[str, tuple[int, int]] = {}
+    for name, (h0, w0) in base.items():
+        if name not in big:
+            continue
+        gy, gx = big[name][0] - h0, big[name][1] - w0
+        if gy > 0 and gx > 0 and delta % gy == 0 and delta % gx == 0:
+            out[name] = (delta // gy, delta // gx)
+    return out
 
 
 def bind_all(model: nn.Module, input_shape: tuple[int, ...], state: TrainingState | None = None) -> TrainingState:
@@ -150,11 +222,22 @@ def bind_all(model: nn.Module, input_shape: tuple[int, ...], state: TrainingStat
         return state
     shapes = measure_shapes(model, input_shape)
     pts = _points_of(model)
+    strides: dict[str, tuple[int, int]] = {}
+
+    def stride_of(point: str) -> Callable[[], tuple[int, int] | None]:
+        def measure() -> tuple[int, int] | None:  # measured on first use, once for all points
+            if not strides:
+                strides.update(measure_strides(model, tuple(input_shape)) or {"": (0, 0)})
+            return strides.get(point)
+
+        return measure
+
     for module in reg.values():
         point = module._bioreg_point
         spec = pts[point]
         producer = model.get_submodule(spec.producer) if spec.producer else None
-        ctx = InsertionContext(point=point, producer=producer, shape=shapes[point], state=state)
+        ctx = InsertionContext(point=point, producer=producer, shape=shapes[point], state=state,
+                               stride=stride_of(point))
         for m in module.modules():
             bind = getattr(m, "bind", None)
             if callable(bind):

@@ -45,7 +45,8 @@ from bioreg.results.tables import (
     result_matrix,
 )
 
-__all__ = ["FLAG_K", "compare_table", "Claim", "load_claims", "evaluate_claim", "ClaimOutcome", "build_report"]
+__all__ = ["FLAG_K", "compare_table", "ablation_summary", "Claim", "load_claims", "evaluate_claim", "ClaimOutcome",
+           "build_report"]
 
 #: a cell is flagged when |difference| > FLAG_K * sigma
 FLAG_K = 2.0
@@ -63,11 +64,18 @@ def printed_resolution(text: str) -> float:
 
 
 def compare_table(res: TableResult, paper: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per cell: thesis and reproduced mean/std, difference, σ and flag (see module docstring)."""
+    """One row per cell: thesis and reproduced mean/std, difference, σ and flag (see module docstring).
+
+    A cell of an ablation row/column (``compare_to`` in the spec) is compared with the printed cell of
+    its counterpart; its ``thesis`` text names that counterpart.
+    """
     pap = {} if paper is None else {(r["row"], r["column"]): r for _, r in paper.iterrows()}
+    spec = res.spec
     out = []
     for _, c in res.cells.iterrows():
-        p = pap.get((c["row"], c["column"]))
+        key = (spec.paper_label(c["row"]), spec.paper_label(c["column"]))
+        p = pap.get(key)
+        ablation = key != (c["row"], c["column"])
         t_mean = None if p is None or pd.isna(p["mean"]) else float(p["mean"])
         t_std = None if p is None or pd.isna(p["std"]) else float(p["std"])
         r_mean = None if pd.isna(c["mean"]) else float(c["mean"])
@@ -86,12 +94,44 @@ def compare_table(res: TableResult, paper: pd.DataFrame | None) -> pd.DataFrame:
                 flag = "FLAG" if abs(diff) > FLAG_K * sigma else "ok"
             else:
                 flag = "n/a (no std)"
+        thesis = "" if p is None else (p["mean_text"] + ("" if t_std is None else f" ± {p['std_text']}"))
+        if thesis and ablation:
+            thesis += f" ({key[1] if key[1] != c['column'] else key[0]})"
         out.append({"row": c["row"], "column": c["column"],
-                    "thesis": "" if p is None else (p["mean_text"] + ("" if t_std is None else f" ± {p['std_text']}")),
+                    "thesis": thesis,
                     "thesis_mean": t_mean, "thesis_std": t_std, "repro_mean": r_mean, "repro_std": r_std,
                     "n": int(c["n"]), "n_expected": int(c["n_expected"]), "diff": diff, "sigma": sigma,
                     "flag": flag})
     return pd.DataFrame(out)
+
+
+def ablation_summary(spec: TableSpec, cmp_: pd.DataFrame) -> list[dict[str, Any]]:
+    """For each ablation row/column of ``spec``: how close it and its printed counterpart come to the paper.
+
+    Both are compared with the same printed cells; only the cells where both have a reproduced
+    mean are used (``paired``). ``closer`` names the one with the smaller mean |diff| (``"tie"``, or
+    ``""`` without paired cells). Used by the report to show which reading reproduces the paper.
+    """
+    out = []
+    for a in spec.ablations:
+        in_cols = a.label in [c.label for c in spec.columns]
+        line, other = ("column", "row") if in_cols else ("row", "column")
+        mine = cmp_[cmp_[line] == a.label].set_index(other)
+        theirs = cmp_[cmp_[line] == a.compare_to].set_index(other)
+        both = [k for k in mine.index if k in theirs.index
+                and mine.loc[k, "diff"] is not None and theirs.loc[k, "diff"] is not None
+                and not pd.isna(mine.loc[k, "diff"]) and not pd.isna(theirs.loc[k, "diff"])]
+        d_a = [abs(float(mine.loc[k, "diff"])) for k in both]
+        d_p = [abs(float(theirs.loc[k, "diff"])) for k in both]
+        mean_a = sum(d_a) / len(d_a) if d_a else None
+        mean_p = sum(d_p) / len(d_p) if d_p else None
+        closer = "" if not both else ("tie" if mean_a == mean_p else (a.label if mean_a < mean_p else a.compare_to))
+        out.append({"ablation": a.label, "printed": a.compare_to, "cells": len(mine), "paired": len(both),
+                    "mean_abs_diff_printed": mean_p, "mean_abs_diff_ablation": mean_a,
+                    "flagged_printed": int(sum(theirs.loc[k, "flag"] == "FLAG" for k in both)),
+                    "flagged_ablation": int(sum(mine.loc[k, "flag"] == "FLAG" for k in both)),
+                    "closer": closer})
+    return out
 
 
 # ----------------------------------------------------------------------------- claims
@@ -168,7 +208,10 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
     rows = [r.label for r in spec.rows]
     cols = [c.label for c in spec.columns]
     lines_all, others = (rows, cols) if claim.axis == "rows" else (cols, rows)
-    lines = list(claim.lines) or lines_all
+    # ablation rows/columns (not printed) take part only where a claim names them
+    printed_lines = [x for x in lines_all if spec.paper_label(x) == x]
+    printed_others = [x for x in others if spec.paper_label(x) == x]
+    lines = list(claim.lines) or printed_lines
 
     def cell(line: str, other: str) -> tuple[str, str]:
         return (line, other) if claim.axis == "rows" else (other, line)
@@ -178,7 +221,7 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
             raise ValueError(f"claim {claim.id}: {name!r} is not a row or column label of table {spec.id}")
     needed: list[tuple[str, str]] = []
     if claim.check == "count_best":
-        among = list(claim.among) or others
+        among = list(claim.among) or printed_others
         needed = [cell(ln, o) for ln in lines for o in among]
     elif claim.check == "count_greater":
         needed = [cell(ln, o) for ln in lines for o in (claim.greater, claim.than)]
@@ -193,7 +236,7 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
         return None, total, missing, needed
     n = 0
     if claim.check == "count_best":
-        among = list(claim.among) or others
+        among = list(claim.among) or printed_others
         for ln in lines:
             vals = {o: m[cell(ln, o)] for o in among}
             best = (min if claim.lower_is_better else max)(vals.values())
@@ -306,6 +349,25 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
                  f"{'' if o.repro_count is None else o.repro_count} | {status} |")
         summary["claims"][c.id] = {"status": o.status, "thesis": o.thesis_count, "repro": o.repro_count,
                                    "total": o.total, "partial": o.partial}
+
+    ablations = {spec.id: ablation_summary(spec, comps[spec.id]) for spec in specs if spec.ablations}
+    if ablations:
+        L += ["", "## Readings (ablations)", "",
+              "Rows/columns that the paper does not print, each compared with the printed cells of the model it "
+              "re-reads (e.g. the std reading of the noise scale against the printed UG column). Over the cells "
+              "where both have data: mean |diff| to the paper and flagged cells; `closer` = the reading nearer "
+              "the printed numbers.", "",
+              r"| table | printed (default reading) | ablation | paired cells | mean \|diff\| printed | "
+              r"mean \|diff\| ablation | flagged printed | flagged ablation | closer |",
+              "|---|---|---|--:|--:|--:|--:|--:|---|"]
+        summary["ablations"] = {}
+        for tid, items in ablations.items():
+            f = by_id[tid].number_format
+            for it in items:
+                L.append(f"| {tid} | {_md(it['printed'])} | {_md(it['ablation'])} | {it['paired']}/{it['cells']} | "
+                         f"{_fmt(it['mean_abs_diff_printed'], f)} | {_fmt(it['mean_abs_diff_ablation'], f)} | "
+                         f"{it['flagged_printed']} | {it['flagged_ablation']} | {_md(it['closer'])} |")
+            summary["ablations"][tid] = items
 
     for spec in specs:
         res, cmp_ = results[spec.id], comps[spec.id]

@@ -20,6 +20,10 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
 
 Every cell takes its experiment from its row or its column, and its metric from
 the other one (Singh's tables have experiments as rows, Dutta's as columns).
+An *ablation* row or column (``compare_to: <printed label>``, e.g. ``{label: UG (std = a),
+experiment: uncorr_gaussian_std_layer1, compare_to: UG}``) is not printed in the paper: it is
+placed after the printed ones and compared with the printed cells of ``compare_to`` (another
+reading of the same model), and claims leave it out unless they name it.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
 Row and column labels are the printed ones, so a table joins the thesis CSV cell by cell.
 """
@@ -67,6 +71,7 @@ class Axis:
     label: str
     experiment: str | None = None
     metric: Metric | None = None
+    compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,14 @@ class TableSpec:
             dup = sorted({x for x in labels if labels.count(x) > 1})
             if dup:
                 raise ValueError(f"table {self.id}: duplicate {kind} labels {dup}")
+            printed = [a.label for a in axis if not a.compare_to]
+            if labels[:len(printed)] != printed:
+                raise ValueError(f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
+                                 f"order: {labels}")
+            for a in axis:
+                if a.compare_to is not None and a.compare_to not in printed:
+                    raise ValueError(f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
+                                     f"not a printed {kind} label; valid: {printed}")
         try:
             format(1.0, self.number_format)
         except ValueError as e:
@@ -114,6 +127,18 @@ class TableSpec:
                 f"{len(mets)} metric(s); each cell needs exactly one of each (one from its row, the other "
                 "from its column)")
         return exps[0], mets[0]
+
+    def paper_label(self, label: str) -> str:
+        """The printed row/column label whose published cells the row/column ``label`` is compared with."""
+        for a in (*self.rows, *self.columns):
+            if a.label == label and a.compare_to:
+                return a.compare_to
+        return label
+
+    @property
+    def ablations(self) -> list[Axis]:
+        """Rows and columns that are not printed in the paper (``compare_to`` set)."""
+        return [a for a in (*self.rows, *self.columns) if a.compare_to]
 
     @property
     def experiments(self) -> list[str]:
@@ -139,7 +164,7 @@ def spec_path(table_id: str) -> Path:
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
               "columns", "description"}
-_AXIS_KEYS = {"label", "experiment", "metric"}
+_AXIS_KEYS = {"label", "experiment", "metric", "compare_to"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -155,7 +180,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                 raise ValueError(f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
                                  f"{sorted(_AXIS_KEYS - {'label'})}")
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
-                            metric=parse_metric(it["metric"]) if it.get("metric") is not None else None))
+                            metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
+                            compare_to=None if it.get("compare_to") is None else str(it["compare_to"])))
         return tuple(out)
 
     return TableSpec(
@@ -286,6 +312,9 @@ def render_markdown(res: TableResult) -> str:
         lines += [f"Source: {spec.source}.", ""]
     if spec.description:
         lines += [spec.description, ""]
+    if spec.ablations:
+        lines += ["Ablations (not in the paper, compared with the printed " + ", ".join(
+            f"{a.label} → {a.compare_to}" for a in spec.ablations) + ").", ""]
     lines += [
         f"Cells: mean ± sample std (ddof={STD_DDOF}) over seeds {', '.join(map(str, spec.seeds))}; "
         f"`(k/{len(spec.seeds)})` = only k seeds have a value; {DASH} = none.", "",
