@@ -5,10 +5,11 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
 
     id: "2.5"
     title: AllConvNet, no Dropout, test set and CIFAR-10-C
-    source: Dutta 2019, Table 2.5 (../shared/seeds/000_cdafe4dd379baf61.txt)
+    source: Dutta (2019), Table 2.5
     paper: dutta2019_table_2_5.csv      # under results/paper/ (optional)
     paper_format: tidy                  # tidy (table,row,column,mean,std) | wide
-    paper_index: null                   # wide only: the column holding the row labels
+    paper_index: null                   # wide only: the column(s) holding the row labels; a list
+                                        # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
     number_format: ".1f"
     rows:                               # printed order, top to bottom
@@ -18,6 +19,8 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
       - {label: Baseline, experiment: allconvnet_baseline}
       ...
 
+An axis may carry ``paper: <label>`` when the paper CSV names it differently (e.g. the column
+``err_var_0.0001`` of the push-pull Table 4 CSV is printed here as ``sigma^2=1e-4``).
 Every cell takes its experiment from its row or its column, and its metric from
 the other one (Singh's tables have experiments as rows, Dutta's as columns).
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
@@ -67,6 +70,7 @@ class Axis:
     label: str
     experiment: str | None = None
     metric: Metric | None = None
+    paper: str | None = None  # its label in the paper CSV when that differs from ``label``
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class TableSpec:
     source: str = ""
     paper: str | None = None
     paper_format: str = "tidy"
-    paper_index: str | None = None
+    paper_index: str | tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
@@ -139,7 +143,7 @@ def spec_path(table_id: str) -> Path:
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
               "columns", "description"}
-_AXIS_KEYS = {"label", "experiment", "metric"}
+_AXIS_KEYS = {"label", "experiment", "metric", "paper"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -155,13 +159,16 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                 raise ValueError(f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
                                  f"{sorted(_AXIS_KEYS - {'label'})}")
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
-                            metric=parse_metric(it["metric"]) if it.get("metric") is not None else None))
+                            metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
+                            paper=None if it.get("paper") is None else str(it["paper"])))
         return tuple(out)
 
     return TableSpec(
         id=str(d["id"]), title=str(d.get("title", "")), source=str(d.get("source", "")),
         description=str(d.get("description", "")),
-        paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")), paper_index=d.get("paper_index"),
+        paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")),
+        paper_index=(tuple(map(str, d["paper_index"])) if isinstance(d.get("paper_index"), list)
+                     else d.get("paper_index")),
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
@@ -277,9 +284,17 @@ def _md_escape(s: str) -> str:
     return str(s).replace("|", r"\|")
 
 
-def render_markdown(res: TableResult) -> str:
+def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
+    """The table as Markdown; with ``paper`` (:func:`load_paper`) each row is followed by a
+    ``<row> (published)`` line holding the printed numbers of that row, so both can be read together."""
     spec = res.spec
     grid = res.text_grid()
+    printed: dict[tuple[str, str], str] = {}
+    if paper is not None:
+        for _, p in paper.iterrows():
+            if str(p["mean_text"]).strip():
+                printed[(p["row"], p["column"])] = str(p["mean_text"]) + (
+                    f" ± {p['std_text']}" if str(p["std_text"]).strip() else "")
     head = ["", *[c.label for c in spec.columns]]
     lines = [f"### Table {spec.id}: {spec.title}", ""]
     if spec.source:
@@ -295,6 +310,9 @@ def render_markdown(res: TableResult) -> str:
     for r in spec.rows:
         lines.append("| " + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
                      + " |")
+        if any((r.label, c.label) in printed for c in spec.columns):
+            lines.append("| " + " | ".join([_md_escape(f"{r.label} (published)"),
+                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]]) + " |")
     lines.append("")
     notes = res.notes
     lines += ["**Notes**", ""] + ([f"- {_md_escape(n)}" for n in notes] if notes else ["- none"])
@@ -329,12 +347,13 @@ def render_csv(res: TableResult) -> str:
     return df.to_csv(index=False, float_format="%.6g")
 
 
-def write_table(res: TableResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.md``, ``.tex`` and ``.csv`` atomically under ``out_dir``."""
+def write_table(res: TableResult, out_dir: str | Path, paper: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write ``<stem>.md`` (with the published rows when ``paper`` is given), ``.tex`` and ``.csv``
+    atomically under ``out_dir``."""
     out = Path(out_dir)
     stem = res.spec.stem
     return {
-        "md": atomic_write_text(out / f"{stem}.md", render_markdown(res)),
+        "md": atomic_write_text(out / f"{stem}.md", render_markdown(res, paper)),
         "tex": atomic_write_text(out / f"{stem}.tex", render_latex(res)),
         "csv": atomic_write_text(out / f"{stem}.csv", render_csv(res)),
     }
@@ -355,12 +374,18 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
     if spec.paper_format == "tidy":
         df = raw[["row", "column", "mean", "std"]].copy()
     else:
-        if spec.paper_index not in raw.columns:
-            raise ValueError(f"table {spec.id}: paper_index {spec.paper_index!r} is not a column of {p.name}; "
+        index = [spec.paper_index] if isinstance(spec.paper_index, str) else list(spec.paper_index or ())
+        bad = [c for c in index if c not in raw.columns]
+        if bad:
+            raise ValueError(f"table {spec.id}: paper_index {bad!r} is not a column of {p.name}; "
                              f"columns: {list(raw.columns)}")
-        df = raw.melt(id_vars=[spec.paper_index], var_name="column", value_name="mean").rename(
-            columns={spec.paper_index: "row"})
+        # several index columns (e.g. model, h, alpha) name a row by their values joined with ","
+        raw = raw.assign(row=raw[index].agg(",".join, axis=1)).drop(columns=index)
+        df = raw.melt(id_vars=["row"], var_name="column", value_name="mean")
         df["std"] = ""
+    # rows/columns whose printed label differs from the spec's (``paper:`` of an axis) get the spec's label
+    df["row"] = df["row"].replace({a.paper: a.label for a in spec.rows if a.paper is not None})
+    df["column"] = df["column"].replace({a.paper: a.label for a in spec.columns if a.paper is not None})
     df["mean_text"] = df["mean"]
     df["std_text"] = df["std"]
     df["mean"] = pd.to_numeric(df["mean"].replace("", math.nan))
