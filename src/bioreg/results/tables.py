@@ -30,9 +30,11 @@ Row and column labels are the printed ones, so a table joins the thesis CSV cell
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +54,39 @@ from bioreg.results.aggregate import (
 from bioreg.results.io import atomic_write_text
 
 __all__ = [
-    "SPEC_DIR", "PAPER_DIR", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
+    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
     "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
     "format_cell", "load_paper",
 ]
 
-SPEC_DIR = Path(__file__).parent / "specs"
-REPO = Path(__file__).resolve().parents[3]
-PAPER_DIR = REPO / "results" / "paper"
+#: environment variable naming a folder of published-table CSVs that replaces the default one
+PAPER_DIR_ENV = "BIOREG_PAPER_DIR"
+
+
+def _package_dir(name: str) -> Path:
+    """A data folder of this package (``importlib.resources``; the package is installed unzipped)."""
+    return Path(str(resources.files("bioreg.results") / name))
+
+
+def default_paper_dir() -> Path:
+    """Where the published tables (``results/paper/*.csv``) are read from.
+
+    1. ``$BIOREG_PAPER_DIR`` when set (an explicit setting, e.g. your own transcriptions);
+    2. the copy shipped inside the installed package (``bioreg/results/paper``, put there by the
+       wheel build: ``[tool.hatch.build.targets.wheel.force-include]`` in ``pyproject.toml``);
+    3. ``results/paper`` of the source checkout this module lives in (editable install, tests).
+    """
+    env = os.environ.get(PAPER_DIR_ENV)
+    if env:
+        return Path(env)
+    shipped = _package_dir("paper")
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parents[3] / "results" / "paper"
+
+
+SPEC_DIR = _package_dir("specs")
+PAPER_DIR = default_paper_dir()
 DASH = "–"
 
 
@@ -370,6 +397,9 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
     if not spec.paper:
         return None
     p = Path(paper_dir) / spec.paper
+    if not p.is_file():
+        raise ValueError(f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
+                         f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
     raw = pd.read_csv(p, dtype=str, keep_default_na=False)
     if spec.paper_format == "tidy":
         df = raw[["row", "column", "mean", "std"]].copy()
