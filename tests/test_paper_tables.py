@@ -1,14 +1,15 @@
 """Checks on the published result tables transcribed into ``results/paper/``.
 
-Sources (see ``results/paper/README.md``):
+Sources (full entries in ``docs/references.md``; see ``results/paper/README.md``):
 
-* D = ../shared/seeds/000_cdafe4dd379baf61.txt  (Dutta 2019 thesis)
-* S = ../shared/seeds/003_22ea887604b74f2f.txt  (Singh 2023 thesis)
-* R = ../shared/reference/*.csv                  (Strisciuglio et al. 2020, push-pull)
+* D = Dutta (2019), MASc thesis, Tables 2.3-2.6 and 4.1-4.5
+* S = Singh (2023), BA thesis, Tables 3.1-3.6
+* R = Strisciuglio et al. (2020), push-pull paper, Tables 2-5 and Appendix 2
 
-(``..`` = the folder above the repository.)
-
-Line numbers in the comments below refer to those text files (1-based, as ``grep -n`` prints them).
+``D:413``-style comments below are provenance notes: the line of the text extraction of the thesis
+that the cell was transcribed from (the extraction is not part of the repository). The only test that
+reads a folder outside the repository (``../shared/reference``, the published push-pull numbers) is the
+optional verbatim cross-check, skipped when that folder is absent.
 """
 
 from __future__ import annotations
