@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Render thesis tables from run records: Markdown, LaTeX and CSV under ``--out-dir``.
 
+The Markdown (printed and written) shows each reproduced row followed by the published numbers of
+that row (``<row> (published)``) where the spec names a paper CSV under ``results/paper/``.
+
     python scripts/make_table.py 2.5                     # one table
     python scripts/make_table.py all --results-dir results/runs --out-dir results/tables
     python scripts/make_table.py 2.5 --pin allconvnet_baseline=1a2b3c4d5e   # choose among duplicate config keys
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 from bioreg.results.aggregate import add_record_options, records_from_args
-from bioreg.results.tables import build_table, load_spec, render_markdown, table_ids, write_table
+from bioreg.results.tables import build_table, load_paper, load_spec, render_markdown, table_ids, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
     for spec in specs:
         res = build_table(spec, records, pins)
-        paths = write_table(res, Path(args.out_dir))
+        paper = load_paper(spec)  # the published numbers, printed under each reproduced row
+        paths = write_table(res, Path(args.out_dir), paper)
         if not args.quiet:
-            print(render_markdown(res))
+            print(render_markdown(res, paper))
         print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
 

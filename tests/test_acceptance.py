@@ -64,7 +64,7 @@ def test_resnet20_pushpull_record_holds_ce_mce_and_relative_mce(tmp_path: Path) 
         "+experiment=resnet20_pushpull", "data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1", "data.batch_size=16", "data.test_size=60", "data.severities=[1,3]",
         f"data.corruptions=[{','.join(corruptions)}]",
-        "eval.evaluators.noise.stds=[0.0,0.1]", "eval.evaluators.noise.max_samples=20",
+        "eval.evaluators.noise.variances=[0.0,0.01]", "eval.evaluators.noise.max_samples=20",
         *QUIET, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c",
     ])
     run(cfg)
@@ -92,7 +92,7 @@ def test_resnet20_pushpull_record_holds_ce_mce_and_relative_mce(tmp_path: Path) 
     assert rob["mce"] == pytest.approx(sum(rob["ce"].values()) / len(corruptions), rel=1e-12)
     assert rob["rmce"] == pytest.approx(sum(rob["rce"].values()) / len(corruptions), rel=1e-12, abs=1e-12)
     assert rob["e_corr"] == pytest.approx(sum(sum(v) for v in per.values()) / (2 * len(corruptions)), rel=1e-9)
-    assert rec["extra"]["noise"]["std"] == [0.0, 0.1] and rec["extra"]["noise"]["n"] == 20
+    assert rec["extra"]["noise"]["std"] == [0.0, 0.1] and rec["extra"]["noise"]["variance"] == [0.0, 0.01] and rec["extra"]["noise"]["n"] == 20
 
 
 ATTACK = "eval.evaluators.attacks."

@@ -77,13 +77,16 @@ def test_ewma_by_hand_and_output_after_regularizer():
     e1 = steps[0]
     e2 = 0.5 * e1 + 0.5 * steps[1]
     e3 = 0.5 * e2 + 0.5 * steps[2]
+    e3[3] = e3[2] ** 2  # var is reported as the square of the reported std (Singh 2023, Tables 3.2-3.3)
     got = np.array([cb.summary()["fc"][s] for s in STATS])
     np.testing.assert_allclose(got, e3, rtol=1e-5, atol=1e-6)
     assert got[4] >= 50.0  # the masked half is counted as zeros: the regularizer's output is measured
     cb.end_epoch(epoch=0, step=3)
     h = cb.history["fc"]
     assert h["epoch"] == [0] and h["step"] == [3]
-    np.testing.assert_allclose([h["epoch_mean"][s][0] for s in STATS], np.mean(steps, axis=0), rtol=1e-5, atol=1e-6)
+    epoch_mean = np.mean(steps, axis=0)
+    epoch_mean[3] = epoch_mean[2] ** 2
+    np.testing.assert_allclose([h["epoch_mean"][s][0] for s in STATS], epoch_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose([h["ewma"][s][0] for s in STATS], e3, rtol=1e-5, atol=1e-6)
     # eval-mode forwards and forwards outside a training step are not counted
     net.eval()
@@ -96,6 +99,33 @@ def test_ewma_by_hand_and_output_after_regularizer():
     n_hooks = len(net.relu._forward_hooks)
     cb.detach()
     assert len(net.relu._forward_hooks) == n_hooks - 1  # only the insertion hook is left
+
+
+def test_variance_is_the_square_of_the_reported_std_as_in_singh_tables_3_2_3_3():
+    """Singh (2023), Tables 3.2-3.3: var = std² in every row. Batches of very different spread make the
+    average of per-batch variances differ from the square of the averaged std; the callback reports the latter."""
+    net = Toy().train()
+    cb = ActivationStats(points=["input"], momentum=0.5)
+    cb.attach(net)
+    per_batch = []
+    for scale in (0.1, 10.0, 1.0):
+        x = torch.randn(64, 4, generator=torch.Generator().manual_seed(int(scale * 10))) * scale
+        per_batch.append(_np_stats(x.numpy()))
+        cb.begin_step()
+        net(x)
+        cb.end_step()
+        s = cb.summary()["input"]
+        assert s["var"] == pytest.approx(s["std"] ** 2, rel=1e-6)
+    std_ewma = 0.25 * per_batch[0][2] + 0.25 * per_batch[1][2] + 0.5 * per_batch[2][2]
+    var_ewma_separately = 0.25 * per_batch[0][3] + 0.25 * per_batch[1][3] + 0.5 * per_batch[2][3]
+    assert cb.summary()["input"]["std"] == pytest.approx(std_ewma, rel=1e-5)
+    assert var_ewma_separately > 2 * std_ewma ** 2  # what averaging var separately would have reported
+    cb.end_epoch(epoch=0, step=3)
+    h = cb.history["input"]
+    for kind in ("ewma", "epoch_mean"):
+        assert h[kind]["var"][0] == pytest.approx(h[kind]["std"][0] ** 2, rel=1e-6), kind
+    assert h["epoch_mean"]["std"][0] == pytest.approx(np.mean([b[2] for b in per_batch]), rel=1e-5)
+    cb.detach()
 
 
 def test_explicit_points_without_regularizer_and_dedup():

@@ -15,15 +15,18 @@ import torch
 
 from _cifar_files import datamodule_cls, write_cifar10, write_cifar10c
 from bioreg.data import _io
+from bioreg.data._io import md5sum
 from bioreg.data.cifar10c import (
     CIFAR10C_TAR_MD5,
     CIFAR10C_URL,
     OFFICIAL_LAYOUT,
     OFFICIAL_MD5,
     CIFAR10CDataset,
+    CIFAR10CLayout,
     cifar10c_sets,
     download_cifar10c,
     main,
+    mismatched_label_blocks,
     verify_cifar10c,
 )
 from bioreg.data.corruptions import CIFAR10C_CORRUPTIONS
@@ -228,6 +231,24 @@ def test_missing_cifar10c_fails_before_training(both):
     assert "spatter.npy: missing" in str(e.value) and _fix_in(str(e.value), root / "c")
     m2 = _dm(root, info, layout, corruptions=["fog"])
     assert list(m2.eval_sets(["corruption"])) == [f"corruption/fog/{s}" for s in range(1, 6)]
+
+
+def test_every_severity_block_of_the_labels_is_compared_with_the_test_labels(tmp_path):
+    """labels.npy = the test labels once per severity. A file whose later block is wrong (here severity 4)
+    fails even when only severity 1 is requested and its checksum is listed as valid."""
+    info = write_cifar10(tmp_path, 10, N_TEST)
+    _, layout = write_cifar10c(tmp_path, N_TEST, labels=info["test_y"], corruptions=("fog",))
+    folder = tmp_path / "CIFAR-10-C"
+    lab = np.load(folder / "labels.npy")
+    lab[3 * N_TEST:4 * N_TEST] = (lab[3 * N_TEST:4 * N_TEST] + 1) % 10
+    np.save(folder / "labels.npy", lab)
+    layout = CIFAR10CLayout(n_per_severity=N_TEST,
+                            md5=dict(layout.md5) | {"labels.npy": md5sum(folder / "labels.npy")})
+    assert mismatched_label_blocks(lab, info["test_y"], layout) == [4]
+    assert mismatched_label_blocks(np.tile(info["test_y"], 5), info["test_y"], layout) == []
+    m = _dm(tmp_path, info, layout, corruptions=["fog"], severities=[1], cifar10c_dir=str(tmp_path))
+    with pytest.raises(DataError, match=r"do not match the CIFAR-10 test labels .*severity block\(s\) 4 of labels"):
+        m.eval_sets(["corruption"])
 
 
 def test_labels_must_match_the_test_set(tmp_path):

@@ -393,6 +393,12 @@ def test_doubled_drop_prob_must_stay_below_one(cls):
     assert cls(0.5, 3).prob_factor == 2.0  # the thesis's target, doubled to 1
     assert cls(0.9, 3, fraction=1.0).prob_factor == 1.0
     assert cls().drop_prob == 0.5 and cls().fraction == 0.5  # the thesis's values are valid
+    # docs/dropout.md quotes the same admissible range as the code's message (0.5 included)
+    with pytest.raises(RegularizerConfigError) as e:
+        cls(0.51, 3)
+    quoted = str(e.value).split(": ", 1)[1].split(":")[0]
+    assert quoted == "drop_prob must be in [0, 0.5] for fraction=0.5"
+    assert quoted in (Path(__file__).resolve().parents[1] / "docs" / "dropout.md").read_text()
     # at the end of the ramp the selected maps see probability 1; eq 4.1's seed rate stays < 1
     m = bound(cls(0.5, 3), conv_ctx(6, 4, 4, weight=angle_kernels()))
     assert m.current_gamma(4, 4) == pytest.approx(1.0 * 16 / (9 * 4)) and m.current_gamma(4, 4) < 1

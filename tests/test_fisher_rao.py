@@ -91,6 +91,48 @@ def test_bias_free_relu_net_closed_form_and_rescaling_invariance():
     torch.testing.assert_close(fisher_rao_terms(net, x, y), expect, rtol=1e-9, atol=1e-12)
 
 
+def _share(model: nn.Module, name: str, x, y) -> torch.Tensor:
+    """Per-example W·∇W ℓ of one parameter W (its share of θ·∇θ ℓ)."""
+    w = dict(model.named_parameters())[name]
+    out = []
+    for i in range(x.shape[0]):
+        loss = F.cross_entropy(model(x) if model.training else model(x[i:i + 1]), y if model.training else y[i:i + 1],
+                               reduction="none")
+        loss = loss[i] if model.training else loss[0]
+        (g,) = torch.autograd.grad(loss, [w])
+        out.append((g * w).sum().detach())
+    return torch.stack(out)
+
+
+def test_weight_followed_by_batchnorm_contributes_in_eval_mode():
+    """In eval mode BatchNorm uses running statistics, so a conv weight before it is not scale-invariant:
+    its share of θ·∇θ ℓ is non-zero and the norm changes when that weight alone is rescaled. With batch
+    statistics (training mode) the share vanishes (BN(αWx) = BN(Wx))."""
+    model = _cnn()  # conv "0" -> BatchNorm "1"
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,), generator=g)
+    share_eval = _share(model, "0.weight", x, y)
+    assert share_eval.abs().max() > 1e-3
+    # θ·∇θ ℓ without the conv weight differs from the full one by exactly that share
+    full = fisher_rao_terms(model, x, y, params="all")
+    d_all = torch.stack([sum((gg * p).sum() for gg, p in zip(torch.autograd.grad(
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(model.parameters())), model.parameters(), strict=True))
+        for i in range(6)]).detach()
+    torch.testing.assert_close(full, d_all ** 2, rtol=1e-6, atol=1e-12)
+    assert not torch.allclose(full, (d_all - share_eval) ** 2, rtol=1e-3)
+    # rescaling only that weight changes the network and the norm in eval mode ...
+    scaled = _cnn()
+    with torch.no_grad():
+        scaled[0].weight.mul_(2.0)
+    assert not torch.allclose(fisher_rao_terms(scaled, x, y), full, rtol=1e-3)
+    # ... while with batch statistics its share vanishes (up to BatchNorm's eps): the scale-invariance that
+    # does not apply in eval mode
+    model.train()
+    share_train = _share(model, "0.weight", x, y)
+    assert share_train.abs().max() < 1e-2 * share_eval.abs().max()
+
+
 class _DM:
     num_classes = 5
 

@@ -8,7 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from bioreg.models import VGG11, VGG16, AllConvNet, InsertionError, resnet20, resnet32, resnet44, resnet56
+from bioreg.models import (
+    VGG11,
+    VGG16,
+    AllConvNet,
+    InsertionError,
+    resnet14,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
+)
 from bioreg.models.points import insert, measure_shapes, replace
 
 
@@ -90,11 +100,23 @@ def _resnet_params(n: int) -> int:
     return total + 64 * 10 + 10
 
 
-@pytest.mark.parametrize("fn,n", [(resnet20, 3), (resnet32, 5), (resnet44, 7), (resnet56, 9)])
+@pytest.mark.parametrize("fn,n", [(resnet14, 2), (resnet20, 3), (resnet32, 5), (resnet44, 7), (resnet56, 9)])
 def test_resnet_params(fn, n):
     net = fn()
     assert n_params(net) == _resnet_params(n)
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 6 * n + 1 + 2  # + stem + 2 shortcuts
+
+
+def test_resnet14_is_the_14_layer_member_of_the_family():
+    """Strisciuglio et al. (2020) §4.3: ResNet-14 = n = 2 blocks per stage; 1 + 6*2 weighted 3x3 convs + fc = 14."""
+    net = resnet14()
+    assert net.depth == 14 and net.blocks_per_stage == 2
+    convs3 = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(convs3) + len(linears) == 14
+    assert set(net.points()) == {"input", "conv1", "layer1", "layer2", "layer3"}
+    assert net.points()["layer3"].producer == "layer3.1.conv2"
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_resnet20_shapes_and_forward():

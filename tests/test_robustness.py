@@ -23,6 +23,8 @@ from bioreg.evaluate.robustness import (
     CIFAR10C_CORRUPTIONS,
     PAPER_ALEXNET_CLEAN,
     PAPER_ALEXNET_ERRORS,
+    PUSHPULL2020_TABLE4_VARIANCES,
+    WIDE_STDS,
     CorruptionError,
     GaussianNoiseSweep,
     Reference,
@@ -212,3 +214,26 @@ def test_noise_sweep_clip_and_subset():
 def test_noise_sweep_bad_stds(stds):
     with pytest.raises(ValueError, match="stds must be"):
         GaussianNoiseSweep(stds=stds)
+
+
+def test_noise_sweep_default_is_the_push_pull_table4_variances():
+    """Strisciuglio et al. (2020), Table 4 prints variances sigma^2 in {0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2}."""
+    sweep = GaussianNoiseSweep()
+    assert sweep.variances == [0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2] == list(PUSHPULL2020_TABLE4_VARIANCES)
+    assert sweep.stds == pytest.approx([0.0, 0.01, math.sqrt(5e-4), math.sqrt(1e-3), math.sqrt(5e-3), 0.1])
+    model = _Recorder()
+    ctx, x = _ctx(4, model)
+    out = GaussianNoiseSweep(variances=[0.0, 0.01], seed=3)(ctx)
+    assert out["variance"] == [0.0, 0.01] and out["std"] == [0.0, 0.1]
+    # variance 0.01 is the same noise as std 0.1 (same unit fields)
+    z = torch.stack([GaussianNoiseSweep(seed=3).unit_noise(i, (3, 4, 4)) for i in range(4)])
+    torch.testing.assert_close(model.seen[1], x[:4] + 0.1 * z)
+    assert out["acc"] == GaussianNoiseSweep(stds=[0.0, 0.1], seed=3)(_ctx(4, _Recorder())[0])["acc"]
+    assert list(WIDE_STDS) == GaussianNoiseSweep(stds=WIDE_STDS).stds  # the wider sweep stays available
+
+
+def test_noise_sweep_levels_as_stds_or_variances_not_both():
+    with pytest.raises(ValueError, match="either as variances .* or as stds, not both"):
+        GaussianNoiseSweep(stds=[0.1], variances=[0.01])
+    with pytest.raises(ValueError, match="variances must be"):
+        GaussianNoiseSweep(variances=[-1e-4])

@@ -41,9 +41,8 @@ from bioreg.results.tables import (
 
 ALL_IDS = ["2.3", "2.4", "2.5", "2.6", "4.1", "4.2", "4.3", "4.4", "4.5",
            "n3.1", "n3.2", "n3.3", "n3.4", "n3.5", "n3.6", "pp2", "pp3", "pp4", "pp5"]
-# tables whose printed numbers are not transcribed (push-pull paper Tables 4, 5): reproduction only
-NO_PAPER_IDS = ["pp4", "pp5"]
-PAPER_IDS = [i for i in ALL_IDS if i not in NO_PAPER_IDS]
+# every table has its printed numbers under results/paper/ (push-pull Tables 4 and 5 since issue 12)
+PAPER_IDS = ALL_IDS
 SEEDS = (0, 1, 2, 3, 4)
 SEED_OFFSETS = np.array([0.0, 0.4, -0.3, 0.9, -0.5])  # value of seed k = base + SEED_OFFSETS[k]
 
@@ -100,10 +99,12 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     printed_rows = [r.label for r in spec.rows if not r.compare_to]
     printed_cols = [c.label for c in spec.columns if not c.compare_to]
     assert rows[:len(printed_rows)] == printed_rows and cols[:len(printed_cols)] == printed_cols
-    if tid.startswith("pp"):
+    if tid in ("pp2", "pp3"):
         assert rows == [r for r in p_rows if r in rows] and cols == [c for c in p_cols if c in cols]
         assert all(("resnet" in x) for x in (rows if tid == "pp3" else cols))
         assert len(rows if tid == "pp3" else cols) == 8
+    elif tid == "pp5":  # the printed ResNet-20/56 rows in printed order, plus ResNet-32/44 and mce/rce
+        assert [r for r in rows if r in p_rows] == p_rows and cols[:2] == p_cols
     else:
         assert (printed_rows, printed_cols) == (p_rows, p_cols)
 
@@ -145,56 +146,92 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     assert np.allclose(df["mean"].astype(float), res.cells["mean"], rtol=1e-5)
 
 
-def test_only_the_untranscribed_tables_lack_a_paper_csv() -> None:
+def test_every_table_has_a_paper_csv() -> None:
     for spec in all_specs():
-        assert (spec.paper is None) == (spec.id in NO_PAPER_IDS), spec.id
-        if spec.paper:
-            assert (PAPER_DIR / spec.paper).is_file()
+        assert spec.paper and (PAPER_DIR / spec.paper).is_file(), spec.id
 
 
 PP4_GRID = [(h, a) for h in ("1", "1.5", "2") for a in ("0.5", "1", "1.5")]
+TABLE4_VARIANCES = [0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]  # Strisciuglio et al. (2020), Table 4, as printed
 
 
-@pytest.mark.parametrize("tid", NO_PAPER_IDS)
-def test_pushpull_tables_without_paper_numbers_render(tid: str, tmp_path: Path) -> None:
-    spec = load_spec(tid)
-    cols = [c.label for c in spec.columns]
-    if tid == "pp4":  # accuracy under Gaussian noise: column i = extra.noise.acc.<i> at the i-th configured std
-        import yaml
+def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: Path) -> None:
+    """Table 4 of the push-pull paper: ResNet-14 (no push-pull), then ResNet-14-PP per (h, alpha); error (%)
+    at sigma^2 in {0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2}; published numbers beside ours."""
+    import yaml
 
-        base = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
-        stds = base["eval"]["evaluators"]["noise"]["stds"]
-        assert cols == [f"sigma={x:g}" for x in stds]
-        assert [c.metric.path for c in spec.columns] == [f"extra.noise.acc.{i}" for i in range(len(stds))]
-    else:
-        assert cols == ["e_clean", "e_corr", "mce", "rce"]  # the metrics of pp3, same record paths
-        assert [str(c.metric) for c in spec.columns] == [str(c.metric) for c in load_spec("pp3").columns]
-    rows = [r.label for r in spec.rows]
-    if tid == "pp4":  # h x alpha grid, h outer; (2, 1) is ResNet-20-PP itself, the others own experiments
-        assert rows == [f"h={h}, alpha={a}" for h, a in PP4_GRID]
-        exps = [r.experiment for r in spec.rows]
-        assert exps[PP4_GRID.index(("2", "1"))] == "resnet20_pushpull"
-        assert len(set(exps)) == 9 and all(e.startswith("resnet20_pushpull") for e in exps)
-    else:  # fixed alpha (the pp3 rows) next to learned alpha, per depth
-        assert rows == [f"resnet{d}_pp{s}" for d in (20, 32, 44, 56) for s in ("", "_learned_alpha")]
-        pp3 = {r.label: r.experiment for r in load_spec("pp3").rows}
-        assert all(spec.rows[k].experiment == pp3[rows[k]] for k in range(0, 8, 2))
-        assert all(r.experiment.endswith("_pushpull_learned_alpha") for r in spec.rows[1::2])
+    spec = load_spec("pp4")
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
+    noise = base["eval"]["evaluators"]["noise"]
+    assert noise["variances"] == TABLE4_VARIANCES and noise["stds"] is None
+    assert [c.label for c in spec.columns] == [f"sigma^2={v:.0e}".replace("e-0", "e-") if v else "sigma^2=0"
+                                               for v in TABLE4_VARIANCES]
+    assert [str(c.metric) for c in spec.columns] == [f"error(extra.noise.acc.{i})" for i in range(6)]
+    assert [r.experiment for r in spec.rows] == ["resnet14_baseline"] + [
+        f"resnet14_pushpull_h{h.replace('.', '')}_a{float(a):.1f}".replace(".", "") for h, a in PP4_GRID]
+    # every experiment is a ResNet-14 with the row's (h, alpha), push-pull only where the row says so
+    for i, (r, exp) in enumerate(zip(spec.rows, spec.experiments, strict=True)):
+        cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
+        assert {"override /model": "resnet14"} in cfg["defaults"] and cfg["name"] == exp
+        assert {"override /reg": "none" if i == 0 else ["pushpull"]} in cfg["defaults"]
+        if i == 0:
+            continue
+        h, a = r.label.split("h=")[1].split(", alpha=")
+        assert (cfg["reg"]["pushpull"]["scale"], cfg["reg"]["pushpull"]["alpha"]) == (float(h), float(a))
+    # the paper cells join every cell of the table
+    paper = load_paper(spec)
+    assert len(paper) == 60 and set(zip(paper["row"], paper["column"], strict=True)) == {
+        (r.label, c.label) for r in spec.rows for c in spec.columns}
+    got = paper.set_index(["row", "column"])["mean"]
+    assert got[("resnet14", "sigma^2=1e-2")] == pytest.approx(77.46)
+    assert got[("resnet14_pp, h=1.5, alpha=1.5", "sigma^2=1e-3")] == pytest.approx(12.82)
+    # ours = 100 - accuracy, published printed under each row
     synthetic_records(spec, tmp_path / "runs")
     res = build_table(spec, load_records(tmp_path / "runs"))
     assert (res.cells["n"] == 5).all() and not res.notes
-    exp_index = {e: i for i, e in enumerate(spec.experiments)}
-    for _, c in res.cells.iterrows():
-        metric = next(a for a in spec.columns if a.label == c["column"]).metric
-        assert c["mean"] == pytest.approx(base_value(exp_index[c["experiment"]], metric.path)
-                                          + SEED_OFFSETS.mean())
-        assert c["std"] == pytest.approx(float(np.std(SEED_OFFSETS, ddof=1)))
-    md = render_markdown(res)
-    assert [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("|")][2:] == rows
-    # the comparison report lists the table with reproduced values and no paper values
+    md = render_markdown(res, paper)
+    body = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("|")][2:]
+    assert body == [x for r in spec.rows for x in (r.label, f"{r.label} (published)")]
+    line = next(ln for ln in md.splitlines() if ln.startswith("| resnet14 (published) |"))
+    assert [c.strip() for c in line.strip("|").split("|")][1:] == ["4.09", "5.18", "10.47", "18.76", "59.53",
+                                                                  "77.46"]
     text, summary = build_report([spec], load_records(tmp_path / "runs"), claims=[], results_dir="x")
-    assert f"## Table {tid}\n" in text
-    assert summary["tables"][tid]["with_data"] == summary["tables"][tid]["complete"] == len(rows) * len(cols)
+    assert "| resnet14 | sigma^2=1e-2 | 77.46 |" in text
+    assert summary["tables"]["pp4"]["with_data"] == 60
+
+
+def test_pp5_rows_of_the_printed_table_and_their_numbers(tmp_path: Path) -> None:
+    spec = load_spec("pp5")
+    rows = [r.label for r in spec.rows]
+    assert rows == [f"resnet{d}{s}" for d in (20, 32, 44, 56) for s in ("", "_pp", "_pp_learned_alpha")]
+    pp3 = {r.label: r.experiment for r in load_spec("pp3").rows}
+    assert all(r.experiment == pp3[r.label] for r in spec.rows if r.label in pp3)
+    assert all(r.experiment.endswith("_pushpull_learned_alpha") for r in spec.rows[2::3])
+    paper = load_paper(spec)
+    p_rows, p_cols = paper_layout(spec)
+    assert [r for r in rows if r in p_rows] == p_rows == [f"resnet{d}{s}" for d in (20, 56)
+                                                          for s in ("", "_pp", "_pp_learned_alpha")]
+    assert [c.label for c in spec.columns][:2] == p_cols == ["e_clean", "e_corr"]
+    synthetic_records(spec, tmp_path / "runs")
+    res = build_table(spec, load_records(tmp_path / "runs"))
+    cmp_ = compare_table(res, paper).set_index(["row", "column"])
+    assert cmp_.loc[("resnet20_pp_learned_alpha", "e_corr"), "thesis_mean"] == pytest.approx(31.09)
+    assert cmp_.loc[("resnet32_pp", "e_clean"), "flag"] == "no thesis value"
+    assert cmp_.loc[("resnet56", "mce"), "flag"] == "no thesis value"
+
+
+def test_paper_index_may_name_several_columns_and_axes_map_paper_labels(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("model,h,v1\nnet,,1.5\nnet_pp,2,2.5\n")
+    spec = spec_from_dict({"id": "x", "paper": "t.csv", "paper_format": "wide", "paper_index": ["model", "h"],
+                           "rows": [{"label": "Net", "experiment": "a", "paper": "net,"},
+                                    {"label": "Net-PP", "experiment": "b", "paper": "net_pp,2"}],
+                           "columns": [{"label": "V", "metric": "m", "paper": "v1"}]})
+    p = load_paper(spec, paper_dir=tmp_path)
+    assert list(zip(p["row"], p["column"], p["mean"], strict=True)) == [("Net", "V", 1.5), ("Net-PP", "V", 2.5)]
+    bad = spec_from_dict({"id": "x", "paper": "t.csv", "paper_format": "wide", "paper_index": ["model", "hh"],
+                          "rows": [{"label": "Net", "experiment": "a"}], "columns": [{"label": "V", "metric": "m"}]})
+    with pytest.raises(ValueError, match=r"paper_index \['hh'\] is not a column of t.csv"):
+        load_paper(bad, paper_dir=tmp_path)
 
 
 def test_singh_overfitting_is_per_seed_absolute_difference(tmp_path: Path) -> None:

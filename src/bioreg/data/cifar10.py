@@ -39,7 +39,13 @@ from torchvision.transforms import v2
 
 from ._io import FileSpec, verify_files
 from .base import BaseDataModule, resolve_count, stratified_split
-from .cifar10c import OFFICIAL_LAYOUT, CIFAR10CLayout, cifar10c_sets
+from .cifar10c import (
+    OFFICIAL_LAYOUT,
+    CIFAR10CLayout,
+    cifar10c_sets,
+    load_cifar10c_labels,
+    mismatched_label_blocks,
+)
 from .corruptions import CIFAR10C_CORRUPTIONS
 from .errors import DataError
 
@@ -264,12 +270,15 @@ class CIFAR10DataModule(BaseDataModule):
         )
         test = self.test_set()
         assert isinstance(test, UInt8ImageDataset)
-        first = next(iter(sets.values()))
-        test_labels = test.labels.numpy()
-        if len(first.labels) != len(test_labels) or not np.array_equal(first.labels, test_labels):
+        folder = next(iter(sets.values())).path.parent
+        # every severity block of labels.npy, not only the ones requested
+        bad = mismatched_label_blocks(load_cifar10c_labels(folder, self.CIFAR10C_LAYOUT), test.labels.numpy(),
+                                      self.CIFAR10C_LAYOUT)
+        if bad:
             raise DataError(
-                f"the labels of CIFAR-10-C in {first.path.parent} do not match the CIFAR-10 test labels in "
-                f"{self.data_dir} (different order or data set); re-download both"
+                f"the labels of CIFAR-10-C in {folder} do not match the CIFAR-10 test labels in "
+                f"{self.data_dir} (severity block(s) {', '.join(map(str, bad))} of labels.npy differ: different "
+                "order or data set); re-download both"
             )
         return dict(sets)
 

@@ -52,6 +52,7 @@ __all__ = [
     "cifar10c_sets",
     "download_cifar10c",
     "load_cifar10c_labels",
+    "mismatched_label_blocks",
     "main",
     "verify_cifar10c",
 ]
@@ -231,6 +232,19 @@ def download_cifar10c(
     if not keep_archive:
         archive.unlink(missing_ok=True)
     return folder
+
+
+def mismatched_label_blocks(labels: np.ndarray, test_labels: np.ndarray,
+                            layout: CIFAR10CLayout = OFFICIAL_LAYOUT) -> list[int]:
+    """Severities whose block of ``labels.npy`` is not exactly the test labels (all five are checked).
+
+    ``labels.npy`` is the test labels repeated once per severity; a file that passes its checksum can
+    still be the wrong file when the checksum list was edited, and any block may be the wrong one."""
+    n = layout.n_per_severity
+    test_labels = np.asarray(test_labels)
+    if len(test_labels) != n or len(labels) != layout.n_total:
+        return list(SEVERITIES)
+    return [s for s in SEVERITIES if not np.array_equal(labels[(s - 1) * n:s * n], test_labels)]
 
 
 def load_cifar10c_labels(folder: Path, layout: CIFAR10CLayout = OFFICIAL_LAYOUT) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The six occlusions of Dutta (2019), §2.4.3 / Fig. 2.4 (``../shared/seeds/000_cdafe4dd379baf61.txt``).
+"""The six occlusions of Dutta (2019), §2.4.3 / Fig. 2.4 (Table 2.3; docs/references.md).
 
 The thesis only names the occlusions (central occlusion, checker board, horizontal bars,
 vertical bars, horizontal half, vertical half; Table 2.3) and shows them in Fig. 2.4, which is

@@ -23,7 +23,10 @@ Labels (the thesis writes E_{x,y} with the loss on (x, y) and does not say which
 
 Parameters θ: ``all`` (default; every trainable tensor: weights, biases, BatchNorm affine — "θ the
 parameters of the model") or ``weights`` (only the ``weight`` of convolution and linear layers).
-Note that a weight followed by BatchNorm is scale-invariant, so its own share of θ·∇θℓ is zero.
+A weight followed by BatchNorm is *not* scale-invariant here: BatchNorm in eval mode divides by its
+fixed running statistics, so scaling the weight scales the normalised output and the weight's own
+share W·∇W ℓ of θ·∇θ ℓ is in general non-zero (it is zero only with batch statistics, i.e. in training
+mode, where BN(αWx) = BN(Wx)). The evaluator always runs in eval mode, so every weight counts.
 """
 
 from __future__ import annotations

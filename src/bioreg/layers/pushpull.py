@@ -2,7 +2,7 @@
 
 *Enhanced robustness of convolutional networks with a push–pull inhibition
 layer*, Neural Computing and Applications 32, doi 10.1007/s00521-020-04751-8
-(slides: ``../shared/seeds/001_fabc17fe0af53ac5.txt``, "Implementation"):
+(and Mansoor's 2020 slides on it, "Implementation"; full entries in docs/references.md):
 
 .. math::
 

@@ -15,10 +15,18 @@ point without an inserted module (the baseline's identity slots 48 / 51) the
 point's own output is measured, so every model is comparable.
 
 Per training step and point, on the device and without synchronisation:
-``mean``, ``max``, ``std`` and ``var`` (population, over all elements of the
-batch tensor) and ``sparsity`` (% of exact zeros). Each is smoothed over steps
-by ``ewma <- momentum * ewma + (1 - momentum) * x`` (the first step initialises
-``ewma = x``). The values are logged as ``act/<point>/<stat>`` every
+``mean``, ``max``, ``std`` (population, over all elements of the batch tensor)
+and ``sparsity`` (% of exact zeros). Each is smoothed over steps by
+``ewma <- momentum * ewma + (1 - momentum) * x`` (the first step initialises
+``ewma = x``).
+
+``var`` follows the thesis's definition: it is **reported as the square of the
+reported std** (``var = std**2`` of the smoothed, or epoch-averaged, std), as in
+every row of Singh (2023), Tables 3.2–3.3 — the thesis logs "the mean, maximum,
+and standard deviation" (§2.3.1), so its variance is the square of that std.
+Averaging the per-batch variances separately would not give the square of the
+averaged std (the mean of squares exceeds the square of the mean: a short run
+recorded var 3.58 against std² 1.62), so it is not done (docs/decisions/normout.md). The values are logged as ``act/<point>/<stat>`` every
 ``log_every_n_steps`` steps, and once per epoch the EWMA and the epoch mean are
 appended to a per-epoch history (one transfer per epoch).
 
@@ -41,6 +49,13 @@ from bioreg.models.points import resolve_point
 __all__ = ["ActivationStats", "STATS", "batch_stats"]
 
 STATS = ("mean", "max", "std", "var", "sparsity")
+_STD, _VAR = STATS.index("std"), STATS.index("var")
+
+
+def _var_from_std(v: torch.Tensor) -> torch.Tensor:
+    """Set the ``var`` entry of a statistics vector to the square of its ``std`` entry (in place)."""
+    v[_VAR] = v[_STD] * v[_STD]
+    return v
 
 
 @torch.no_grad()
@@ -147,6 +162,7 @@ class ActivationStats(L.Callback):
                 self.ewma[point].mul_(m).add_(x, alpha=1.0 - m)
             else:
                 self.ewma[point] = x.clone()
+            _var_from_std(self.ewma[point])  # var = std² of the smoothed std (Singh 2023, Tables 3.2-3.3)
             if point in self._epoch_sum:
                 self._epoch_sum[point].add_(x)
             else:
@@ -160,7 +176,7 @@ class ActivationStats(L.Callback):
         for point, n in self._epoch_n.items():
             if n == 0:
                 continue
-            both = torch.stack([self.ewma[point], self._epoch_sum[point] / n]).tolist()
+            both = torch.stack([self.ewma[point], _var_from_std(self._epoch_sum[point] / n)]).tolist()
             h = self.history.setdefault(
                 point, {"epoch": [], "step": [], "ewma": {s: [] for s in STATS}, "epoch_mean": {s: [] for s in STATS}}
             )

@@ -2,7 +2,8 @@
 
 Weight decay is applied to weights only — never to biases, BatchNorm affine
 parameters or other 1-D parameters (e.g. a push-pull layer's α) — following the
-regularisation notes in 004_a1130156698e79b0.txt. Schedules step once per epoch.
+regularisation notes of the EPFL lecture slides "Convolutional Nets, Regularization, Data
+augmentation, Dropout" (docs/references.md). Schedules step once per epoch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CIFAR ResNets of He et al. (2016), §4.2: ResNet-20/32/44/56.
+"""CIFAR ResNets of He et al. (2016), §4.2: ResNet-14/20/32/44/56 (depth 6n+2).
 
 ``conv1`` (3x3, 16) → three stages of ``n = (depth - 2) / 6`` basic blocks with
 16 / 32 / 64 channels (stride 2 at the start of stages 2 and 3) → global average
@@ -17,7 +17,7 @@ from torch import nn
 
 from bioreg.models.points import Point
 
-__all__ = ["CifarResNet", "BasicBlock", "resnet20", "resnet32", "resnet44", "resnet56"]
+__all__ = ["CifarResNet", "BasicBlock", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56"]
 
 
 class BasicBlock(nn.Module):
@@ -85,6 +85,11 @@ class CifarResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(self.input(x))))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.flatten(self.pool(x)))
+
+
+def resnet14(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
+    """n = 2: the network of the push-pull paper's sensitivity study (Strisciuglio et al. 2020, §4.3, Table 4)."""
+    return CifarResNet(14, num_classes=num_classes, in_channels=in_channels, widths=widths)
 
 
 def resnet20(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:

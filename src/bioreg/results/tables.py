@@ -5,10 +5,11 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
 
     id: "2.5"
     title: AllConvNet, no Dropout, test set and CIFAR-10-C
-    source: Dutta 2019, Table 2.5 (../shared/seeds/000_cdafe4dd379baf61.txt)
+    source: Dutta (2019), Table 2.5
     paper: dutta2019_table_2_5.csv      # under results/paper/ (optional)
     paper_format: tidy                  # tidy (table,row,column,mean,std) | wide
-    paper_index: null                   # wide only: the column holding the row labels
+    paper_index: null                   # wide only: the column(s) holding the row labels; a list
+                                        # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
     number_format: ".1f"
     rows:                               # printed order, top to bottom
@@ -18,6 +19,8 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
       - {label: Baseline, experiment: allconvnet_baseline}
       ...
 
+An axis may carry ``paper: <label>`` when the paper CSV names it differently (e.g. the column
+``err_var_0.0001`` of the push-pull Table 4 CSV is printed here as ``sigma^2=1e-4``).
 Every cell takes its experiment from its row or its column, and its metric from
 the other one (Singh's tables have experiments as rows, Dutta's as columns).
 An *ablation* row or column (``compare_to: <printed label>``, e.g. ``{label: UG (std = a),
@@ -31,9 +34,11 @@ Row and column labels are the printed ones, so a table joins the thesis CSV cell
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +58,39 @@ from bioreg.results.aggregate import (
 from bioreg.results.io import atomic_write_text
 
 __all__ = [
-    "SPEC_DIR", "PAPER_DIR", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
+    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
     "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
     "format_cell", "load_paper",
 ]
 
-SPEC_DIR = Path(__file__).parent / "specs"
-REPO = Path(__file__).resolve().parents[3]
-PAPER_DIR = REPO / "results" / "paper"
+#: environment variable naming a folder of published-table CSVs that replaces the default one
+PAPER_DIR_ENV = "BIOREG_PAPER_DIR"
+
+
+def _package_dir(name: str) -> Path:
+    """A data folder of this package (``importlib.resources``; the package is installed unzipped)."""
+    return Path(str(resources.files("bioreg.results") / name))
+
+
+def default_paper_dir() -> Path:
+    """Where the published tables (``results/paper/*.csv``) are read from.
+
+    1. ``$BIOREG_PAPER_DIR`` when set (an explicit setting, e.g. your own transcriptions);
+    2. the copy shipped inside the installed package (``bioreg/results/paper``, put there by the
+       wheel build: ``[tool.hatch.build.targets.wheel.force-include]`` in ``pyproject.toml``);
+    3. ``results/paper`` of the source checkout this module lives in (editable install, tests).
+    """
+    env = os.environ.get(PAPER_DIR_ENV)
+    if env:
+        return Path(env)
+    shipped = _package_dir("paper")
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parents[3] / "results" / "paper"
+
+
+SPEC_DIR = _package_dir("specs")
+PAPER_DIR = default_paper_dir()
 DASH = "–"
 
 
@@ -72,6 +102,7 @@ class Axis:
     experiment: str | None = None
     metric: Metric | None = None
     compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
+    paper: str | None = None  # its label in the paper CSV when that differs from ``label``
 
 
 @dataclass(frozen=True)
@@ -83,7 +114,7 @@ class TableSpec:
     source: str = ""
     paper: str | None = None
     paper_format: str = "tidy"
-    paper_index: str | None = None
+    paper_index: str | tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
@@ -164,7 +195,7 @@ def spec_path(table_id: str) -> Path:
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
               "columns", "description"}
-_AXIS_KEYS = {"label", "experiment", "metric", "compare_to"}
+_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -181,13 +212,16 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                                  f"{sorted(_AXIS_KEYS - {'label'})}")
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
-                            compare_to=None if it.get("compare_to") is None else str(it["compare_to"])))
+                            compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
+                            paper=None if it.get("paper") is None else str(it["paper"])))
         return tuple(out)
 
     return TableSpec(
         id=str(d["id"]), title=str(d.get("title", "")), source=str(d.get("source", "")),
         description=str(d.get("description", "")),
-        paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")), paper_index=d.get("paper_index"),
+        paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")),
+        paper_index=(tuple(map(str, d["paper_index"])) if isinstance(d.get("paper_index"), list)
+                     else d.get("paper_index")),
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
@@ -303,9 +337,17 @@ def _md_escape(s: str) -> str:
     return str(s).replace("|", r"\|")
 
 
-def render_markdown(res: TableResult) -> str:
+def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
+    """The table as Markdown; with ``paper`` (:func:`load_paper`) each row is followed by a
+    ``<row> (published)`` line holding the printed numbers of that row, so both can be read together."""
     spec = res.spec
     grid = res.text_grid()
+    printed: dict[tuple[str, str], str] = {}
+    if paper is not None:
+        for _, p in paper.iterrows():
+            if str(p["mean_text"]).strip():
+                printed[(p["row"], p["column"])] = str(p["mean_text"]) + (
+                    f" ± {p['std_text']}" if str(p["std_text"]).strip() else "")
     head = ["", *[c.label for c in spec.columns]]
     lines = [f"### Table {spec.id}: {spec.title}", ""]
     if spec.source:
@@ -324,6 +366,9 @@ def render_markdown(res: TableResult) -> str:
     for r in spec.rows:
         lines.append("| " + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
                      + " |")
+        if any((r.label, c.label) in printed for c in spec.columns):
+            lines.append("| " + " | ".join([_md_escape(f"{r.label} (published)"),
+                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]]) + " |")
     lines.append("")
     notes = res.notes
     lines += ["**Notes**", ""] + ([f"- {_md_escape(n)}" for n in notes] if notes else ["- none"])
@@ -358,12 +403,13 @@ def render_csv(res: TableResult) -> str:
     return df.to_csv(index=False, float_format="%.6g")
 
 
-def write_table(res: TableResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.md``, ``.tex`` and ``.csv`` atomically under ``out_dir``."""
+def write_table(res: TableResult, out_dir: str | Path, paper: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write ``<stem>.md`` (with the published rows when ``paper`` is given), ``.tex`` and ``.csv``
+    atomically under ``out_dir``."""
     out = Path(out_dir)
     stem = res.spec.stem
     return {
-        "md": atomic_write_text(out / f"{stem}.md", render_markdown(res)),
+        "md": atomic_write_text(out / f"{stem}.md", render_markdown(res, paper)),
         "tex": atomic_write_text(out / f"{stem}.tex", render_latex(res)),
         "csv": atomic_write_text(out / f"{stem}.csv", render_csv(res)),
     }
@@ -380,16 +426,25 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
     if not spec.paper:
         return None
     p = Path(paper_dir) / spec.paper
+    if not p.is_file():
+        raise ValueError(f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
+                         f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
     raw = pd.read_csv(p, dtype=str, keep_default_na=False)
     if spec.paper_format == "tidy":
         df = raw[["row", "column", "mean", "std"]].copy()
     else:
-        if spec.paper_index not in raw.columns:
-            raise ValueError(f"table {spec.id}: paper_index {spec.paper_index!r} is not a column of {p.name}; "
+        index = [spec.paper_index] if isinstance(spec.paper_index, str) else list(spec.paper_index or ())
+        bad = [c for c in index if c not in raw.columns]
+        if bad:
+            raise ValueError(f"table {spec.id}: paper_index {bad!r} is not a column of {p.name}; "
                              f"columns: {list(raw.columns)}")
-        df = raw.melt(id_vars=[spec.paper_index], var_name="column", value_name="mean").rename(
-            columns={spec.paper_index: "row"})
+        # several index columns (e.g. model, h, alpha) name a row by their values joined with ","
+        raw = raw.assign(row=raw[index].agg(",".join, axis=1)).drop(columns=index)
+        df = raw.melt(id_vars=["row"], var_name="column", value_name="mean")
         df["std"] = ""
+    # rows/columns whose printed label differs from the spec's (``paper:`` of an axis) get the spec's label
+    df["row"] = df["row"].replace({a.paper: a.label for a in spec.rows if a.paper is not None})
+    df["column"] = df["column"].replace({a.paper: a.label for a in spec.columns if a.paper is not None})
     df["mean_text"] = df["mean"]
     df["std_text"] = df["std"]
     df["mean"] = pd.to_numeric(df["mean"].replace("", math.nan))
