@@ -82,6 +82,9 @@ class TableSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
+    #: how the table is drawn (``bioreg.results.figures``): ``{kind: auto|bars|panels|curves|grouped_stats|none,
+    #: ...}``; empty = chosen from the table's shape
+    figure: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -138,7 +141,7 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description"}
+              "columns", "description", "figure"}
 _AXIS_KEYS = {"label", "experiment", "metric"}
 
 
@@ -165,7 +168,21 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
+        figure=_figure_options(d.get("figure"), d.get("id")),
     )
+
+
+def _figure_options(value: Any, table_id: Any) -> dict[str, Any]:
+    """The spec's ``figure:`` entry: a mapping, or a bare kind (``figure: curves``), checked by
+    :func:`bioreg.results.figures.figure_options` (unknown kinds and keys name the valid ones)."""
+    from bioreg.results.figures import figure_options
+
+    if value is None:
+        return {}
+    if isinstance(value, (str, Mapping)):
+        return figure_options({"kind": value} if isinstance(value, str) else value, str(table_id))
+    raise ValueError(f"table spec {table_id!r}: figure={value!r} must be a kind (e.g. 'bars') or a mapping "
+                     "{kind: ..., ...}")
 
 
 @cache
