@@ -473,19 +473,24 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude
+    from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude, occlusion_mask
 
     p = OcclusionParams.from_dict(params)
     names = {"central": "Central Occlusion", "checkerboard": "Checker Board", "horizontal_bars": "Horizontal Bars",
              "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half", "vertical_half": "Vertical Half"}
-    panels = [("Original", image)] + [(names[k], occlude(image, k, p)) for k in OCCLUSION_KINDS]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(panels), 2.1))
-    for ax, (title, x) in zip(axes, panels, strict=True):
+    h, w = image.shape[-2:]
+    panels = [("Original", image, None)] + [(names[k], occlude(image, k, p), occlusion_mask(k, h, w, p))
+                                           for k in OCCLUSION_KINDS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(panels), 2.2))
+    for ax, (title, x, mask) in zip(axes, panels, strict=True):
         ax.imshow(x.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        if mask is not None:  # outline the occluder: on a dark background it is otherwise invisible
+            ax.contour(mask.float().numpy(), levels=[0.5], colors=FLAG_COLOR, linewidths=0.7)
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions" + (f" — {caption}" if caption else ""), fontsize=9)
+    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (red: outline of the occluder)"
+                 + (f" — {caption}" if caption else ""), fontsize=9)
     fig.tight_layout()
     try:
         return save_figure(fig, out_dir, "fig_2_4", formats, dpi=150)
@@ -526,9 +531,12 @@ def loss_histories(records: Any, experiments: Sequence[str], seeds: Sequence[int
             if key is None or store is None:
                 continue
             rec = store.load(exp, key, int(seed)) or {}
-            csv = Path(str(rec.get("run_dir") or "")) / "csv" / "metrics.csv"
-            if not rec.get("run_dir") or not csv.is_file():
-                missing.append(f"{exp} seed {seed}: no CSV log at {csv}")
+            if not rec.get("run_dir"):
+                missing.append(f"{exp} seed {seed}: its record names no run directory")
+                continue
+            csv = Path(str(rec["run_dir"])) / "csv" / "metrics.csv"
+            if not csv.is_file():
+                missing.append(f"{exp} seed {seed}: no CSV log at {csv} (logger=none, or the run moved)")
                 continue
             log = pd.read_csv(csv)
             if column not in log.columns or "epoch" not in log.columns:

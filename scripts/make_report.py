@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""The reproduction report as a page: ``results/report/index.html`` and ``index.md``.
+
+    python scripts/make_report.py [--results-dir results/runs] [--out-dir results/report]
+                                  [--figures-dir results/figures] [--data digits] [--pin EXP=KEY]
+
+Summary first (cells within 2 sigma of the published value, claims reproduced, seeds present,
+what is missing and the command that trains it, failed and unreadable records), then one
+section per table with its figure (drawn from the table spec), the cells beside the published
+ones, its claims and notes. The sources' figures found in ``--figures-dir`` (``make figures``)
+are copied beside the page. ``make report`` runs tables, compare and figures first. See
+docs/tables.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bioreg.results.aggregate import add_record_options, records_from_args
+from bioreg.results.compare import load_claims
+from bioreg.results.report import collect, write_report
+from bioreg.results.tables import load_spec, table_ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out-dir", default="results/report", help="where index.html goes (default: results/report)")
+    ap.add_argument("--figures-dir", default="results/figures",
+                    help="the sources' figures to show (make figures writes them; default: results/figures)")
+    ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
+    add_record_options(ap)
+    args = ap.parse_args(argv)
+    try:
+        specs = [load_spec(i) for i in (args.tables or table_ids())]
+        records, pins = records_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir, data=args.data)
+    out = write_report(data, Path(args.out_dir), Path(args.figures_dir))
+    print(f"wrote {out['paths']['html']} and {out['paths']['md']}: cells within 2 sigma {out['within']}/"
+          f"{out['checkable']}, claims reproduced {out['claims_reproduced']}/{out['claims_checkable']}, "
+          f"seeds {out['seeds_present']}/{out['seeds_asked']}, {out['tables_with_runs']}/{out['tables']} tables "
+          f"with runs, {out['records_unreadable']} unreadable record(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
