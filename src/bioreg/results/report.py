@@ -96,7 +96,7 @@ class ReportData:
     data: str | None = None
     pins: dict[str, str] = field(default_factory=dict)
     generated: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    source_figures: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
+    source_figures: list[tuple[str, str, bool]] = field(default_factory=list)  # (relative path, caption, wide)
     missing_figures: list[tuple[str, str, str]] = field(default_factory=list)  # (caption, needs, command)
 
     def unreadable(self) -> list[tuple[str, str]]:
@@ -279,11 +279,6 @@ def render_markdown(data: ReportData) -> str:
         L += ["", "### Unreadable records", ""] + [f"- `{p}`: {_md(e)}" for p, e in ctx["unreadable"]]
     if ctx["failed"]:
         L += ["", "### Failed runs", ""] + [f"- {n} seed {s} [{k}]: {_md(e)}" for n, s, k, e in ctx["failed"]]
-    L += ["", "## Figures of the sources", ""]
-    for path, cap in ctx["source_figures"]:
-        L += [f"![{_md(cap)}]({path})", "", f"*{_md(cap)}*", ""]
-    for cap, needs, cmd in ctx["missing_figures"]:
-        L.append(f"- not built: {_md(cap)} — needs {_md(needs)} (`{cmd}`)")
     for sec, tb in zip(data.sections, ctx["tables"], strict=True):
         L += ["", f"<a id=\"{tb['anchor']}\"></a>", "", f"## Table {tb['id']}: {_md(tb['title'])}", "",
               f"Source: {_md(tb['source'])}."]
@@ -312,6 +307,11 @@ def render_markdown(data: ReportData) -> str:
                   f"{cl['repro']} | {cl['status_text']} |" for cl in tb["claims"]]
         if tb["notes"]:
             L += ["", "Notes:"] + [f"- {_md(n)}" for n in tb["notes"]]
+    L += ["", "## Figures of the sources", ""]
+    for path, cap, _wide in ctx["source_figures"]:
+        L += [f"![{_md(cap)}]({path})", "", f"*{_md(cap)}*", ""]
+    for cap, needs, cmd in ctx["missing_figures"]:
+        L.append(f"- not built: {_md(cap)} — needs {_md(needs)} (`{cmd}`)")
     return "\n".join(L) + "\n"
 
 
@@ -338,19 +338,28 @@ def write_report(data: ReportData, out_dir: str | Path, figures_dir: str | Path 
         known.add(f.stem)
         p = src / f"{f.stem}.png" if src is not None else None
         if p is not None and p.is_file():
-            data.source_figures.append((_copy(p, figs), f.caption))
+            rel, wide = _copy(p, figs)
+            data.source_figures.append((rel, f.caption, wide))
         else:
             data.missing_figures.append((f.caption, f.needs, f.command))
     if src is not None and src.is_dir():  # figures other parts add later (fig_3_2.png, ...): shown by name
         for p in sorted(src.glob("fig_*.png")):
             if p.stem not in known:
-                data.source_figures.append((_copy(p, figs), p.stem.replace("_", " ")))
+                rel, wide = _copy(p, figs)
+                data.source_figures.append((rel, p.stem.replace("_", " "), wide))
     written = {"html": atomic_write_text(out / "index.html", render_html(data)),
                "md": atomic_write_text(out / "index.md", render_markdown(data))}
     return {**summary_counts(data), "paths": written}
 
 
-def _copy(p: Path, figs: Path) -> str:
+def _copy(p: Path, figs: Path) -> tuple[str, bool]:
+    """Copy a figure beside the page: (its path relative to the page, whether it is wide)."""
+    import matplotlib.image
+
     figs.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(figs / p.name, p.read_bytes())
-    return f"figures/{p.name}"
+    try:
+        h, w = matplotlib.image.imread(p).shape[:2]
+    except Exception:  # noqa: BLE001 - an unreadable PNG is still linked, at the default width
+        h, w = 1, 1
+    return f"figures/{p.name}", w > 2.2 * h
