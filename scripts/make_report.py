@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import add_record_options, records_from_args
+from bioreg.results.aggregate import add_record_options, load_records, records_from_args
 from bioreg.results.compare import load_claims
 from bioreg.results.report import collect, write_report
 from bioreg.results.tables import load_spec, table_ids
@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir, data=args.data)
+    unfiltered = load_records(args.results_dir) if args.data else None  # unreadable files have no data set
+    data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir, data=args.data,
+                   unfiltered=unfiltered)
     out = write_report(data, Path(args.out_dir), Path(args.figures_dir))
     print(f"wrote {out['paths']['html']} and {out['paths']['md']}: cells within 2 sigma {out['within']}/"
           f"{out['checkable']}, claims reproduced {out['claims_reproduced']}/{out['claims_checkable']}, "

@@ -65,7 +65,9 @@ X_SCALES = ("auto", "linear", "log", "category")
 #: ``<group> <statistic>``: the statistic is the last word (max, min, mean, std, ... with or without a dot)
 DEFAULT_GROUP_PATTERN = (r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
                          r"var(?:iance)?|median)\.?$")
-_SWEEP = re.compile(r"^\s*(?P<name>[^=]+?)\s*=\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+#: ``sigma=0.02``, ``var = 1e-4``, ``σ²=5e-4 (std 0.022)``, or a bare number
+_SWEEP = re.compile(r"^\s*(?:(?P<name>[^=]+?)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+                    r"\s*(?:\([^)]*\))?\s*$")
 FLAG_COLOR = "#d62728"
 PUBLISHED_COLOR = "black"
 
@@ -108,14 +110,15 @@ def _axes(spec: Any) -> tuple[list[str], list[str]]:
 
 
 def _sweep_values(labels: Sequence[str]) -> tuple[str, list[float]] | None:
-    """``["sigma=0", "sigma=0.02", ...]`` → ``("sigma", [0.0, 0.02, ...])``; None unless every label is one."""
+    """``["sigma=0", "sigma=0.02", ...]`` → ``("sigma", [0.0, 0.02, ...])``; None unless every label is one
+    and all name the same quantity (bare numbers: name ``""``)."""
     ms = [_SWEEP.match(lb) for lb in labels]
     if len(labels) < 3 or not all(ms):
         return None
     names = {m.group("name") for m in ms if m}
     if len(names) != 1:
         return None
-    return names.pop(), [float(m.group("value")) for m in ms if m]
+    return names.pop() or "", [float(m.group("value")) for m in ms if m]
 
 
 def _stat_groups(labels: Sequence[str], pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
@@ -376,7 +379,7 @@ def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
         ax.set_xticks(xpos, [f"{x:g}" for x in xs])
     elif scale == "log":
         ax.set_xscale("log")
-    ax.set_xlabel(str(opts.get("x_label") or name))
+    ax.set_xlabel(str(opts.get("x_label") or name or "level"))
     if opts.get("y_label"):
         ax.set_ylabel(str(opts["y_label"]))
     ax.grid(lw=0.4, alpha=0.5)

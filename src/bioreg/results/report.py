@@ -98,9 +98,11 @@ class ReportData:
     generated: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     source_figures: list[tuple[str, str, bool]] = field(default_factory=list)  # (relative path, caption, wide)
     missing_figures: list[tuple[str, str, str]] = field(default_factory=list)  # (caption, needs, command)
+    #: every record of results_dir before the --data filter (which cannot place an unreadable file)
+    unfiltered: Records | None = None
 
     def unreadable(self) -> list[tuple[str, str]]:
-        runs = self.records.runs
+        runs = (self.unfiltered if self.unfiltered is not None else self.records).runs
         bad = runs[runs["status"] == "unreadable"]
         return [(str(r["path"]), str(r["error"] or "")) for _, r in bad.iterrows()]
 
@@ -113,8 +115,9 @@ class ReportData:
 
 def collect(specs: Sequence[TableSpec], records: Records, *, claims: Sequence[Claim] = (),
             pins: Mapping[str, str] | None = None, results_dir: str = "", data: str | None = None,
-            paper_dir: Path | None = None) -> ReportData:
-    """Everything the page shows, from the records (no files written)."""
+            paper_dir: Path | None = None, unfiltered: Records | None = None) -> ReportData:
+    """Everything the page shows, from the records (no files written). With a ``data`` filter, pass the
+    unfiltered records too (``unfiltered``), so that unreadable files are still listed."""
     kw = {"paper_dir": paper_dir} if paper_dir is not None else {}
     sections = []
     for spec in specs:
@@ -124,7 +127,7 @@ def collect(specs: Sequence[TableSpec], records: Records, *, claims: Sequence[Cl
         sections.append(TableSection(spec=spec, result=res, paper=paper, comparison=compare_table(res, paper),
                                      claims=outcomes, present=set(res.selection.chosen)))
     return ReportData(sections=sections, records=records, results_dir=results_dir or str(records.root or ""),
-                      data=data, pins=dict(pins or {}))
+                      data=data, pins=dict(pins or {}), unfiltered=unfiltered)
 
 
 def summary_counts(data: ReportData) -> dict[str, int]:
@@ -140,7 +143,7 @@ def summary_counts(data: ReportData) -> dict[str, int]:
         "tables": len(data.sections), "tables_with_runs": sum(s.has_runs for s in data.sections),
         "records": len(runs), "records_completed": int((runs["status"] == "completed").sum()) if len(runs) else 0,
         "records_failed": int((runs["status"] == "failed").sum()) if len(runs) else 0,
-        "records_unreadable": int((runs["status"] == "unreadable").sum()) if len(runs) else 0,
+        "records_unreadable": len(data.unreadable()),
     })
     return total
 
