@@ -198,7 +198,7 @@ def test_every_real_table_renders_without_records(tmp_path: Path) -> None:
     page.feed(html)
     assert page.sections == [s.stem for s in all_specs()]
     assert html.count(NO_RUNS) >= len(all_specs())
-    assert 'make reproduce-table-2.3 ARGS="data=digits"' in html.replace("&#34;", '"')
+    assert re.search(r'make reproduce-table-2\.3 RESULTS_DIR=\S+ ARGS="data=digits"', html.replace("&#34;", '"'))
     assert summary_counts(data)["seeds_present"] == 0
 
 
@@ -333,7 +333,7 @@ def test_make_figures_and_make_report_scripts(tmp_path: Path, capsys) -> None:
     assert script("make_report").main(["--results-dir", str(tmp_path / "runs"), "--out-dir", str(out),
                                        "--figures-dir", str(figs), "--data", "digits"]) == 0
     html = (out / "index.html").read_text()
-    assert 'make reproduce-table-2.3 ARGS="data=digits"' in html.replace("&#34;", '"')
+    assert re.search(r'make reproduce-table-2\.3 RESULTS_DIR=\S+ ARGS="data=digits"', html.replace("&#34;", '"'))
     page = _Page()
     page.feed(html)
     assert "figures/fig_2_4.png" in page.imgs and "figures/table_2_3.png" in page.imgs
