@@ -15,13 +15,12 @@ docs/tables.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import add_record_options, load_records, records_from_args
+from bioreg.results.aggregate import load_records
 from bioreg.results.compare import load_claims
 from bioreg.results.report import collect, write_report
-from bioreg.results.tables import load_spec, table_ids
+from bioreg.results.tables import parse_table_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default="results/report", help="where index.html goes (default: results/report)")
     ap.add_argument("--figures-dir", default="results/figures",
                     help="the sources' figures to show (make figures writes them; default: results/figures)")
-    ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
-    add_record_options(ap)
-    args = ap.parse_args(argv)
-    try:
-        specs = [load_spec(i) for i in (args.tables or table_ids())]
-        records, pins = records_from_args(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, specs, records, pins = parse_table_args(ap, argv)
     unfiltered = load_records(args.results_dir) if args.data else None  # unreadable files have no data set
     data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir, data=args.data,
                    unfiltered=unfiltered)

@@ -42,8 +42,10 @@ from bioreg.results.aggregate import (
     Metric,
     Records,
     Selection,
+    add_record_options,
     cell_stats,
     parse_metric,
+    records_from_args,
     select_runs,
 )
 from bioreg.results.io import atomic_write_text
@@ -207,6 +209,22 @@ def load_spec(table_id: str, spec_dir: Path = SPEC_DIR) -> TableSpec:
 
 def all_specs(spec_dir: Path = SPEC_DIR) -> list[TableSpec]:
     return [load_spec(i, spec_dir) for i in table_ids(spec_dir)]
+
+
+def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
+    """Add ``--tables`` and the record options (:func:`bioreg.results.aggregate.add_record_options`) to
+    the table scripts' parser, parse ``argv`` and load the specs (all when ``--tables`` is empty), the
+    records and the pins: ``(args, specs, records, pins)``. Bad input ends the script with exit code 2
+    and one ``error:`` line."""
+    ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
+    add_record_options(ap)
+    args = ap.parse_args(argv)
+    try:
+        specs = [load_spec(i) for i in (args.tables or table_ids())]
+        records, pins = records_from_args(args)
+    except ValueError as e:
+        ap.exit(2, f"error: {e}\n")
+    return args, specs, records, pins
 
 
 # ----------------------------------------------------------------------------- building
