@@ -99,14 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         run = subprocess.run([sys.executable, str(script), "--results-dir", args.results_dir, "--out", str(out)],
                              capture_output=True, text=True)
         text = (run.stdout + run.stderr).strip().splitlines()
-        if run.returncode != 0:
-            for f in SOURCE_FIGURES:
-                if f.stem.startswith("activation_"):
-                    status[f.stem] = "skipped: " + (text[-1] if text else f"exit code {run.returncode}")
-        else:
-            for f in SOURCE_FIGURES:
-                if f.stem.startswith("activation_") and any(f"{f.stem}.png" in ln for ln in text):
-                    status[f.stem] = "built"
+        for f in SOURCE_FIGURES:
+            if not f.stem.startswith("activation_"):
+                continue
+            point = f.stem.rsplit("_", 1)[1]
+            if any(f"{f.stem}.png" in ln for ln in text):
+                status[f.stem] = "built"
+            else:  # the script says per point why it drew nothing
+                why = [ln for ln in text if ln.startswith(f"point {point}:")] or text[-1:]
+                status[f.stem] = "skipped: " + (why[0] if why else f"exit code {run.returncode}")
 
     print("source figures:")
     for f in SOURCE_FIGURES:

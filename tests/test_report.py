@@ -85,8 +85,10 @@ def write_records(root: Path) -> None:
         # T1 column B, seeds 0 and 1: test 70 ± 0.71 vs 70 ± 1 -> ok; central 43 ± 0.71 vs 40 ± 2:
         # diff 3 < 2·sqrt(0.5 + 4) = 4.24 -> ok
         store.write(_rec("exp_b", s, summary__test_acc=70 + off, summary__occlusion_acc__central=43 + off))
-    # T2 row D: one seed and no printed std -> a value, but no verdict
+    # T2 row D: one seed with a value and no printed std -> a value, but no verdict; seed 1 ran
+    # without recording the number (a run that lacks an evaluator): the cell lacks a value
     store.write(_rec("exp_d", 0, extra__fr__value=25.0))
+    store.write(_rec("exp_d", 1, summary__test_acc=1.0))
     # a failed run of column C and a truncated file: listed, never averaged
     store.write({"name": "exp_c", "seed": 2, "config_key": "k1", "status": "failed", "error": "RuntimeError: boom"})
     bad = root / "exp_x" / "k1" / "seed0.json"
@@ -98,11 +100,11 @@ def write_records(root: Path) -> None:
 #   cells 6 + 2 + 1 = 9; with data 4 (T1: A, B) + 2 (T2) = 6; checkable 4 + 1 (D has no sigma) = 5;
 #   within 2 sigma 3 (T1: all but A/Central) + 1 (T2: A) = 4; flagged 1.
 #   (experiment, seed) pairs asked: {a, b, c} x 3 (T1) + d x 3 (T2; a is shared) + z x 3 (T3) = 15;
-#   present: a 3 + b 2 + d 1 = 6. Claims: 3, checkable 2, reproduced 1.
-#   Records: 3 + 2 + 1 completed, 1 failed, 1 unreadable = 8.
+#   present: a 3 + b 2 + d 2 = 7. Claims: 3, checkable 2, reproduced 1.
+#   Records: 3 + 2 + 2 completed, 1 failed, 1 unreadable = 9.
 EXPECTED = {"cells": 9, "with_data": 6, "checkable": 5, "within": 4, "flagged": 1, "seeds_asked": 15,
-            "seeds_present": 6, "claims": 3, "claims_checkable": 2, "claims_reproduced": 1, "tables": 3,
-            "tables_with_runs": 2, "records": 8, "records_completed": 6, "records_failed": 1,
+            "seeds_present": 7, "claims": 3, "claims_checkable": 2, "claims_reproduced": 1, "tables": 3,
+            "tables_with_runs": 2, "records": 9, "records_completed": 7, "records_failed": 1,
             "records_unreadable": 1}
 
 
@@ -142,7 +144,8 @@ def test_summary_counts_match_the_hand_computed_numbers(report_data) -> None:
     assert summary_counts(report_data) == EXPECTED
     per = {s.spec.id: s.counts() for s in report_data.sections}
     assert (per["t1"]["within"], per["t1"]["flagged"], per["t1"]["seeds_present"]) == (3, 1, 5)
-    assert (per["t2"]["with_data"], per["t2"]["checkable"], per["t2"]["seeds_present"]) == (2, 1, 4)
+    assert (per["t2"]["with_data"], per["t2"]["checkable"], per["t2"]["seeds_present"]) == (2, 1, 5)
+    assert (per["t1"]["lacking"], per["t2"]["lacking"], per["t3"]["lacking"]) == (0, 1, 0)  # D: 1 value, 2 runs
     assert report_data.sections[0].missing() == {"exp_b": [2], "exp_c": [0, 1, 2]}
     statuses = {o.claim.id: o.status for s in report_data.sections for o in s.claims}
     assert statuses == {"c-greater": "reproduced", "c-best": "not enough data", "c-pairs": "not reproduced"}
@@ -170,15 +173,16 @@ def test_page_renders_with_summary_sections_figures_and_the_unreadable_record(re
 
     # the summary comes first and carries the hand-computed numbers
     assert html.index('id="summary"') < html.index('id="table_t1"')
-    for card, text in (("sum-cells", "4 / 5"), ("sum-claims", "1 / 2"), ("sum-seeds", "6 / 15")):
+    for card, text in (("sum-cells", "4 / 5"), ("sum-claims", "1 / 2"), ("sum-seeds", "7 / 15")):
         assert re.search(rf'id="{card}"><div class="big">{re.escape(text)}</div>', html), card
     assert "Cells within 2σ of the published value: 4 / 5" in md
-    assert "Claims reproduced: 1 / 2" in md and "Seeds present: 6 / 15" in md
+    assert "Claims reproduced: 1 / 2" in md and "Seeds present: 7 / 15" in md
 
     # the empty table says so and names the command; the partial one names what is missing
     t3 = html[html.index('id="table_t3"'):]
     assert NO_RUNS in t3 and "make reproduce-table-t3" in t3
     assert "exp_b seeds 2" in html and "make reproduce-table-t1" in html
+    assert "1 cell(s) lack a number" in html
     assert f"**{NO_RUNS}** — `make reproduce-table-t3" in md
     # unreadable and failed records are listed, not fatal
     assert "exp_x/k1/seed0.json" in html and "exp_x/k1/seed0.json" in md
@@ -198,7 +202,7 @@ def test_every_real_table_renders_without_records(tmp_path: Path) -> None:
     page.feed(html)
     assert page.sections == [s.stem for s in all_specs()]
     assert html.count(NO_RUNS) >= len(all_specs())
-    assert re.search(r'make reproduce-table-2\.3 RESULTS_DIR=\S+ ARGS="data=digits"', html.replace("&#34;", '"'))
+    assert 'make reproduce-table-2.3 ARGS="data=digits"' in html.replace("&#34;", '"')  # default RESULTS_DIR
     assert summary_counts(data)["seeds_present"] == 0
 
 

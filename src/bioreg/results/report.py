@@ -76,6 +76,15 @@ class TableSection:
                 out[e] = seeds
         return out
 
+    def cells_lacking(self) -> int:
+        """Cells with fewer values than their experiment has runs: a run without the number (e.g. a
+        model trained without ``eval=attacks``, or digits' 7 of the 19 corruptions); see the notes."""
+        runs: dict[str, int] = {}
+        for e, _s in self.present:
+            runs[e] = runs.get(e, 0) + 1
+        return int(sum(int(n) < runs.get(str(e), 0)
+                       for e, n in zip(self.result.cells["experiment"], self.result.cells["n"], strict=True)))
+
     def counts(self) -> dict[str, int]:
         flags = self.comparison["flag"] if len(self.comparison) else pd.Series([], dtype=str)
         checked = [o for o in self.claims if o.status != "not enough data"]
@@ -84,7 +93,7 @@ class TableSection:
             "checkable": int(flags.isin(CHECKED).sum()), "within": int((flags == "ok").sum()),
             "flagged": int((flags == "FLAG").sum()), "seeds_present": len(self.present),
             "seeds_asked": len(self.asked), "claims": len(self.claims), "claims_checkable": len(checked),
-            "claims_reproduced": sum(o.status == "reproduced" for o in checked),
+            "claims_reproduced": sum(o.status == "reproduced" for o in checked), "lacking": self.cells_lacking(),
         }
 
 
@@ -148,9 +157,9 @@ def summary_counts(data: ReportData) -> dict[str, int]:
     return total
 
 
-def fill_command(spec: TableSpec, results_dir: str = "", data: str | None = None) -> str:
+def fill_command(table_id: str, results_dir: str = "", data: str | None = None) -> str:
     """The command that trains a table's missing runs (a sweep skips the runs that already have a record)."""
-    cmd = f"make reproduce-table-{spec.id}"
+    cmd = f"make reproduce-table-{table_id}"
     if results_dir and Path(results_dir) != Path("results/runs"):
         cmd += f" RESULTS_DIR={results_dir}"
     if data and data != "cifar10":
@@ -227,15 +236,17 @@ def _context(data: ReportData) -> dict[str, Any]:
                         "thesis": "" if o.thesis_count is None else o.thesis_count,
                         "repro": "" if o.repro_count is None else o.repro_count, "status": o.status,
                         "status_text": _claim_status(o)} for o in sec.claims],
-            "notes": sec.result.notes, "command": fill_command(sec.spec, data.results_dir, data.data),
+            "notes": sec.result.notes, "command": fill_command(sec.spec.id, data.results_dir, data.data),
             "missing": [(e, ", ".join(map(str, s))) for e, s in miss.items()],
             "n_missing": sum(len(s) for s in miss.values()), "seeds": ", ".join(map(str, sec.spec.seeds)),
         })
     return {"data": data, "tot": tot, "tables": tables, "unreadable": data.unreadable(), "failed": data.failed(),
             "flag_k": f"{FLAG_K:g}", "ddof": STD_DDOF, "source_figures": data.source_figures,
             "missing_figures": data.missing_figures,
-            "incomplete": [t for t in tables if t["n_missing"]],
-            "empty_cells": [t for t in tables if t["has_runs"] and t["counts"]["with_data"] < t["counts"]["cells"]]}
+            "partial": [t for t in tables if t["n_missing"] and t["has_runs"]],
+            "no_runs": [t for t in tables if not t["has_runs"]],
+            "no_runs_command": fill_command("<id>", data.results_dir, data.data),
+            "lacking": [t for t in tables if t["counts"]["lacking"]]}
 
 
 def render_html(data: ReportData) -> str:
@@ -269,15 +280,16 @@ def render_markdown(data: ReportData) -> str:
                  f"| {c['with_data']}/{c['cells']} | {c['within']}/{c['checkable']} "
                  f"| {c['claims_reproduced']}/{c['claims_checkable']} "
                  f"| {'' if not tb['n_missing'] else '`' + tb['command'] + '`'} |")
-    if ctx["incomplete"]:
+    if ctx["partial"] or ctx["no_runs"] or ctx["lacking"]:
         L += ["", "### What is missing", ""]
-        for tb in ctx["incomplete"]:
-            what = "; ".join(f"{e} seeds {s}" for e, s in tb["missing"]) if tb["has_runs"] else "no runs yet"
+        for tb in ctx["partial"]:
+            what = "; ".join(f"{e} seeds {s}" for e, s in tb["missing"])
             L.append(f"- Table {tb['id']}: {tb['n_missing']} run(s) missing ({_md(what)}) — `{tb['command']}`")
-        for tb in ctx["tables"]:
-            if tb["has_runs"] and tb["counts"]["with_data"] < tb["counts"]["cells"]:
-                L.append(f"- Table {tb['id']}: {tb['counts']['cells'] - tb['counts']['with_data']} cell(s) without "
-                         "a value although runs exist (see the table's notes)")
+        if ctx["no_runs"]:
+            L.append(f"- {NO_RUNS}: tables {', '.join(t['id'] for t in ctx['no_runs'])} — `{ctx['no_runs_command']}`")
+        for tb in ctx["lacking"]:
+            L.append(f"- Table {tb['id']}: {tb['counts']['lacking']} cell(s) lack a number that some of their runs "
+                     "do not record (see the table's notes)")
     if ctx["unreadable"]:
         L += ["", "### Unreadable records", ""] + [f"- `{p}`: {_md(e)}" for p, e in ctx["unreadable"]]
     if ctx["failed"]:
