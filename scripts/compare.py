@@ -15,24 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from bioreg.results.aggregate import add_record_options, records_from_args
 from bioreg.results.compare import build_report, load_claims
 from bioreg.results.io import atomic_write_text
-from bioreg.results.tables import load_spec, table_ids
+from bioreg.results.tables import parse_table_args
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/REPORT.md")
-    ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
-    add_record_options(ap)
-    args = ap.parse_args(argv)
-    try:
-        specs = [load_spec(i) for i in (args.tables or table_ids())]
-        records, pins = records_from_args(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, specs, records, pins = parse_table_args(ap, argv)
     for line in records.unreadable_lines():  # truncated or foreign files: listed, left out, not fatal
         print(line, file=sys.stderr)
     text, summary = build_report(specs, records, pins=pins, claims=load_claims(), results_dir=args.results_dir)

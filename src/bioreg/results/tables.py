@@ -51,8 +51,10 @@ from bioreg.results.aggregate import (
     Metric,
     Records,
     Selection,
+    add_record_options,
     cell_stats,
     parse_metric,
+    records_from_args,
     select_runs,
 )
 from bioreg.results.io import atomic_write_text
@@ -118,6 +120,9 @@ class TableSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
+    #: how the table is drawn (``bioreg.results.figures``): ``{kind: auto|bars|panels|curves|grouped_stats|none,
+    #: ...}``; empty = chosen from the table's shape
+    figure: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -194,7 +199,7 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description"}
+              "columns", "description", "figure"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper"}
 
 
@@ -225,7 +230,21 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
+        figure=_figure_options(d.get("figure"), d.get("id")),
     )
+
+
+def _figure_options(value: Any, table_id: Any) -> dict[str, Any]:
+    """The spec's ``figure:`` entry: a mapping, or a bare kind (``figure: curves``), checked by
+    :func:`bioreg.results.figures.figure_options` (unknown kinds and keys name the valid ones)."""
+    from bioreg.results.figures import figure_options
+
+    if value is None:
+        return {}
+    if isinstance(value, (str, Mapping)):
+        return figure_options({"kind": value} if isinstance(value, str) else value, str(table_id))
+    raise ValueError(f"table spec {table_id!r}: figure={value!r} must be a kind (e.g. 'bars') or a mapping "
+                     "{kind: ..., ...}")
 
 
 @cache
@@ -250,6 +269,22 @@ def load_spec(table_id: str, spec_dir: Path = SPEC_DIR) -> TableSpec:
 
 def all_specs(spec_dir: Path = SPEC_DIR) -> list[TableSpec]:
     return [load_spec(i, spec_dir) for i in table_ids(spec_dir)]
+
+
+def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
+    """Add ``--tables`` and the record options (:func:`bioreg.results.aggregate.add_record_options`) to
+    the table scripts' parser, parse ``argv`` and load the specs (all when ``--tables`` is empty), the
+    records and the pins: ``(args, specs, records, pins)``. Bad input ends the script with exit code 2
+    and one ``error:`` line."""
+    ap.add_argument("--tables", nargs="*", default=None, help="table ids (default: all)")
+    add_record_options(ap)
+    args = ap.parse_args(argv)
+    try:
+        specs = [load_spec(i) for i in (args.tables or table_ids())]
+        records, pins = records_from_args(args)
+    except ValueError as e:
+        ap.exit(2, f"error: {e}\n")
+    return args, specs, records, pins
 
 
 # ----------------------------------------------------------------------------- building

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Every figure of the sources that can be built from what is present, and a figure per table.
+
+    python scripts/make_figures.py [--results-dir results/runs] [--out-dir results/figures]
+                                   [--data-dir data] [--data digits] [--pin EXP=KEY]
+
+Builds, under ``--out-dir``:
+
+* ``tables/table_<id>.{png,pdf}`` — each table with records, drawn from its spec
+  (bioreg.results.figures.plot_table: reproduced mean ± std over seeds beside the published value);
+* ``fig_2_4`` — Dutta (2019) Fig. 2.4: a CIFAR-10 test image (a digits image when CIFAR-10 is not
+  under ``--data-dir``) under the six occlusions of the evaluation code;
+* ``fig_3_11`` — Singh (2023) Fig. 3.11: held-out loss over training of the models of Table 3.2,
+  from the runs' CSV logs;
+* ``activation_*`` — Singh (2023) Figs. 3.1–3.10 (scripts/fig_activation_stats.py), when records
+  with activation statistics exist.
+
+Figs. 2.1–2.3 (closed forms, no data) are built by ``make figures-ch2``, which ``make figures``
+runs first. The last lines list every source figure: built, present, or skipped and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from bioreg.results.aggregate import add_record_options, records_from_args
+from bioreg.results.compare import compare_table
+from bioreg.results.figures import (
+    SOURCE_FIGURES,
+    fig_occlusions,
+    fig_test_loss,
+    loss_histories,
+    occlusion_image,
+    plot_table,
+)
+from bioreg.results.tables import build_table, load_paper, load_spec, table_ids
+
+LOSS_TABLE = "n3.2"  # Fig. 3.11 shows "the best performing models": the rows of Singh's Table 3.2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out-dir", default="results/figures", type=Path)
+    ap.add_argument("--data-dir", default="data", help="where CIFAR-10 is looked for (Fig. 2.4)")
+    ap.add_argument("--image-source", default="auto", choices=("auto", "cifar10", "digits"),
+                    help="Fig. 2.4's image: CIFAR-10 when present (auto), or force one")
+    ap.add_argument("--image-index", type=int, default=0, help="index of Fig. 2.4's test image (default 0)")
+    ap.add_argument("--smoothing", type=float, default=0.6, help="EWMA weight of Fig. 3.11 (default 0.6)")
+    ap.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=("png", "pdf", "svg"))
+    add_record_options(ap)
+    args = ap.parse_args(argv)
+    try:
+        records, pins = records_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out: Path = args.out_dir
+    status: dict[str, str] = {}
+
+    # a figure per table with data
+    drawn, empty = [], []
+    for tid in table_ids():
+        spec = load_spec(tid)
+        res = build_table(spec, records, pins)
+        if not int((res.cells["n"] > 0).sum()):
+            empty.append(tid)
+            continue
+        paths = plot_table(res, compare_table(res, load_paper(spec)), out / "tables", args.formats)
+        if paths:
+            drawn.append(tid)
+    print(f"table figures: {len(drawn)} built under {out / 'tables'} ({', '.join(drawn) or 'none'}); "
+          f"{len(empty)} skipped: no records with values ({', '.join(empty) or 'none'})")
+
+    # Dutta (2019) Fig. 2.4
+    try:
+        img, caption = occlusion_image(args.image_source, args.data_dir, args.image_index)
+        fig_occlusions(img, out, caption, formats=args.formats)
+        status["fig_2_4"] = f"built ({caption})"
+    except Exception as e:  # noqa: BLE001 - reported, not fatal: the other figures still get built
+        status["fig_2_4"] = f"skipped: {type(e).__name__}: {e}"
+
+    # Singh (2023) Fig. 3.11
+    spec = load_spec(LOSS_TABLE)
+    labels = {r.experiment: r.label for r in spec.rows if r.experiment}
+    hist, missing = loss_histories(records, spec.experiments, spec.seeds, pins=pins)
+    if hist:
+        fig_test_loss(hist, labels, out, smoothing=args.smoothing, formats=args.formats)
+        status["fig_3_11"] = f"built ({len(hist)} of {len(spec.experiments)} models)"
+    else:
+        why = missing[0] if missing else f"no completed records of the Table {LOSS_TABLE} models in {args.results_dir}"
+        status["fig_3_11"] = f"skipped: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+
+    # Singh (2023) Figs. 3.1-3.10: their own script
+    script = Path(__file__).with_name("fig_activation_stats.py")
+    if Path(args.results_dir).is_dir():
+        run = subprocess.run([sys.executable, str(script), "--results-dir", args.results_dir, "--out", str(out)],
+                             capture_output=True, text=True)
+        text = (run.stdout + run.stderr).strip().splitlines()
+        for f in SOURCE_FIGURES:
+            if not f.stem.startswith("activation_"):
+                continue
+            point = f.stem.rsplit("_", 1)[1]
+            if any(f"{f.stem}.png" in ln for ln in text):
+                status[f.stem] = "built"
+            else:  # the script says per point why it drew nothing
+                why = [ln for ln in text if ln.startswith(f"point {point}:")] or text[-1:]
+                status[f.stem] = "skipped: " + (why[0] if why else f"exit code {run.returncode}")
+
+    print("source figures:")
+    for f in SOURCE_FIGURES:
+        s = status.get(f.stem)
+        if s is None:
+            s = (f"present ({f.command})" if (out / f"{f.stem}.png").is_file()
+                 else f"not built: `{f.command}` builds it from {f.needs}")
+        elif s.startswith("skipped") and (out / f"{f.stem}.png").is_file():
+            s += f" — an older {f.stem}.png is still in {out}"
+        print(f"  {f.stem:24s} {s}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

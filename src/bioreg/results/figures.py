@@ -1,0 +1,615 @@
+"""Figures of the reproduction: every table drawn from its spec, and the sources' remaining figures.
+
+**Tables.** :func:`plot_table` draws any table spec from the same cells as the printed table
+(:func:`bioreg.results.tables.build_table`) and the same comparison as ``make compare``
+(:func:`bioreg.results.compare.compare_table`): per cell the reproduced mean with the sample std
+over seeds as error bar, the published value beside it (a black diamond, with its printed std as
+error bar where the paper prints one), cells outside 2σ of the published value outlined in red,
+and cells with fewer seeds than the table asks for hatched. There is no per-table plotting code:
+the spec's ``figure:`` entry picks one of a few kinds, and without one the kind follows from the
+table's shape (:func:`figure_kind`):
+
+``curves``
+    the metric axis is a swept number (every label reads ``<name>=<number>``, e.g. push-pull
+    Table 4's ``sigma=0.02`` or ``var=1e-4``): one line per experiment over that number, the
+    published curve of the same colour dashed beside it (Strisciuglio et al. (2020) Table 4);
+``grouped_stats``
+    the metric labels are ``<group> <statistic>`` with the same statistics in two or more groups
+    (``Layer 3 Max.``, ``Layer 3 Min.``, …, Dutta (2019) Table 3.2): one panel per statistic,
+    the groups along x, a bar per experiment;
+``panels``
+    experiments are the rows and metrics the columns (Singh (2023) Tables 3.1–3.6, push-pull
+    Tables 3/5): one panel per metric (their scales differ), a horizontal bar per experiment;
+``bars``
+    metrics are the rows and experiments the columns (Dutta (2019) Tables 2.3–2.6, 4.1–4.5,
+    push-pull Table 2): one panel, a group of bars per row — per occlusion or per corruption —
+    one bar per experiment;
+``none``
+    no figure.
+
+Options of ``figure:`` (all optional): ``kind``, ``x_label``, ``y_label``, ``x_scale``
+(``auto | linear | log | category``, curves), ``group_pattern`` (a regular expression with the
+named groups ``group`` and ``stat``, grouped_stats).
+
+**Source figures.** :func:`fig_occlusions` is Dutta (2019) Fig. 2.4 (one test image under each of
+the six occlusions of §2.4.3, drawn by :mod:`bioreg.data.occlusion`, the code the evaluation uses);
+:func:`fig_test_loss` is Singh (2023) Fig. 3.11 (loss over training of the models of Table 3.2,
+log scale, exponentially smoothed, from the runs' CSV logs). :data:`SOURCE_FIGURES` lists every
+figure file of the sources the project writes, with its caption, for ``make figures`` and the report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bioreg.results.io import atomic_write_bytes
+
+__all__ = [
+    "FIGURE_KINDS", "FIGURE_OPTIONS", "SOURCE_FIGURES", "SourceFigure", "figure_options", "figure_kind",
+    "metric_axis", "plot_table", "fig_occlusions", "occlusion_image", "fig_test_loss", "loss_histories",
+    "save_figure", "ewma",
+]
+
+FIGURE_KINDS = ("auto", "bars", "panels", "curves", "grouped_stats", "none")
+FIGURE_OPTIONS = ("kind", "x_label", "y_label", "x_scale", "group_pattern")
+X_SCALES = ("auto", "linear", "log", "category")
+#: ``<group> <statistic>``: the statistic is the last word (max, min, mean, std, ... with or without a dot)
+DEFAULT_GROUP_PATTERN = (r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
+                         r"var(?:iance)?|median)\.?$")
+#: ``sigma=0.02``, ``var = 1e-4``, ``σ²=5e-4 (std 0.022)``, or a bare number
+_SWEEP = re.compile(r"^\s*(?:(?P<name>[^=]+?)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+                    r"\s*(?:\([^)]*\))?\s*$")
+FLAG_COLOR = "#d62728"
+PUBLISHED_COLOR = "black"
+
+
+def figure_options(options: Mapping[str, Any], table_id: str = "?") -> dict[str, Any]:
+    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid ones."""
+    opts = dict(options)
+    bad = sorted(set(opts) - set(FIGURE_OPTIONS))
+    if bad:
+        raise ValueError(f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
+    kind = str(opts.get("kind", "auto"))
+    if kind not in FIGURE_KINDS:
+        raise ValueError(f"table {table_id}: figure kind {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
+    opts["kind"] = kind
+    if str(opts.get("x_scale", "auto")) not in X_SCALES:
+        raise ValueError(f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
+    if "group_pattern" in opts:
+        try:
+            pat = re.compile(str(opts["group_pattern"]), re.IGNORECASE)
+        except re.error as e:
+            raise ValueError(f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
+        if not {"group", "stat"} <= set(pat.groupindex):
+            raise ValueError(f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
+                             "(?P<stat>...)")
+    return opts
+
+
+# ----------------------------------------------------------------------------- shape of a table
+
+
+def metric_axis(spec: Any) -> str:
+    """``rows`` when the rows carry the metrics (Dutta's layout), else ``columns`` (Singh's)."""
+    return "rows" if any(r.metric is not None for r in spec.rows) else "columns"
+
+
+def _axes(spec: Any) -> tuple[list[str], list[str]]:
+    """(metric labels, experiment labels) in printed order."""
+    rows, cols = [r.label for r in spec.rows], [c.label for c in spec.columns]
+    return (rows, cols) if metric_axis(spec) == "rows" else (cols, rows)
+
+
+def _sweep_values(labels: Sequence[str]) -> tuple[str, list[float]] | None:
+    """``["sigma=0", "sigma=0.02", ...]`` → ``("sigma", [0.0, 0.02, ...])``; None unless every label is one
+    and all name the same quantity (bare numbers: name ``""``)."""
+    ms = [_SWEEP.match(lb) for lb in labels]
+    if len(labels) < 3 or not all(ms):
+        return None
+    names = {m.group("name") for m in ms if m}
+    if len(names) != 1:
+        return None
+    return names.pop() or "", [float(m.group("value")) for m in ms if m]
+
+
+def _stat_groups(labels: Sequence[str], pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
+    """(groups, statistics, {(group, stat): label}) when every label splits and ≥ 2 groups share the stats."""
+    pat = re.compile(pattern, re.IGNORECASE)
+    ms = [pat.match(lb) for lb in labels]
+    if not labels or not all(ms):
+        return None
+    groups: dict[str, None] = {}
+    stats: dict[str, None] = {}
+    where: dict[tuple[str, str], str] = {}
+    for lb, m in zip(labels, ms, strict=True):
+        g, s = m.group("group").strip(), m.group("stat").strip()  # type: ignore[union-attr]
+        groups.setdefault(g)
+        stats.setdefault(s)
+        where[(g, s)] = lb
+    if len(groups) < 2 or len(where) != len(labels):
+        return None
+    return list(groups), list(stats), where
+
+
+def figure_kind(spec: Any) -> str:
+    """The spec's ``figure.kind``, or (``auto``) the kind its shape calls for (module docstring)."""
+    opts = figure_options(spec.figure or {}, spec.id)
+    if opts["kind"] != "auto":
+        return opts["kind"]
+    metrics, _ = _axes(spec)
+    if _sweep_values(metrics):
+        return "curves"
+    if _stat_groups(metrics, str(opts.get("group_pattern", DEFAULT_GROUP_PATTERN))):
+        return "grouped_stats"
+    return "panels" if metric_axis(spec) == "columns" else "bars"
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    repro: float | None
+    repro_std: float | None
+    n: int
+    n_expected: int
+    paper: float | None
+    paper_std: float | None
+    flag: str
+
+    @property
+    def partial(self) -> bool:
+        return 0 < self.n < self.n_expected
+
+    @property
+    def outside(self) -> bool:
+        return self.flag == "FLAG"
+
+
+def _cells(spec: Any, comparison: pd.DataFrame) -> Callable[[str, str], Cell]:
+    """``get(metric label, experiment label)`` over the rows of :func:`compare_table`."""
+    by = {}
+    for _, r in comparison.iterrows():
+        by[(r["row"], r["column"])] = Cell(_num(r["repro_mean"]), _num(r["repro_std"]), int(r["n"]),
+                                           int(r["n_expected"]), _num(r["thesis_mean"]), _num(r["thesis_std"]),
+                                           str(r["flag"]))
+    rows_are_metrics = metric_axis(spec) == "rows"
+
+    def get(metric: str, exp: str) -> Cell:
+        return by[(metric, exp) if rows_are_metrics else (exp, metric)]
+
+    return get
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _colors(n: int) -> list[Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _bars(ax: Any, categories: Sequence[str], series: Sequence[str], colors: Sequence[Any],
+          get: Callable[[str, str], Cell], horizontal: bool = False) -> None:
+    """A group of bars per category, a bar per series: reproduced mean ± std, published diamond ± std."""
+    k = len(series)
+    width = 0.8 / k
+    pos = np.arange(len(categories), dtype=float)
+    for j, (ser, col) in enumerate(zip(series, colors, strict=True)):
+        x = pos - 0.4 + width * (j + 0.5)
+        cells = [get(c, ser) for c in categories]
+        val = np.array([c.repro if c.repro is not None else np.nan for c in cells])
+        err = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
+        edge = [FLAG_COLOR if c.outside else "none" for c in cells]
+        lw = [1.8 if c.outside else 0.0 for c in cells]
+        hatch = ["////" if c.partial else None for c in cells]
+        draw = ax.barh if horizontal else ax.bar
+        kw = {"height": width} if horizontal else {"width": width}
+        bars = draw(x, np.nan_to_num(val, nan=0.0), color=col, label=ser, **kw)
+        for b, e, w, h, v in zip(bars, edge, lw, hatch, val, strict=True):
+            b.set_edgecolor(e)
+            b.set_linewidth(w)
+            if h:
+                b.set_hatch(h)
+            if np.isnan(v):
+                b.set_visible(False)
+        ok = ~np.isnan(val) & (err > 0)
+        if ok.any():
+            if horizontal:
+                ax.errorbar(val[ok], x[ok], xerr=err[ok], fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
+            else:
+                ax.errorbar(x[ok], val[ok], yerr=err[ok], fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
+        pv = np.array([c.paper if c.paper is not None else np.nan for c in cells])
+        pe = np.array([c.paper_std if c.paper_std is not None else 0.0 for c in cells])
+        have = ~np.isnan(pv)
+        if have.any():
+            args = (pv[have], x[have]) if horizontal else (x[have], pv[have])
+            ekw = {"xerr": pe[have]} if horizontal else {"yerr": pe[have]}
+            ax.errorbar(*args, **ekw, fmt="D", ms=3.5, color=PUBLISHED_COLOR, mfc="white", mew=0.9,
+                        elinewidth=0.8, capsize=2, zorder=3)
+    if horizontal:
+        ax.set_yticks(pos, categories, fontsize=7)
+        ax.invert_yaxis()
+        ax.grid(axis="x", lw=0.4, alpha=0.5)
+    else:
+        long = max((len(c) for c in categories), default=0) * len(categories) > 60
+        ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center", fontsize=7)
+        ax.grid(axis="y", lw=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+
+
+def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curves: bool = False) -> list[Any]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    h: list[Any] = [Patch(facecolor=c, label=s) for s, c in zip(series, colors, strict=True)]
+    if curves:
+        h += [Line2D([], [], color="0.3", lw=1.5, label="reproduced (mean ± std over seeds)"),
+              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white", label="published"),
+              Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec=FLAG_COLOR, mew=1.5,
+                     label="outside 2σ of published")]
+    else:
+        h += [Line2D([], [], ls="none", marker="D", ms=4, color=PUBLISHED_COLOR, mfc="white", label="published (± printed std)"),
+              Patch(facecolor="white", edgecolor=FLAG_COLOR, lw=1.8, label="outside 2σ of published"),
+              Patch(facecolor="white", edgecolor="0.3", hatch="////", label="fewer seeds than asked")]
+    return h
+
+
+def _title(spec: Any) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(f"Table {spec.id}: {spec.title}", 110))
+
+
+def _plot_bars(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    metrics, exps = _axes(spec)
+    colors = _colors(len(exps))
+    width = min(22.0, max(6.0, 0.16 * len(metrics) * len(exps) + 1.5))
+    fig, ax = plt.subplots(figsize=(width, 4.2))
+    _bars(ax, metrics, exps, colors, get)
+    if opts.get("y_label"):
+        ax.set_ylabel(str(opts["y_label"]))
+    rotated = max(map(len, metrics)) * len(metrics) > 60
+    ax.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(6, len(exps) + 3), loc="upper center",
+              bbox_to_anchor=(0.5, -0.3 if rotated else -0.12), frameon=False)
+    ax.set_title(_title(spec), fontsize=9)
+    return fig
+
+
+def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    metrics, exps = _axes(spec)
+    height = max(2.4, 0.22 * len(exps) + 1.2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.0 + 2.9 * len(metrics), height), sharey=True,
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        one = [m]  # each experiment is its own category here, with a single bar of its colour
+
+        def get_one(exp: str, _m: str, m: str = m) -> Cell:
+            return get(m, exp)
+
+        _bars(ax, exps, one, ["tab:blue"], get_one, horizontal=True)
+        ax.set_title(m, fontsize=8)
+        if opts.get("x_label"):
+            ax.set_xlabel(str(opts["x_label"]), fontsize=8)
+    fig.legend(handles=_legend_handles(), fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.02),
+               frameon=False)
+    fig.suptitle(_title(spec), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    metrics, exps = _axes(spec)
+    groups, stats, where = _stat_groups(metrics, str(opts.get("group_pattern", DEFAULT_GROUP_PATTERN)))  # type: ignore[misc]
+    colors = _colors(len(exps))
+    fig, axes = plt.subplots(1, len(stats), figsize=(1.5 + (0.5 + 0.14 * len(exps)) * len(groups) * len(stats), 3.6),
+                             squeeze=False)
+    for ax, st in zip(axes[0], stats, strict=True):
+        present = [g for g in groups if (g, st) in where]
+
+        def get_st(g: str, exp: str, st: str = st) -> Cell:
+            return get(where[(g, st)], exp)
+
+        _bars(ax, present, exps, colors, get_st)
+        ax.set_title(st, fontsize=9)
+        if opts.get("y_label"):
+            ax.set_ylabel(str(opts["y_label"]))
+    fig.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(7, len(exps) + 3), loc="lower center",
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle(_title(spec), fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    metrics, exps = _axes(spec)
+    sweep = _sweep_values(metrics)
+    if sweep is None:
+        raise ValueError(f"table {spec.id}: figure kind 'curves' needs metric labels '<name>=<number>' "
+                         f"(e.g. 'sigma=0.02'); got {metrics[:3]}...")
+    name, xs = sweep
+    scale = str(opts.get("x_scale", "auto"))
+    pos_vals = [x for x in xs if x > 0]
+    if scale == "auto":
+        spread = max(pos_vals) / min(pos_vals) if pos_vals else 1.0
+        scale = "category" if spread > 50 else "linear"
+    if scale == "log" and len(pos_vals) < len(xs):
+        scale = "category"  # a zero level has no place on a log axis
+    xpos = np.arange(len(xs), dtype=float) if scale == "category" else np.asarray(xs)
+    colors = _colors(len(exps))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for exp, col in zip(exps, colors, strict=True):
+        cells = [get(m, exp) for m in metrics]
+        y = np.array([c.repro if c.repro is not None else np.nan for c in cells])
+        s = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
+        if not np.isnan(y).all():
+            ax.plot(xpos, y, color=col, lw=1.5, marker="o", ms=3, label=exp)
+            ax.fill_between(xpos, y - s, y + s, color=col, alpha=0.15, lw=0)
+        p = np.array([c.paper if c.paper is not None else np.nan for c in cells])
+        if not np.isnan(p).all():
+            ax.plot(xpos, p, color=col, lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
+                    label=None if not np.isnan(y).all() else exp)
+        out = np.array([c.outside for c in cells])
+        if out.any():
+            ax.plot(xpos[out], y[out], ls="none", marker="o", ms=8, mfc="none", mec=FLAG_COLOR, mew=1.5)
+    if scale == "category":
+        ax.set_xticks(xpos, [f"{x:g}" for x in xs])
+    elif scale == "log":
+        ax.set_xscale("log")
+    ax.set_xlabel(str(opts.get("x_label") or name or "level"))
+    if opts.get("y_label"):
+        ax.set_ylabel(str(opts["y_label"]))
+    ax.grid(lw=0.4, alpha=0.5)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + _legend_handles(curves=True), fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(_title(spec), fontsize=9)
+    return fig
+
+
+_PLOTTERS = {"bars": _plot_bars, "panels": _plot_panels, "grouped_stats": _plot_grouped_stats,
+             "curves": _plot_curves}
+
+
+def save_figure(fig: Any, out_dir: str | Path, stem: str, formats: Sequence[str] = ("png",), dpi: int = 110
+                ) -> list[Path]:
+    """Write ``<stem>.<fmt>`` for each format atomically (a killed run never leaves half a file)."""
+    paths = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
+    return paths
+
+
+def plot_table(res: Any, comparison: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("png",)
+               ) -> list[Path]:
+    """Draw one table (``res``: :class:`~bioreg.results.tables.TableResult`; ``comparison``: its
+    :func:`~bioreg.results.compare.compare_table`) as ``<out_dir>/<stem>.<fmt>``; the kind comes from the
+    spec (:func:`figure_kind`). Returns the files written (none for kind ``none``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = res.spec
+    kind = figure_kind(spec)
+    if kind == "none":
+        return []
+    opts = figure_options(spec.figure or {}, spec.id)
+    fig = _PLOTTERS[kind](spec, _cells(spec, comparison), opts)
+    try:
+        return save_figure(fig, out_dir, spec.stem, formats)
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- Dutta (2019) Fig. 2.4
+
+
+def occlusion_image(source: str = "auto", data_dir: str | Path = "data", index: int = 0) -> tuple[Any, str]:
+    """One test image ``(C, H, W)`` in [0, 1] and where it came from.
+
+    ``source``: ``cifar10`` (the verified CIFAR-10 test set under ``data_dir``; a ``DataError`` naming
+    the fix when it is absent), ``digits`` (scikit-learn's digits as the project's 32×32 RGB images) or
+    ``auto`` (CIFAR-10 when its files are present and verified, else digits).
+    """
+    import torch
+
+    if source not in ("auto", "cifar10", "digits"):
+        raise ValueError(f"image source {source!r}; valid: auto, cifar10, digits")
+    if source in ("auto", "cifar10"):
+        from bioreg.data.cifar10 import CIFAR10Files
+        from bioreg.data.errors import DataError
+
+        try:
+            CIFAR10Files.verify(data_dir)
+        except DataError:
+            if source == "cifar10":
+                raise
+        else:
+            ds = CIFAR10Files(str(data_dir), train=False, download=False)
+            if not 0 <= index < len(ds.data):
+                raise ValueError(f"image index {index} is out of range; valid: 0..{len(ds.data) - 1}")
+            img = torch.from_numpy(np.ascontiguousarray(ds.data[index])).permute(2, 0, 1).float() / 255.0
+            return img, f"CIFAR-10 test image {index} ({ds.classes[int(ds.targets[index])]})"
+    from bioreg.data.digits import load_digits_tensor
+
+    x, y = load_digits_tensor()
+    if not 0 <= index < len(x):
+        raise ValueError(f"image index {index} is out of range; valid: 0..{len(x) - 1}")
+    return x[index], f"digits image {index} (a '{int(y[index])}'; CIFAR-10 is not present)"
+
+
+def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: Any = None,
+                   formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Dutta (2019) Fig. 2.4: ``image`` and the six occlusions of §2.4.3 (``fig_2_4.<fmt>``).
+
+    The occluded images come from :func:`bioreg.data.occlusion.occlude` with ``params`` (default: the
+    geometry every data preset uses, :class:`~bioreg.data.occlusion.OcclusionParams`).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude, occlusion_mask
+
+    p = OcclusionParams.from_dict(params)
+    names = {"central": "Central Occlusion", "checkerboard": "Checker Board", "horizontal_bars": "Horizontal Bars",
+             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half", "vertical_half": "Vertical Half"}
+    h, w = image.shape[-2:]
+    panels = [("Original", image, None)] + [(names[k], occlude(image, k, p), occlusion_mask(k, h, w, p))
+                                           for k in OCCLUSION_KINDS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(panels), 2.2))
+    for ax, (title, x, mask) in zip(axes, panels, strict=True):
+        ax.imshow(x.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        if mask is not None:  # outline the occluder: on a dark background it is otherwise invisible
+            ax.contour(mask.float().numpy(), levels=[0.5], colors=FLAG_COLOR, linewidths=0.7)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (red: outline of the occluder)"
+                 + (f" — {caption}" if caption else ""), fontsize=9)
+    fig.tight_layout()
+    try:
+        return save_figure(fig, out_dir, "fig_2_4", formats, dpi=150)
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- Singh (2023) Fig. 3.11
+
+
+def ewma(values: Sequence[float], weight: float) -> np.ndarray:
+    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0`` (w in [0, 1))."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight {weight!r}; valid range: [0, 1)")
+    out = np.empty(len(values))
+    s = None
+    for i, v in enumerate(values):
+        s = float(v) if s is None else weight * s + (1.0 - weight) * float(v)
+        out[i] = s
+    return out
+
+
+def loss_histories(records: Any, experiments: Sequence[str], seeds: Sequence[int], column: str = "val/loss",
+                   pins: Mapping[str, str] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Per experiment, the per-epoch ``column`` of its runs' CSV logs (``<run_dir>/csv/metrics.csv``),
+    one column per seed; and a list of what was not found (for the "skipped because" line)."""
+    from bioreg.results.aggregate import select_runs
+    from bioreg.results.records import RecordStore
+
+    sel = select_runs(records, experiments, seeds, pins)
+    store = RecordStore(records.root) if records.root is not None else None
+    out: dict[str, pd.DataFrame] = {}
+    missing: list[str] = []
+    for exp in experiments:
+        per_seed = {}
+        for seed in seeds:
+            key = sel.chosen.get((exp, int(seed)))
+            if key is None or store is None:
+                continue
+            rec = store.load(exp, key, int(seed)) or {}
+            if not rec.get("run_dir"):
+                missing.append(f"{exp} seed {seed}: its record names no run directory")
+                continue
+            csv = Path(str(rec["run_dir"])) / "csv" / "metrics.csv"
+            if not csv.is_file():
+                missing.append(f"{exp} seed {seed}: no CSV log at {csv} (logger=none, or the run moved)")
+                continue
+            log = pd.read_csv(csv)
+            if column not in log.columns or "epoch" not in log.columns:
+                missing.append(f"{exp} seed {seed}: {csv} has no {column!r} column")
+                continue
+            s = log.dropna(subset=[column]).groupby("epoch")[column].last()
+            if len(s):
+                per_seed[int(seed)] = s
+        if per_seed:
+            out[exp] = pd.DataFrame(per_seed).sort_index()
+    return out, missing
+
+
+def fig_test_loss(histories: Mapping[str, pd.DataFrame], labels: Mapping[str, str], out_dir: str | Path,
+                  smoothing: float = 0.6, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Singh (2023) Fig. 3.11: loss per epoch of each model (mean over seeds), log scale, EWMA-smoothed
+    with ``smoothing`` as the weight of the past (the thesis names the smoothing, not its weight)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not histories:
+        raise ValueError("no loss histories to plot")
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for exp, df in histories.items():
+        mean = df.mean(axis=1)
+        ax.plot(mean.index.to_numpy() + 1, ewma(mean.to_numpy(), smoothing), lw=1.4,
+                label=f"{labels.get(exp, exp)} ({df.shape[1]} seed{'s' if df.shape[1] != 1 else ''})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out loss (log scale, EWMA-smoothed)")
+    ax.set_title(f"Singh (2023) Fig. 3.11: loss across models (smoothing weight {smoothing:g})", fontsize=9)
+    ax.grid(lw=0.4, alpha=0.5, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    try:
+        return save_figure(fig, out_dir, "fig_3_11", formats, dpi=150)
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- the sources' figures
+
+
+@dataclass(frozen=True)
+class SourceFigure:
+    stem: str  # file name without extension, under the figure folder
+    caption: str
+    needs: str  # what it is built from
+    command: str  # the make target that builds it
+
+
+SOURCE_FIGURES: tuple[SourceFigure, ...] = (
+    SourceFigure("fig_2_1", "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
+                 "several K (eqs 2.10–2.12)", "nothing (closed form + sampling)", "make fig-2.1"),
+    SourceFigure("fig_2_2", "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
+                 "sampler (§2.2.4)", "nothing (sampling)", "make fig-2.2"),
+    SourceFigure("fig_2_3", "Dutta (2019) Fig. 2.3: correlation of eq 2.14 vs distance and tuning similarity",
+                 "nothing (closed form)", "make fig-2.3"),
+    SourceFigure("fig_2_4", "Dutta (2019) Fig. 2.4: the six occlusions of §2.4.3 (the evaluation's own code)",
+                 "a CIFAR-10 test image, or a digits image when CIFAR-10 is absent", "make figures"),
+    SourceFigure("activation_stats_48", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
+                 "layer 48", "records with extra.activation_stats_history", "make figures-normout"),
+    SourceFigure("activation_stats_51", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
+                 "layer 51", "records with extra.activation_stats_history", "make figures-normout"),
+    SourceFigure("activation_mean_std_48", "Singh (2023) Fig. 3.1: mean and std of the activations, layer 48",
+                 "records with extra.activation_stats", "make figures-normout"),
+    SourceFigure("activation_mean_std_51", "Singh (2023) Fig. 3.2: mean and std of the activations, layer 51",
+                 "records with extra.activation_stats", "make figures-normout"),
+    SourceFigure("fig_3_11", "Singh (2023) Fig. 3.11: loss across the models of Table 3.2 over training "
+                 "(held-out split, log scale, smoothed)", "records of the Table n3.2 models with their CSV logs",
+                 "make figures"),
+)
