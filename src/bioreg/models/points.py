@@ -27,12 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bioreg.errors import UserError
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, TrainingState
 
 __all__ = ["Point", "InsertionError", "insert", "replace", "bind_all", "measure_shapes", "describe_points"]
 
 
-class InsertionError(KeyError):
+class InsertionError(UserError, KeyError):
     """An unknown insertion point or an impossible placement."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
