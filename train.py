@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 CONF = Path(__file__).resolve().parent / "conf"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     from bioreg.cli import run_or_explain
 
