@@ -421,10 +421,7 @@ def test_truncated_record_and_last_ckpt_are_set_aside_and_the_run_completes(laun
     assert len(list(last.parent.glob("last.ckpt.corrupt-*"))) == 1
     assert "last.ckpt is unreadable" in out and "resuming from best.ckpt" in out
     assert json.loads(rec.read_text())["status"] == "completed"
-    # every log line once (not Lightning's console handler and Hydra's both)
-    lines = [line for line in out.splitlines() if "resuming from" in line]
-    assert len(lines) == len(set(lines)), lines
-    assert "Total FLOPs" not in out
+    assert "Total FLOPs" not in out and "Trainable params" in out
     # already handled: a completed run is skipped; on_existing=error refuses with one line
     code, err, out = launch(*FAST)
     assert code == 0 and "skip:" in out
@@ -444,3 +441,46 @@ def test_train_py_subprocess_bad_input_is_one_line_exit_2(tmp_path):
     assert err == [err[0]] and err[0].startswith("error: seed must be an integer from 0"), err
     assert "Traceback" not in out.stdout + out.stderr
     assert not (tmp_path / "r").exists()
+
+
+# ---- log lines once; no "FLOPs 0" --------------------------------------------------------------------------------
+
+def test_lightning_lines_are_printed_once_under_hydra(monkeypatch):
+    """Under Hydra the root logger has a console handler; Lightning's own one (added at import) is
+    dropped so that each line is printed once, and Lightning's records reach Hydra's handlers."""
+    import lightning  # noqa: F401  (adds its console handler)
+
+    from bioreg.cli import _one_console_handler
+
+    root = logging.getLogger()
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    light = logging.getLogger("lightning")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # restored after the test
+        monkeypatch.setattr(logging.getLogger(name), "handlers", list(logging.getLogger(name).handlers))
+        monkeypatch.setattr(logging.getLogger(name), "propagate", logging.getLogger(name).propagate)
+    assert any(type(h) is logging.StreamHandler for h in light.handlers)
+    h = Collect()
+    root.addHandler(h)
+    try:
+        _one_console_handler()
+        assert not any(type(h) is logging.StreamHandler for h in light.handlers)
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("Seed set to 7")
+        assert seen.count("Seed set to 7") == 1
+    finally:
+        root.removeHandler(h)
+
+
+def test_model_summary_has_no_flops(capsys):
+    from bioreg.model_summary import ModelSummaryNoFlops
+
+    data = [(" ", ["0"]), ("Name", ["model"]), ("Type", ["Classifier"]), ("Params", ["83.3 K"]),
+            ("Mode", ["train"]), ("FLOPs", ["0"])]
+    ModelSummaryNoFlops.summarize(data, 83300, 83300, 0.333, {"train": 34, "eval": 0}, total_flops=0)
+    out = capsys.readouterr().out
+    assert "Classifier" in out and "83.3 K" in out and "FLOPs" not in out
+
