@@ -173,8 +173,8 @@ def test_no_unsafe_torch_load_in_the_package():
     ("trainer.limit_train_batches=0", "trainer.limit_train_batches must be"),
     ("trainer.max_time=00:00:00:00", "trainer.max_time must be a positive duration"),
     ("trainer.max_time=soon", "trainer.max_time must be 'DD:HH:MM:SS'"),
-    ("seed=-1", "seed must be an integer from 0 to 4294967295"),
-    ("seed=4294967296", "seed must be an integer from 0 to 4294967295"),
+    ("seed=-1", "seed must be an integer (0 is a real seed) from 0 to 4294967295"),
+    ("seed=4294967296", "seed must be an integer (0 is a real seed) from 0 to 4294967295"),
     ("optim.lr=abc", "optim.lr"),
     ("trainer.max_epochs=two", "trainer.max_epochs"),
     ("data.batch_size=-1", "batch_size=-1 is invalid; valid values: integers >= 1"),
@@ -246,6 +246,14 @@ def test_unwritable_place_is_refused_at_start_up(launch, tmp_path, place, fix):
                                  dirs=False), f"{place} is not writable", fix)
     assert "a_file" in line
     assert files(tmp_path / "results") == [] and not list((tmp_path / "ckpt").rglob("*.ckpt"))
+
+
+def test_unwritable_hydra_run_dir_is_refused_before_hydra_starts(launch, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert_refused(launch(*FAST, f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt",
+                          f"hydra.run.dir={blocker}/out", dirs=False),
+                   "hydra.run.dir is not writable", "a_file", "hydra.run.dir=<folder>", tmp_path=tmp_path)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
@@ -438,7 +446,7 @@ def test_train_py_subprocess_bad_input_is_one_line_exit_2(tmp_path):
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
     err = [line for line in out.stderr.splitlines() if line.strip()]
-    assert err == [err[0]] and err[0].startswith("error: seed must be an integer from 0"), err
+    assert err == [err[0]] and err[0].startswith("error: seed must be an integer (0 is a real seed) from 0 to"), err
     assert "Traceback" not in out.stdout + out.stderr
     assert not (tmp_path / "r").exists()
 

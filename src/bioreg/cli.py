@@ -82,6 +82,12 @@ def precheck_overrides(argv: list[str], conf_dir: str | Path | None = None) -> N
             check_override_key(key)
         if conf_dir is not None:
             check_group_options(args, Path(conf_dir))
+        for arg in args:  # Hydra creates its run dir before bioreg runs: probe an explicit one now
+            key, value = arg.split("=", 1)
+            if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+                from bioreg.run import probe_writable
+
+                probe_writable(Path(value), key.lstrip("+"))
     except UserError as e:
         explain(e)
 

@@ -256,7 +256,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
         raise ConfigError(f"ckpt is required by experiment {c.get('name')!r}: add ckpt=<path to a best.ckpt>")
     seed = c.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"seed must be an integer from 0 to {SEED_MAX} (2**32 - 1; 0 is a real seed); got {seed!r}")
+        raise ConfigError(f"seed must be an integer (0 is a real seed) from 0 to {SEED_MAX} (2**32 - 1); got {seed!r}")
     for group, schema in _FIXED.items():
         if isinstance(c.get(group), Mapping):
             _check_dataclass(group, c[group], schema)

@@ -187,6 +187,8 @@ _PLACE_FIX = {
     "results_dir": "choose a writable folder with results_dir=<folder> (or BIOREG_RESULTS_DIR)",
     "ckpt_dir": "choose a writable folder with ckpt_dir=<folder> (or BIOREG_CKPT_DIR)",
     "the Hydra run dir": "choose a writable folder with hydra.run.dir=<folder>",
+    "hydra.run.dir": "choose a writable folder with hydra.run.dir=<folder>",
+    "hydra.sweep.dir": "choose a writable folder with hydra.sweep.dir=<folder>",
 }
 
 
