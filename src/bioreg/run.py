@@ -9,6 +9,12 @@ output folder and of any SLURM job id, and ``fit`` resumes from ``last.ckpt``
 there when it exists. A relaunched or requeued run therefore continues where it
 stopped; a completed run is skipped (``on_existing=skip``) because its record
 exists.
+
+:func:`run` is a sequence of named stages (docs/interfaces.md, "Run stages"): :func:`validate` →
+:func:`prepare_places` → lock (:class:`bioreg.runlock.RunLock`, one process per config key + seed)
+→ :func:`existing_record` → :func:`build_run` → :func:`fit` → :func:`evaluate` →
+:func:`write_record`. Checkpoints are read only with ``weights_only=True`` and written atomically
+(:mod:`bioreg.ckpt_io`).
 """
 
 from __future__ import annotations
@@ -295,14 +301,7 @@ def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
     from bioreg.evaluate.core import EvalContext, evaluate_loader, evaluate_sets, summarize
 
     cfg, trainer, lit, dm = plan.cfg, built.trainer, built.lit, built.dm
-    ckpt_cb = trainer.checkpoint_callback
-    best_path = getattr(ckpt_cb, "best_model_path", "") or ""
-    if best_path and Path(best_path).exists():
-        best_epoch = int(load_for_eval(lit, best_path).get("epoch", -1))
-    else:  # fast_dev_run or no validation: evaluate the final weights
-        best_epoch = int(trainer.current_epoch) - 1
-    best_val = float(ckpt_cb.best_model_score) if getattr(ckpt_cb, "best_model_score", None) is not None else None
-
+    best_epoch, best_val = reload_best(built)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
     model = lit.model.to(device).eval()
     metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
@@ -327,6 +326,21 @@ def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
         "best_val_acc": best_val if best_val is None else 100.0 * best_val, "train": train_metrics,
         "metrics": metrics, "summary": summary, "extra": extra,
     }
+
+
+def reload_best(built: Built) -> tuple[int, float | None]:
+    """Put the best validation checkpoint's weights into the model (:func:`load_for_eval`); returns
+    its epoch and validation accuracy (fraction). Without one (fast_dev_run, no validation) the final
+    weights stay."""
+    trainer = built.trainer
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = getattr(ckpt_cb, "best_model_path", "") or ""
+    if best_path and Path(best_path).exists():
+        best_epoch = int(load_for_eval(built.lit, best_path).get("epoch", -1))
+    else:
+        best_epoch = int(trainer.current_epoch) - 1
+    score = getattr(ckpt_cb, "best_model_score", None)
+    return best_epoch, (float(score) if score is not None else None)
 
 
 def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan) -> None:
