@@ -438,6 +438,36 @@ def test_truncated_record_and_last_ckpt_are_set_aside_and_the_run_completes(laun
 
 
 @pytest.mark.slow
+def test_sigkilled_run_leaves_a_lock_that_the_relaunch_takes_over(launch, tmp_path):
+    """SIGKILL cannot release the lock: the relaunch on the same host finds its holder's pid gone,
+    takes the lock over (one warning line) and resumes to a completed record."""
+    import time
+
+    args = [*FAST, "trainer.max_epochs=30", "trainer.deterministic=true", "trainer.accelerator=cpu"]
+    dirs = [f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt", f"hydra.run.dir={tmp_path}/out"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, *dirs], cwd=REPO, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 500
+        while not list((tmp_path / "ckpt").rglob("last.ckpt")) and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert p.poll() is None, "the run ended before it could be killed"
+        p.kill()
+    finally:
+        p.wait()
+    (lock,) = (tmp_path / "ckpt").rglob("run.lock")
+    assert json.loads(lock.read_text())["pid"] == p.pid
+    code, err, out = launch(*args)
+    assert code == 0, err[-5:]
+    assert "took over the lock" in out and f"pid {p.pid}" in out and "is gone" in out
+    assert "resuming from" in out
+    (rec,) = (tmp_path / "results").rglob("seed0.json")
+    assert json.loads(rec.read_text())["status"] == "completed"
+    assert not lock.exists()
+
+
+@pytest.mark.slow
 def test_train_py_subprocess_bad_input_is_one_line_exit_2(tmp_path):
     """The real command line, not the in-process replay: same status, same single line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -471,7 +501,8 @@ def test_lightning_lines_are_printed_once_under_hydra(monkeypatch):
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # restored after the test
         monkeypatch.setattr(logging.getLogger(name), "handlers", list(logging.getLogger(name).handlers))
         monkeypatch.setattr(logging.getLogger(name), "propagate", logging.getLogger(name).propagate)
-    assert any(type(h) is logging.StreamHandler for h in light.handlers)
+    if not any(type(h) is logging.StreamHandler for h in light.handlers):  # removed by an earlier launch
+        light.handlers.append(logging.StreamHandler())  # as `import lightning` adds it
     h = Collect()
     root.addHandler(h)
     try:
