@@ -24,6 +24,7 @@ import os
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,28 +155,30 @@ def run(cfg: DictConfig) -> float:
     one (:func:`record_failure`)."""
     plan = validate(cfg)
     prepare_places(plan)
-    lock = None if plan.smoke else RunLock(plan.paths.ckpt, plan.label)
-    if lock is not None:
-        lock.acquire()
-    try:
+    with nullcontext() if plan.smoke else RunLock(plan.paths.ckpt, plan.label):
         existing = existing_record(plan)
         if existing is not None and cfg.on_existing != "overwrite":
             return reuse_existing(plan, existing)
-        built = build_run(plan)
-        record = new_record(plan)
-        t0 = time.time()
-        try:
-            fit(built, plan)
-            record.update(evaluate(built, plan))
-        except BaseException as e:
-            record_failure(record, e, t0, plan)
-            raise
-        write_record(record, t0, plan, overwrite=cfg.on_existing == "overwrite" or existing is None)
-    finally:
-        if lock is not None:
-            lock.release()
+        record = train_and_evaluate(plan)
     print_result_table(record)
     return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
+
+
+def train_and_evaluate(plan: RunPlan) -> dict[str, Any]:
+    """:func:`build_run` → :func:`fit` → :func:`evaluate` → :func:`write_record`; a failure once
+    training has started is recorded (:func:`record_failure`) and re-raised. A completed record is
+    replaced only with ``on_existing=overwrite`` (one that appeared meanwhile is not)."""
+    built = build_run(plan)
+    record = new_record(plan)
+    t0 = time.time()
+    try:
+        fit(built, plan)
+        record.update(evaluate(built, plan))
+    except BaseException as e:
+        record_failure(record, e, t0, plan)
+        raise
+    write_record(record, t0, plan, overwrite=plan.cfg.on_existing == "overwrite")
+    return record
 
 
 def validate(cfg: DictConfig) -> RunPlan:
