@@ -6,26 +6,35 @@
     python train.py --help | --cfg job                        # as in any Hydra app
 
 Thin on purpose: the composed config goes to :func:`bioreg.run.run`, which returns the monitored
-metric (best validation accuracy, %) so that Hydra sweepers can use it.
+metric (best validation accuracy, %) so that Hydra sweepers can use it. A mistake in the command
+line or the config ends with exit status 2 and one line ``error: …`` (:mod:`bioreg.cli`).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+CONF = Path(__file__).resolve().parent / "conf"
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     from bioreg.cli import run_or_explain
 
     return run_or_explain(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command: early checks of the overrides, then Hydra and the run."""
     from bioreg.cli import precheck_overrides
 
-    precheck_overrides(sys.argv[1:])
+    precheck_overrides(sys.argv[1:], CONF)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,14 +22,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["ConfigError", "validate_config", "TrainerConfig", "OptimConfig", "SchedulerConfig", "EvalConfig",
+from bioreg.errors import UserError
+
+__all__ = ["ConfigError", "validate_config", "check_training_length", "SEED_MAX", "TrainerConfig", "OptimConfig", "SchedulerConfig", "EvalConfig",
            "LoggerConfig", "ON_EXISTING"]
 
 ON_EXISTING = ("skip", "overwrite", "error")
+SEED_MAX = 2**32 - 1  # the range numpy (and so seed_everything) accepts
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UserError, ValueError):
+    """A bad key or value in the composed config (a :class:`bioreg.errors.UserError`)."""
 
 
 @dataclass
@@ -182,6 +185,59 @@ def _check_target(path: str, node: Mapping, extra_ok: set[str] = frozenset()) ->
             raise _unknown(path, k, names | extra_ok)
 
 
+def _type_check(group: str, node: Mapping, schema) -> None:
+    """Merge ``node`` onto the schema; a value of the wrong type becomes one :class:`ConfigError` line."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as e:
+        key = f"{group}.{e.full_key}" if getattr(e, "full_key", None) else group
+        msg = str(getattr(e, "msg", "") or e).splitlines()[0]
+        raise ConfigError(f"{key}: {msg} (override it with a value of that type, e.g. {key}=<value>)") from None
+
+
+def _max_time_s(v: Any) -> float | None:
+    """Seconds of Lightning's ``max_time`` ("DD:HH:MM:SS" or a mapping of days/hours/…); None if unset."""
+    if v is None:
+        return None
+    if isinstance(v, Mapping):
+        units = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1, "milliseconds": 1e-3,
+                 "microseconds": 1e-6, "weeks": 604800}
+        bad = set(v) - set(units)
+        if bad:
+            raise ConfigError(f"trainer.max_time: unknown unit(s) {sorted(bad)}; valid: {', '.join(units)}")
+        return sum(float(x) * units[k] for k, x in v.items())
+    parts = str(v).split(":")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        d, h, m, sec = (float(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"trainer.max_time must be 'DD:HH:MM:SS' (e.g. 00:12:00:00) or null; got {v!r}") from None
+    return d * 86400 + h * 3600 + m * 60 + sec
+
+
+def check_training_length(t: Mapping) -> None:
+    """A run must train: ``max_epochs`` >= 1, a positive ``limit_train_batches`` and ``max_time``, and a
+    ``fast_dev_run`` that is false, true or a positive number of batches. Otherwise a completed
+    record of untrained weights would reach the tables."""
+    me = t.get("max_epochs", 1)
+    if isinstance(me, bool) or not isinstance(me, int) or me < 1:
+        raise ConfigError(f"trainer.max_epochs must be an integer >= 1 (a run that trains nothing must not write "
+                          f"a completed record); got {me!r}")
+    fdr = t.get("fast_dev_run", False)
+    if not isinstance(fdr, bool) and (not isinstance(fdr, int) or fdr < 0):
+        raise ConfigError(f"trainer.fast_dev_run must be false, true or a number of batches >= 1; got {fdr!r}")
+    ltb = t.get("limit_train_batches", 1.0)
+    if ltb is not None and (isinstance(ltb, bool) or not isinstance(ltb, (int, float)) or ltb <= 0):
+        raise ConfigError(f"trainer.limit_train_batches must be a fraction in (0, 1] or a number of batches >= 1; "
+                          f"got {ltb!r}")
+    secs = _max_time_s(t.get("max_time"))
+    if secs is not None and secs <= 0:
+        raise ConfigError(f"trainer.max_time must be a positive duration 'DD:HH:MM:SS' or null; got {t.get('max_time')!r}")
+
+
 def validate_config(cfg: DictConfig | Mapping) -> None:
     """Raise :class:`ConfigError` for any unknown key, naming the valid ones."""
     if isinstance(cfg, DictConfig):
@@ -199,12 +255,14 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     if c.get("ckpt_required") and not c.get("ckpt"):
         raise ConfigError(f"ckpt is required by experiment {c.get('name')!r}: add ckpt=<path to a best.ckpt>")
     seed = c.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer (0 is a real seed); got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer (0 is a real seed) from 0 to {SEED_MAX} (2**32 - 1); got {seed!r}")
     for group, schema in _FIXED.items():
         if isinstance(c.get(group), Mapping):
             _check_dataclass(group, c[group], schema)
-            OmegaConf.merge(OmegaConf.structured(schema), c[group])  # type check
+            _type_check(group, c[group], schema)
+    if isinstance(c.get("trainer"), Mapping):
+        check_training_length(c["trainer"])
     if c.get("on_existing", "skip") not in ON_EXISTING:
         raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}; got {c.get('on_existing')!r}")
     for group in ("model", "data"):

@@ -9,21 +9,34 @@ output folder and of any SLURM job id, and ``fit`` resumes from ``last.ckpt``
 there when it exists. A relaunched or requeued run therefore continues where it
 stopped; a completed run is skipped (``on_existing=skip``) because its record
 exists.
+
+:func:`run` is a sequence of named stages (docs/interfaces.md, "Run stages"): :func:`validate` →
+:func:`prepare_places` → lock (:class:`bioreg.runlock.RunLock`, one process per config key + seed)
+→ :func:`existing_record` → :func:`build_run` → :func:`fit` → :func:`evaluate` →
+:func:`write_record`. Checkpoints are read only with ``weights_only=True`` and written atomically
+(:mod:`bioreg.ckpt_io`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bioreg.build import abs_path, build, load_net_weights
+from bioreg.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, resume_point
 from bioreg.config import ConfigError, validate_config
+from bioreg.errors import UserError, instantiate
+from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
 from bioreg.results.records import (
     RECORD_VERSION,
     RecordStore,
@@ -32,16 +45,17 @@ from bioreg.results.records import (
     package_versions,
     utc_now,
 )
+from bioreg.runlock import RunLock
 
 log = logging.getLogger("bioreg")
 
-__all__ = ["run", "build", "RunPaths"]
+__all__ = ["run", "build", "load_net_weights", "RunPaths", "RunPlan"]
 
 
 class RunPaths:
     def __init__(self, cfg: DictConfig, key: str):
-        self.results = Path(_abs(cfg.results_dir))
-        self.ckpt = Path(_abs(cfg.ckpt_dir)) / str(cfg.name) / key / f"seed{int(cfg.seed)}"
+        self.results = Path(abs_path(cfg.results_dir))
+        self.ckpt = Path(abs_path(cfg.ckpt_dir)) / str(cfg.name) / key / f"seed{int(cfg.seed)}"
         try:
             from hydra.core.hydra_config import HydraConfig
 
@@ -50,58 +64,10 @@ class RunPaths:
             self.run_dir = self.ckpt
 
 
-def _abs(p: str) -> str:
-    try:
-        from hydra.utils import to_absolute_path
-
-        return to_absolute_path(str(p))
-    except Exception:
-        return os.path.abspath(str(p))
-
-
-def build(cfg: DictConfig):
-    """Instantiate datamodule and LitClassifier from a composed config (no training)."""
-    from hydra.utils import instantiate
-
-    from bioreg.lit.module import LitClassifier
-
-    dm = instantiate(cfg.data, _convert_="all")
-    net = instantiate(cfg.model, _convert_="all")
-    if cfg.get("ckpt"):
-        load_net_weights(net, _abs(cfg.ckpt))
-    lit = LitClassifier(
-        net=net, mean=dm.mean, std=dm.std,
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        reg=OmegaConf.to_container(cfg.reg, resolve=True) if cfg.get("reg") is not None else None,
-        input_shape=tuple(dm.input_shape),
-    )
-    return dm, lit
-
-
-def load_net_weights(net: torch.nn.Module, path: str) -> None:
-    """Load the network weights of a bioreg checkpoint (or a plain state_dict) into ``net``.
-
-    Inserted regularizers of the checkpoint are dropped: the new run places its
-    own (this is how a trained model gets a push-pull first layer, say).
-    """
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt={path!r}: no such file (give a .ckpt written by a bioreg run, e.g. its best.ckpt)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    sd = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    prefix = "model.net." if any(k.startswith("model.net.") for k in sd) else ""
-    own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    own = {k: v for k, v in own.items() if not k.startswith("regularizers.")}
-    missing, unexpected = net.load_state_dict(own, strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"ckpt={path!r} does not fit model {type(net).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-
-
 def _callbacks(cfg: DictConfig, paths: RunPaths):
-    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+    from bioreg.model_summary import ModelSummaryNoFlops
     from bioreg.resume import RNGStateCheckpoint
 
     cbs: list[Any] = [
@@ -112,6 +78,7 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
         ModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
+        ModelSummaryNoFlops(),  # Lightning's summary would show "FLOPs 0" (no example input)
     ]
     if cfg.trainer.get("enable_progress_bar", True):
         cbs.append(RichProgressBar(leave=True))
@@ -119,7 +86,7 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
         cbs.append(LearningRateMonitor(logging_interval="epoch"))
     for name, entry in (cfg.get("callbacks") or {}).items():
         if entry is not None:
-            cbs.append(instantiate(entry, _convert_="all"))
+            cbs.append(instantiate(entry))
             log.info("callback %s: %s", name, entry._target_)
     return cbs
 
@@ -153,121 +120,248 @@ def wandb_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+@dataclass
+class RunPlan:
+    """What one run is: its identity, the places it writes, and its record store."""
+
+    cfg: DictConfig
+    resolved: dict[str, Any]
+    key: str
+    name: str
+    seed: int
+    smoke: bool  # trainer.fast_dev_run: a smoke test, kept out of results_dir
+    paths: RunPaths
+    store: RecordStore
+
+    @property
+    def label(self) -> str:
+        return f"run {self.name} (config {self.key}, seed {self.seed})"
+
+
+@dataclass
+class Built:
+    dm: Any
+    lit: Any
+    evaluators: dict[str, Any]
+    trainer: Any
+
+
 def run(cfg: DictConfig) -> float:
-    """Train, evaluate and record one run; returns the best validation accuracy (%)."""
-    import lightning as L
+    """Train, evaluate and record one run; returns the best validation accuracy (%).
 
-    from bioreg.evaluate.core import EvalContext, evaluate_loader, evaluate_sets, summarize
+    Stages: :func:`validate` → :func:`prepare_places` → (lock) → :func:`existing_record` →
+    :func:`build_run` → :func:`fit` → :func:`evaluate` → :func:`write_record`. A :class:`UserError`
+    raised by any of them leaves no record; a failure once training has started leaves a ``failed``
+    one (:func:`record_failure`)."""
+    plan = validate(cfg)
+    prepare_places(plan)
+    with nullcontext() if plan.smoke else RunLock(plan.paths.ckpt, plan.label):
+        existing = existing_record(plan)
+        if existing is not None and cfg.on_existing != "overwrite":
+            return reuse_existing(plan, existing)
+        record = train_and_evaluate(plan)
+    print_result_table(record)
+    return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
 
+
+def train_and_evaluate(plan: RunPlan) -> dict[str, Any]:
+    """:func:`build_run` → :func:`fit` → :func:`evaluate` → :func:`write_record`; a failure once
+    training has started is recorded (:func:`record_failure`) and re-raised. A completed record is
+    replaced only with ``on_existing=overwrite`` (one that appeared meanwhile is not)."""
+    built = build_run(plan)
+    record = new_record(plan)
+    t0 = time.time()
+    try:
+        fit(built, plan)
+        record.update(evaluate(built, plan))
+    except BaseException as e:
+        record_failure(record, e, t0, plan)
+        raise
+    write_record(record, t0, plan, overwrite=plan.cfg.on_existing == "overwrite")
+    return record
+
+
+def validate(cfg: DictConfig) -> RunPlan:
+    """Stage 1: check the config (keys, types, ranges) and fix the run's identity and places."""
     validate_config(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     key = config_key(resolved)
     paths = RunPaths(cfg, key)
-    store = RecordStore(paths.results)
-    name, seed = str(cfg.name), int(cfg.seed)
+    return RunPlan(cfg=cfg, resolved=resolved, key=key, name=str(cfg.name), seed=int(cfg.seed),
+                   smoke=bool(cfg.trainer.get("fast_dev_run")), paths=paths, store=RecordStore(paths.results))
 
-    smoke = bool(cfg.trainer.get("fast_dev_run"))
-    existing = None if smoke else store.completed(name, key, seed)
-    if existing is not None:
-        if cfg.on_existing == "skip":
-            log.info("skip: %s seed %d already has a completed record (%s)", name, seed, store.path(name, key, seed))
-            _add_missing_evaluators(cfg, existing, store, paths)
-            return float(existing.get("best_val_acc") or float("nan"))
-        if cfg.on_existing == "error":
-            raise ConfigError(f"{name} seed {seed} already has a record at {store.path(name, key, seed)} "
-                              "(on_existing=error); use on_existing=skip or on_existing=overwrite")
 
+_PLACE_FIX = {
+    "results_dir": "choose a writable folder with results_dir=<folder> (or BIOREG_RESULTS_DIR)",
+    "ckpt_dir": "choose a writable folder with ckpt_dir=<folder> (or BIOREG_CKPT_DIR)",
+    "the Hydra run dir": "choose a writable folder with hydra.run.dir=<folder>",
+    "hydra.run.dir": "choose a writable folder with hydra.run.dir=<folder>",
+    "hydra.sweep.dir": "choose a writable folder with hydra.sweep.dir=<folder>",
+}
+
+
+def prepare_places(plan: RunPlan) -> None:
+    """Stage 2: every folder the run will write (its record folder under ``results_dir``, its
+    checkpoint folder, the Hydra run dir) must be writable now, not after hours of training."""
+    places = [("the Hydra run dir", plan.paths.run_dir), ("ckpt_dir", plan.paths.ckpt)]
+    if not plan.smoke:
+        places.insert(0, ("results_dir", plan.store.path(plan.name, plan.key, plan.seed).parent))
+    for what, folder in places:
+        probe_writable(folder, what)
+
+
+def probe_writable(folder: Path, what: str) -> None:
+    """Create and remove a file in ``folder`` (or, if it does not exist yet, in its nearest existing
+    ancestor, so that the probe itself creates no folders); a failure is a :class:`ConfigError`."""
+    place = Path(folder)
+    while not place.exists() and place.parent != place:
+        place = place.parent
+    try:
+        if not place.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(place))
+        fd, tmp = tempfile.mkstemp(prefix=".bioreg-write-probe-", dir=place)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(f"{what} is not writable: cannot write in {place} ({e.strerror or e}); "
+                          f"{_PLACE_FIX.get(what, 'choose a writable folder')}") from None
+
+
+def existing_record(plan: RunPlan) -> dict | None:
+    """Stage 3: the completed record of this run, if any. A record file that does not parse (a
+    truncated or foreign file) does not count as done: it is moved aside and the run proceeds."""
+    if plan.smoke:
+        return None
+    path = plan.store.path(plan.name, plan.key, plan.seed)
+    try:
+        return plan.store.completed(plan.name, plan.key, plan.seed)
+    except (ValueError, AttributeError) as e:  # JSONDecodeError is a ValueError; a list has no .get
+        moved = move_aside(path)
+        log.warning("%s is unreadable (%s): moved aside to %s; the run is not done and runs now", path,
+                    " ".join(str(e).split())[:120], moved.name)
+        return None
+
+
+def reuse_existing(plan: RunPlan, existing: dict) -> float:
+    """A completed record exists: skip (adding evaluators it lacks) or refuse (``on_existing``)."""
+    store, cfg = plan.store, plan.cfg
+    where = store.path(plan.name, plan.key, plan.seed)
+    if cfg.on_existing == "error":
+        raise ConfigError(f"{plan.name} seed {plan.seed} already has a record at {where} "
+                          "(on_existing=error); use on_existing=skip or on_existing=overwrite")
+    log.info("skip: %s seed %d already has a completed record (%s)", plan.name, plan.seed, where)
+    _add_missing_evaluators(cfg, existing, store, plan.paths)
+    return float(existing.get("best_val_acc") or float("nan"))
+
+
+def build_run(plan: RunPlan) -> Built:
+    """Stage 4: seed, build data module, model (and fine-tuning weights), evaluators and trainer.
+    Everything that can be wrong with the config or the data fails here, before training."""
+    import lightning as L
+
+    cfg = plan.cfg
     # seed everything, workers too. `seed=0` is a real seed: never test it for truthiness
-    # (validate_config has checked that it is an int).
-    L.seed_everything(seed, workers=True)
+    L.seed_everything(plan.seed, workers=True)
     if cfg.trainer.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    dm, lit = build(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    # fail before training, not after, when a test set is missing (e.g. CIFAR-10-C not downloaded)
+    dm.eval_sets(list(cfg.eval.suites))
+    # and when an evaluator is misconfigured: build them now, call them after training
+    evaluators = {n: instantiate(e) for n, e in (cfg.eval.get("evaluators") or {}).items() if e is not None}
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(plan.paths.run_dir),
+        callbacks=_callbacks(cfg, plan.paths), logger=_loggers(cfg, plan.paths) or False,
+        plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
+    )
+    return Built(dm=dm, lit=lit, evaluators=evaluators, trainer=trainer)
 
-    record: dict[str, Any] = {
-        "record_version": RECORD_VERSION, "name": name, "seed": seed, "config_key": key, "status": "running",
-        "config": resolved, "git": git_info(Path(__file__).parent), "versions": package_versions(),
-        "started": utc_now(), "run_dir": str(paths.run_dir), "ckpt_dir": str(paths.ckpt),
+
+def new_record(plan: RunPlan) -> dict[str, Any]:
+    return {
+        "record_version": RECORD_VERSION, "name": plan.name, "seed": plan.seed, "config_key": plan.key,
+        "status": "running", "config": plan.resolved, "git": git_info(Path(__file__).parent),
+        "versions": package_versions(), "started": utc_now(), "run_dir": str(plan.paths.run_dir),
+        "ckpt_dir": str(plan.paths.ckpt),
     }
-    t0 = time.time()
-    try:
-        dm, lit = build(cfg)
-        dm.prepare_data()
-        dm.setup("fit")
-        # fail before training, not after, when a test set is missing (e.g. CIFAR-10-C not downloaded)
-        dm.eval_sets(list(cfg.eval.suites))
-        # and when an evaluator is misconfigured: build them now, call them after training
-        from hydra.utils import instantiate
 
-        evaluators = {n: instantiate(e, _convert_="all") for n, e in (cfg.eval.get("evaluators") or {}).items()
-                      if e is not None}
 
-        trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
-        trainer = L.Trainer(
-            **trainer_kw, default_root_dir=str(paths.run_dir), callbacks=_callbacks(cfg, paths),
-            logger=_loggers(cfg, paths) or False, plugins=_slurm_plugins(),
-        )
-        last = paths.ckpt / "last.ckpt"
-        resume = str(last) if last.exists() and not trainer_kw.get("fast_dev_run") else None
-        if resume:
-            log.info("resuming from %s", resume)
-        trainer.fit(lit, datamodule=dm, ckpt_path=resume)
+def fit(built: Built, plan: RunPlan) -> None:
+    """Stage 5: train, resuming from the run's ``last.ckpt`` (checked first, see
+    :func:`bioreg.ckpt_io.resume_point`); checkpoints are read with ``weights_only=True``."""
+    resume = None if plan.smoke else resume_point(plan.paths.ckpt)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    built.trainer.fit(built.lit, datamodule=built.dm, ckpt_path=str(resume) if resume else None, weights_only=True)
 
-        ckpt_cb = trainer.checkpoint_callback
-        best_path = getattr(ckpt_cb, "best_model_path", "") or ""
-        if best_path and Path(best_path).exists():
-            state = torch.load(best_path, map_location="cpu", weights_only=False)
-            lit.load_state_dict(state["state_dict"])
-            best_epoch = int(state.get("epoch", -1))
-        else:  # fast_dev_run or no validation: evaluate the final weights
-            best_epoch = int(trainer.current_epoch) - 1
-        best_val = float(ckpt_cb.best_model_score) if getattr(ckpt_cb, "best_model_score", None) is not None else None
 
-        device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
-        model = lit.model.to(device).eval()
-        metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
-        train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        if cfg.eval.get("train_acc"):
-            train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
-        summary = summarize(metrics)
-        if "eval_acc" in train_metrics and "test_acc" in summary:  # Singh Table 3.1's overfitting column
-            summary["overfitting"] = abs(train_metrics["eval_acc"] - summary["test_acc"])  # both %
-        ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=metrics, summary=summary,
-                          cfg=resolved, lit=lit, progress=bool(cfg.eval.progress))
-        extra: dict[str, Any] = {}
-        for cb in trainer.callbacks:  # callbacks may contribute record sections (docs/interfaces.md)
-            to_record = getattr(cb, "to_record", None)
-            if callable(to_record):
-                extra.update(to_record() or {})
-        for ev_name, evaluator in evaluators.items():
-            log.info("evaluator %s", ev_name)
-            extra[ev_name] = evaluator(ctx)
-        record.update({
-            "status": "completed", "device": _device_name(device), "best_epoch": best_epoch,
-            "best_val_acc": best_val if best_val is None else 100.0 * best_val, "train": train_metrics,
-            "metrics": metrics, "summary": summary, "extra": extra,
-        })
-    except BaseException as e:
-        from bioreg.cli import USER_ERRORS
+def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
+    """Stage 6: reload the best checkpoint, evaluate on every test set and run the evaluators;
+    returns the record fields of a completed run."""
+    from bioreg.evaluate.core import EvalContext, evaluate_loader, evaluate_sets, summarize
 
-        if isinstance(e, USER_ERRORS):  # a mistake in the config or data, not a failed run: no record
-            raise
-        record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
-        _write(record, t0, store, paths, overwrite=True, index=not smoke)
-        if type(e).__name__ == "SIGTERMException":  # Lightning's is SystemExit(None), i.e. exit status 0:
-            raise SystemExit(128 + 15) from e  # a killed run must not look successful (143 = SIGTERM)
-        raise
-    _write(record, t0, store, paths, overwrite=cfg.on_existing == "overwrite" or existing is None, index=not smoke)
-    print_result_table(record)
-    return float(record["best_val_acc"]) if record["best_val_acc"] is not None else float("nan")
+    cfg, trainer, lit, dm = plan.cfg, built.trainer, built.lit, built.dm
+    best_epoch, best_val = reload_best(built)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
+    model = lit.model.to(device).eval()
+    metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
+    train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    if cfg.eval.get("train_acc"):
+        train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
+    summary = summarize(metrics)
+    if "eval_acc" in train_metrics and "test_acc" in summary:  # Singh Table 3.1's overfitting column
+        summary["overfitting"] = abs(train_metrics["eval_acc"] - summary["test_acc"])  # both %
+    ctx = EvalContext(model=model, datamodule=dm, device=device, metrics=metrics, summary=summary,
+                      cfg=plan.resolved, lit=lit, progress=bool(cfg.eval.progress))
+    extra: dict[str, Any] = {}
+    for cb in trainer.callbacks:  # callbacks may contribute record sections (docs/interfaces.md)
+        to_record = getattr(cb, "to_record", None)
+        if callable(to_record):
+            extra.update(to_record() or {})
+    for ev_name, evaluator in built.evaluators.items():
+        log.info("evaluator %s", ev_name)
+        extra[ev_name] = evaluator(ctx)
+    return {
+        "status": "completed", "device": _device_name(device), "best_epoch": best_epoch,
+        "best_val_acc": best_val if best_val is None else 100.0 * best_val, "train": train_metrics,
+        "metrics": metrics, "summary": summary, "extra": extra,
+    }
+
+
+def reload_best(built: Built) -> tuple[int, float | None]:
+    """Put the best validation checkpoint's weights into the model (:func:`load_for_eval`); returns
+    its epoch and validation accuracy (fraction). Without one (fast_dev_run, no validation) the final
+    weights stay."""
+    trainer = built.trainer
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = getattr(ckpt_cb, "best_model_path", "") or ""
+    if best_path and Path(best_path).exists():
+        best_epoch = int(load_for_eval(built.lit, best_path).get("epoch", -1))
+    else:
+        best_epoch = int(trainer.current_epoch) - 1
+    score = getattr(ckpt_cb, "best_model_score", None)
+    return best_epoch, (float(score) if score is not None else None)
+
+
+def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan) -> None:
+    """Training had started and failed: write an honest ``failed`` record (not for a user error,
+    which leaves none). A SIGTERM (Lightning's ``SIGTERMException``, a ``SystemExit(None)``)
+    becomes exit status 143 so that a killed run does not look successful."""
+    if isinstance(e, UserError):  # a mistake in the config or data, not a failed run: no record
+        return
+    record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+    write_record(record, t0, plan, overwrite=True)
+    if type(e).__name__ == "SIGTERMException":
+        raise SystemExit(128 + 15) from e  # 143 = SIGTERM
 
 
 def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore, paths: RunPaths) -> None:
     """A completed run launched again with evaluators its record lacks (say ``eval=attacks`` after a
     ``eval=default`` run): ``eval`` is not part of the run's identity, so rather than retraining,
     run just the missing evaluators on the run's best checkpoint and add their sections."""
-    from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
-
     wanted = {n: OmegaConf.to_container(e, resolve=True) for n, e in (cfg.eval.get("evaluators") or {}).items()
               if e is not None}
     missing = {n: e for n, e in wanted.items() if n not in (existing.get("extra") or {})}
@@ -285,23 +379,25 @@ def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore,
                  sections)
 
 
-def _write(record: dict, t0: float, store: RecordStore, paths: RunPaths, overwrite: bool, index: bool = True) -> None:
-    """Write the record to the run dir and, with ``index``, to the ``results_dir`` store. Lightning's
-    fast_dev_run is a smoke test: its record (``smoke: true``) stays out of the store, so its numbers
-    never reach a table."""
+def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> None:
+    """Stage 7: write the record to the run dir and (not for a fast_dev_run) to the ``results_dir``
+    store. Lightning's fast_dev_run is a smoke test: its record (``smoke: true``) stays out of the
+    store, so its numbers never reach a table."""
     from bioreg.results.io import atomic_write_json
 
+    store, paths = plan.store, plan.paths
     record["finished"] = utc_now()
     record["wall_time_s"] = round(time.time() - t0, 3)
-    if not index:
+    if plan.smoke:
         record["smoke"] = True
+    atomic_write_json(paths.run_dir / "record.json", record)  # first: kept even if results_dir fails now
+    if plan.smoke:
         log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
     elif record["status"] == "failed" and store.completed(record["name"], record["config_key"], record["seed"]):
         log.error("run failed; the existing completed record is kept")
     else:
         p = store.write(record, overwrite=overwrite)
         log.info("record written: %s", p)
-    atomic_write_json(paths.run_dir / "record.json", record)
 
 
 def _device_name(device: torch.device) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bioreg.errors import UserError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data set is missing, damaged or misconfigured.
 
     Subclasses :class:`ValueError` so that callers validating configuration can catch

@@ -17,6 +17,9 @@ from typing import Any
 
 import torch
 
+from bioreg.build import build
+from bioreg.ckpt_io import load_for_eval
+from bioreg.errors import instantiate
 from bioreg.results.io import atomic_write_json
 from bioreg.results.records import utc_now
 
@@ -29,15 +32,13 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
     """Evaluate the weights in ``ckpt`` with ``evaluators`` (name -> ``{_target_: …}``).
 
     ``config`` is a run's resolved config (the model and data are rebuilt from it with
-    :func:`bioreg.run.build`, without its fine-tuning start point ``ckpt``). ``record`` supplies
+    :func:`bioreg.build.build`, without its fine-tuning start point ``ckpt``). ``record`` supplies
     the metrics/summary the evaluators may read (e.g. the clean accuracy). Returns one section per
     evaluator, each with a ``provenance`` entry (checkpoint, epoch, time, device, wall time).
     """
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from bioreg.evaluate.core import EvalContext
-    from bioreg.run import build
 
     cfg = OmegaConf.create(dict(config))
     cfg.ckpt = None  # the weights come from `ckpt`, not from a fine-tuning start point
@@ -45,8 +46,7 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
     dm, lit = build(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    lit.load_state_dict(state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state)
+    meta = load_for_eval(lit, ckpt)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = lit.model.to(device).eval()
     record = record or {}
@@ -55,8 +55,8 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
     sections: dict[str, Any] = {}
     for name, entry in evaluators.items():
         t0 = time.time()
-        out = instantiate(dict(entry), _convert_="all")(ctx)
-        out["provenance"] = {"ckpt": str(ckpt), "epoch": state.get("epoch") if isinstance(state, dict) else None,
+        out = instantiate(dict(entry))(ctx)
+        out["provenance"] = {"ckpt": str(ckpt), "epoch": meta.get("epoch"),
                              "evaluated": utc_now(), "device": str(device),
                              "wall_time_s": round(time.time() - t0, 3), **dict(provenance or {})}
         sections[name] = out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bioreg.errors import UserError
+
 __all__ = ["EvaluatorConfigError"]
 
 
-class EvaluatorConfigError(ValueError):
+class EvaluatorConfigError(UserError, ValueError):
     """Bad evaluator parameter: the message names the parameter, the value and what is valid."""

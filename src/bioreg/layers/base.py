@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bioreg.errors import UserError
+
 __all__ = [
     "InsertionContext",
     "TrainingState",
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 
-class RegularizerConfigError(ValueError):
+class RegularizerConfigError(UserError, ValueError):
     """A regularizer was given an invalid parameter."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bioreg.errors import UserError
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, TrainingState
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class InsertionError(KeyError):
+class InsertionError(UserError, KeyError):
     """An unknown insertion point or an impossible placement."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
