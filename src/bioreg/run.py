@@ -39,6 +39,7 @@ from bioreg.errors import UserError, instantiate
 from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
 from bioreg.results.records import (
     RECORD_VERSION,
+    UNREADABLE,
     RecordStore,
     config_key,
     git_info,
@@ -234,13 +235,13 @@ def existing_record(plan: RunPlan) -> dict | None:
     if plan.smoke:
         return None
     path = plan.store.path(plan.name, plan.key, plan.seed)
-    try:
-        return plan.store.completed(plan.name, plan.key, plan.seed)
-    except (ValueError, AttributeError) as e:  # JSONDecodeError is a ValueError; a list has no .get
+    rec = plan.store.load(plan.name, plan.key, plan.seed)
+    if rec is not None and rec.get("status") == UNREADABLE:
         moved = move_aside(path)
         log.warning("%s is unreadable (%s): moved aside to %s; the run is not done and runs now", path,
-                    " ".join(str(e).split())[:120], moved.name)
+                    " ".join(rec["error"].split())[:120], moved.name)
         return None
+    return rec if rec and rec.get("status") == "completed" else None
 
 
 def reuse_existing(plan: RunPlan, existing: dict) -> float:

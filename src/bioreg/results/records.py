@@ -154,7 +154,7 @@ class RecordStore:
         p = self.path(name, key, seed)
         if not p.exists():
             return None
-        return json.loads(p.read_text())
+        return read_record(p)  # a damaged or foreign file: {"status": "unreadable", "error": why}
 
     def completed(self, name: str, key: str, seed: int) -> dict | None:
         rec = self.load(name, key, seed)
