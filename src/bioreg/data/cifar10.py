@@ -41,6 +41,7 @@ from ._io import FileSpec, verify_files
 from .base import BaseDataModule, resolve_count, stratified_split
 from .cifar10c import OFFICIAL_LAYOUT, CIFAR10CLayout, cifar10c_sets
 from .corruptions import CIFAR10C_CORRUPTIONS
+from .device import BatchAugment
 from .errors import DataError
 
 __all__ = [
@@ -170,6 +171,10 @@ class UInt8ImageDataset(Dataset):
             x = self.transform(x)
         return x.to(torch.float32).div_(255.0), int(self.labels[j])
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The selected uint8 images and labels, without ``transform`` (the device-resident source)."""
+        return self.images.index_select(0, self.indices), self.labels.index_select(0, self.indices)
+
 
 class CIFAR10DataModule(BaseDataModule):
     """CIFAR-10 with a stratified validation split, augmentation and the CIFAR-10-C suite.
@@ -213,11 +218,13 @@ class CIFAR10DataModule(BaseDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
             occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            device_resident=device_resident,
         )  # fmt: skip
         self.download = bool(download)
         self.augment = str(augment)
@@ -249,6 +256,10 @@ class CIFAR10DataModule(BaseDataModule):
         self._val = UInt8ImageDataset(x, y, val_idx)
         xt, yt = self._load(train=False)
         self._test = UInt8ImageDataset(xt, yt)
+
+    def device_augmentation(self) -> BatchAugment | None:
+        """:attr:`augment` batched on the device, same distributions (:mod:`bioreg.data.device`)."""
+        return BatchAugment.from_name(self.augment)
 
     def corruption_sets(self) -> dict[str, Dataset]:
         """CIFAR-10-C per corruption and severity; verifies the files first (MD5 stamped), loads nothing.

@@ -35,6 +35,7 @@ from bioreg.layers.base import (
     RegularizerConfigError,
     TrainingState,
     check_probability,
+    float32_internals,
 )
 
 __all__ = [
@@ -285,6 +286,7 @@ class SpatialDropoutMod(_NeedsSimilarity, nn.Module):
         chosen = torch.randint(channels, (n,), device=device)
         return 1.0 - _select_mask(self._most_similar("SpatialDropoutMod", chosen, channels, k), n, channels, dtype)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
@@ -367,6 +369,7 @@ class DropBlock(nn.Module):
         # count(M) / count_ones(M); an all-dropped mask gives 0 output, not NaN
         return mask.numel() / mask.sum().clamp_min(1.0)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._active(x):
             return x
@@ -413,6 +416,7 @@ class _SubsetDropBlock(DropBlock):
         """``(n, k)`` indices of the maps that get the mask."""
         raise NotImplementedError
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._active(x):
             return x
