@@ -203,6 +203,9 @@ def run(cfg: DictConfig) -> float:
                       if e is not None}
 
         trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+        from bioreg.lit.perf import configure_performance  # trainer.channels_last / trainer.compile
+
+        configure_performance(lit, trainer_kw.pop("channels_last", False), trainer_kw.pop("compile", False))
         trainer = L.Trainer(
             **trainer_kw, default_root_dir=str(paths.run_dir), callbacks=_callbacks(cfg, paths),
             logger=_loggers(cfg, paths) or False, plugins=_slurm_plugins(),

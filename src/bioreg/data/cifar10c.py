@@ -302,7 +302,7 @@ class CIFAR10CDataset(Dataset):
     def read_rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Items ``start..stop-1`` as uint8 (n, 3, 32, 32) CHW images and int64 labels (one read)."""
         start, stop = max(int(start), 0), min(int(stop), self.n)
-        rows = np.ascontiguousarray(self._array()[self.start + start : self.start + stop])
+        rows = np.array(self._array()[self.start + start : self.start + stop])  # one read, writable
         x = torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()
         return x, torch.from_numpy(np.ascontiguousarray(self.labels[start:stop]))
 
