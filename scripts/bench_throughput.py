@@ -34,8 +34,8 @@ shared CPU wall time measures the other processes. Real and pure epochs are meas
 each on ``--configs`` (one family), and the aggregate images/s of their real epochs is printed
 (``packing_speedup`` = aggregate / single-run images/s).
 
-Output: a JSON file (default ``results/bench/throughput_<device>.json``, read by
-``scripts/plan.py``) and a last line
+Output: a JSON file (default ``results/bench/throughput_<device>.json``, with ``--concurrent``
+``results/bench/packing_<config>_n<N>_<device>.json``; both read by ``scripts/plan.py``) and a last line
 ``RESULT device=<cpu|cuda> worst_pipeline_ratio=<x> c10c_eval_s=<y> ...``.
 
     python scripts/bench_throughput.py [--device auto|cpu|cuda] [--configs a,b] [--repeats 1]
@@ -314,11 +314,12 @@ def run_concurrent(args, device: torch.device) -> dict[str, Any]:
         for p in procs:
             if p.wait() != 0:
                 raise SystemExit(f"a concurrent run failed with status {p.returncode}")
-        one = json.loads(single.read_text())["configs"][0]["images_per_s"]
+        first = json.loads(single.read_text())["configs"][0]
+        one, fam = first["images_per_s"], first["family"]
         for i in range(args.concurrent):
             outs.append(json.loads((Path(tmp) / f"run{i}.json").read_text())["configs"][0]["images_per_s"])
     agg = sum(outs)
-    return {"config": args.configs, "n": args.concurrent, "single_images_per_s": one, "images_per_s": outs,
+    return {"config": args.configs, "family": fam, "n": args.concurrent, "single_images_per_s": one, "images_per_s": outs,
             "aggregate_images_per_s": agg, "packing_speedup": agg / one}
 
 
@@ -397,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
 def write(result: dict, args, device: torch.device) -> None:
     from bioreg.results.io import atomic_write_json
 
-    out = Path(args.out) if args.out else REPO / "results" / "bench" / f"throughput_{device.type}.json"
+    name = (f"packing_{args.configs}_n{args.concurrent}_{device.type}.json" if args.concurrent
+            else f"throughput_{device.type}.json")
+    out = Path(args.out) if args.out else REPO / "results" / "bench" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
     print(f"wrote {out}", flush=True)
