@@ -268,3 +268,21 @@ def test_training_steps_do_not_sync_with_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     watch.check()
+
+
+def test_evaluate_loader_sums_on_the_device_like_python_floats():
+    """evaluate_loader accumulates on the device (no host read per batch) with the arithmetic of the
+    former per-batch ``.item()`` sums: float64 additions of the float32 batch sums, exact counts."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
+    data = [(torch.rand(37, 3, 32, 32), torch.randint(0, 10, (37,))) for _ in range(12)]
+    correct, total, loss_sum = 0, 0, 0.0
+    with torch.no_grad():
+        for x, y in data:
+            logits = net(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += y.numel()
+    assert evaluate_loader(net, data, CPU) == {"acc": 100.0 * correct / total, "loss": loss_sum / total, "n": total}
