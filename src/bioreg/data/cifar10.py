@@ -19,6 +19,9 @@ Augmentation (``augment``), applied to the uint8 image before the conversion:
   horizontal flip, random rotation up to 15 deg, and with p = 0.5 a random affine map
   (translation up to 10 % of the size, scale 0.9-1.1). Nearest-neighbour interpolation and
   zero fill, as torchvision's defaults on PIL images.
+
+With ``device_resident`` (default ``auto``: on for a GPU run) the same augmentations run batched on
+the device with the same distributions (:mod:`bioreg.data.device`, :meth:`CIFAR10DataModule.device_augmentation`).
 """
 
 from __future__ import annotations
