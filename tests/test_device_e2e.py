@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-import test_resume
 import torch
-from hydra_helpers import compose
 
 import bioreg.run as run_mod
+import test_resume
+from hydra_helpers import compose
 
 DEVICE = ["data.device_resident=true", "data.augment=true"]
 
