@@ -74,6 +74,9 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     accumulate_grad_batches: int = 1
     max_time: Any = None
+    # not Trainer arguments: applied to the network by bioreg.lit.perf.configure_performance
+    channels_last: bool = False
+    compile: Any = False  # false | true | a torch.compile backend name
 
 
 @dataclass

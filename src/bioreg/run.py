@@ -37,6 +37,7 @@ from bioreg.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, resume
 from bioreg.config import ConfigError, validate_config
 from bioreg.errors import UserError, instantiate
 from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
+from bioreg.lit.perf import configure_performance
 from bioreg.results.records import (
     RECORD_VERSION,
     UNREADABLE,
@@ -273,8 +274,11 @@ def build_run(plan: RunPlan) -> Built:
     dm.eval_sets(list(cfg.eval.suites))
     # and when an evaluator is misconfigured: build them now, call them after training
     evaluators = {n: instantiate(e) for n, e in (cfg.eval.get("evaluators") or {}).items() if e is not None}
+    trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # trainer.channels_last / trainer.compile are ours, not Lightning's
+    configure_performance(lit, trainer_kw.pop("channels_last", False), trainer_kw.pop("compile", False))
     trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(plan.paths.run_dir),
+        **trainer_kw, default_root_dir=str(plan.paths.run_dir),
         callbacks=_callbacks(cfg, plan.paths), logger=_loggers(cfg, plan.paths) or False,
         plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
     )

@@ -18,6 +18,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .corruptions import SEVERITIES, check_corruptions, check_severities
+from .device import (
+    BatchAugment,
+    DeviceEvalLoader,
+    DeviceTrainLoader,
+    check_device_resident,
+    eval_source,
+    resolve_device_resident,
+)
 from .errors import DataError
 from .occlusion import OCCLUSION_KINDS, OccludedDataset, OcclusionParams
 
@@ -116,6 +124,10 @@ class TensorImageDataset(Dataset):
             x = self.transform(x)
         return x, int(self.y[index])
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images and labels, without ``transform`` (the device-resident path's source)."""
+        return self.x, self.y
+
 
 class BaseDataModule(L.LightningDataModule):
     """Common part of every bioreg data module.
@@ -136,6 +148,9 @@ class BaseDataModule(L.LightningDataModule):
             data set supports, :attr:`CORRUPTIONS`).
         severities: corruption severities (``None`` = 1..5).
         corruption_seed: seed of on-the-fly random corruptions.
+        device_resident: keep the images on the training device and augment batches there
+            (:mod:`bioreg.data.device`): ``true``, ``false`` or ``"auto"`` (default) = on when the
+            Trainer's device is a GPU, off on the CPU (where the DataLoader path is unchanged).
     """
 
     #: names the ``corruption`` suite can evaluate (set by subclasses)
@@ -157,6 +172,7 @@ class BaseDataModule(L.LightningDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__()
         for name, v, lo in (
@@ -188,6 +204,10 @@ class BaseDataModule(L.LightningDataModule):
             raise DataError(f"{type(self).__name__} has no corruption suite; set corruptions: null")
         self.severities = check_severities(severities) if severities is not None else SEVERITIES
         self.corruption_seed = int(corruption_seed)
+        self.device_resident = check_device_resident(device_resident)
+        self.device: torch.device | None = None  # the Trainer's device, once a loader was asked for
+        self.data_seed: int | None = None  # base seed of the device-resident order (resumable state)
+        self._device_cache: dict = {}
         self._mean: tuple[float, ...] | None = None
         self._std: tuple[float, ...] | None = None
         self._train: Dataset | None = None
@@ -284,16 +304,76 @@ class BaseDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0 and shuffle,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled with the global torch RNG, which ``seed_everything(seed)`` seeds per run."""
+    def train_dataloader(self) -> DataLoader | DeviceTrainLoader:
+        """Shuffled with the global torch RNG, which ``seed_everything(seed)`` seeds per run; with
+        ``device_resident`` a :class:`~bioreg.data.device.DeviceTrainLoader` (order and augmentation
+        from ``(data_seed, epoch)``, see :meth:`state_dict`)."""
+        if self.uses_device():
+            return self.device_train_loader()
         return self._loader(self.train_set(), batch_size=self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceEvalLoader:
         return self.eval_dataloader(self.val_set())
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceEvalLoader:
         return self.eval_dataloader(self.test_set())
 
-    def eval_dataloader(self, ds: Dataset) -> DataLoader:
-        """A deterministic, unshuffled loader over ``ds`` (batch size ``eval_batch_size``)."""
+    def eval_dataloader(self, ds: Dataset) -> DataLoader | DeviceEvalLoader:
+        """A deterministic, unshuffled loader over ``ds`` (batch size ``eval_batch_size``); with
+        ``device_resident`` batches come on the device (:class:`~bioreg.data.device.DeviceEvalLoader`)
+        for every set that has a batched form (the rest keep the DataLoader)."""
+        if self.uses_device():
+            assert self.device is not None
+            src = eval_source(ds, self.device, self._device_cache)
+            if src is not None:
+                source, transform = src
+                return DeviceEvalLoader(source, len(ds), self.eval_batch_size, self.device,
+                                        transform=transform)  # fmt: skip
         return self._loader(ds, batch_size=self.eval_batch_size, shuffle=False)
+
+    # ----------------------------------------------------------------- device-resident path
+    def device_augmentation(self) -> BatchAugment | None:
+        """The batched form of this data module's training augmentation (subclasses override)."""
+        return None
+
+    def uses_device(self) -> bool:
+        """Whether loaders are device-resident: ``device_resident`` resolved against :attr:`device`
+        (the attached Trainer's device; without a Trainer the device last set, else the CPU)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            self.device = trainer.strategy.root_device
+        if self.device is None:
+            self.device = torch.device("cpu")
+        return resolve_device_resident(self.device_resident, self.device)
+
+    def device_train_loader(self) -> DeviceTrainLoader:
+        """The device-resident training loader (images copied to :attr:`device` once)."""
+        self.uses_device()
+        assert self.device is not None
+        if self.data_seed is None:
+            self.data_seed = _run_seed()
+        ds = self.train_set()
+        key = ("train", id(ds))
+        if key not in self._device_cache:
+            x, y = ds.tensors()  # type: ignore[attr-defined]
+            self._device_cache[key] = (ds, x.to(self.device), y.to(self.device))
+        _, x, y = self._device_cache[key]
+        trainer = getattr(self, "trainer", None)
+        epoch = (lambda: trainer.current_epoch) if trainer is not None else None
+        return DeviceTrainLoader(x, y, self.batch_size, self.data_seed, epoch, self.device_augmentation())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the base seed of the device-resident data order."""
+        return {} if self.data_seed is None else {"data_seed": int(self.data_seed)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "data_seed" in state_dict:
+            self.data_seed = int(state_dict["data_seed"])
+
+
+def _run_seed() -> int:
+    """The run's seed: ``PL_GLOBAL_SEED`` set by ``seed_everything``, else torch's initial seed."""
+    import os
+
+    env = os.environ.get("PL_GLOBAL_SEED")
+    return int(env) if env is not None else int(torch.initial_seed())

@@ -19,6 +19,9 @@ Augmentation (``augment``), applied to the uint8 image before the conversion:
   horizontal flip, random rotation up to 15 deg, and with p = 0.5 a random affine map
   (translation up to 10 % of the size, scale 0.9-1.1). Nearest-neighbour interpolation and
   zero fill, as torchvision's defaults on PIL images.
+
+With ``device_resident`` (default ``auto``: on for a GPU run) the same augmentations run batched on
+the device with the same distributions (:mod:`bioreg.data.device`, :meth:`CIFAR10DataModule.device_augmentation`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .cifar10c import (
     mismatched_label_blocks,
 )
 from .corruptions import CIFAR10C_CORRUPTIONS
+from .device import BatchAugment
 from .errors import DataError
 
 __all__ = [
@@ -176,6 +180,10 @@ class UInt8ImageDataset(Dataset):
             x = self.transform(x)
         return x.to(torch.float32).div_(255.0), int(self.labels[j])
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The selected uint8 images and labels, without ``transform`` (the device-resident source)."""
+        return self.images.index_select(0, self.indices), self.labels.index_select(0, self.indices)
+
 
 class CIFAR10DataModule(BaseDataModule):
     """CIFAR-10 with a stratified validation split, augmentation and the CIFAR-10-C suite.
@@ -219,11 +227,13 @@ class CIFAR10DataModule(BaseDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
             occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            device_resident=device_resident,
         )  # fmt: skip
         self.download = bool(download)
         self.augment = str(augment)
@@ -255,6 +265,10 @@ class CIFAR10DataModule(BaseDataModule):
         self._val = UInt8ImageDataset(x, y, val_idx)
         xt, yt = self._load(train=False)
         self._test = UInt8ImageDataset(xt, yt)
+
+    def device_augmentation(self) -> BatchAugment | None:
+        """:attr:`augment` batched on the device, same distributions (:mod:`bioreg.data.device`)."""
+        return BatchAugment.from_name(self.augment)
 
     def corruption_sets(self) -> dict[str, Dataset]:
         """CIFAR-10-C per corruption and severity; verifies the files first (MD5 stamped), loads nothing.

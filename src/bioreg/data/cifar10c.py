@@ -313,6 +313,13 @@ class CIFAR10CDataset(Dataset):
         imgs = self._to_tensor(self._array()[np.asarray(rows, dtype=np.int64) + self.start])
         return [(imgs[k], int(self.labels[r])) for k, r in enumerate(rows)]
 
+    def read_rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``start..stop-1`` as uint8 (n, 3, 32, 32) CHW images and int64 labels (one read)."""
+        start, stop = max(int(start), 0), min(int(stop), self.n)
+        rows = np.array(self._array()[self.start + start : self.start + stop])  # one read, writable
+        x = torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()
+        return x, torch.from_numpy(np.ascontiguousarray(self.labels[start:stop]))
+
     def __repr__(self) -> str:
         return f"CIFAR10CDataset({self.corruption}, severity={self.severity}, n={self.n}, path={self.path})"
 

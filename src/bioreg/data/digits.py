@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from .base import BaseDataModule, TensorImageDataset, resolve_count, stratified_split
 from .corruptions import ON_THE_FLY_CORRUPTIONS, CorruptedDataset
+from .device import BatchAugment
 from .errors import DataError
 
 __all__ = ["DigitsDataModule", "RandomCropPad", "load_digits_tensor"]
@@ -91,11 +92,13 @@ class DigitsDataModule(BaseDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
+        device_resident: bool | str = "auto",
     ) -> None:
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
             occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            device_resident=device_resident,
         )  # fmt: skip
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or not 0 <= crop_padding <= 16:
             raise DataError(f"crop_padding={crop_padding!r} is invalid; valid range: integers 0..16")
@@ -124,6 +127,10 @@ class DigitsDataModule(BaseDataModule):
         self._train_eval = TensorImageDataset(xtr, ytr)
         self._val = TensorImageDataset(x[t(val_idx)], y[t(val_idx)])
         self._test = TensorImageDataset(x[t(test_idx)], y[t(test_idx)])
+
+    def device_augmentation(self) -> BatchAugment | None:
+        """The random crop batched on the device (same offsets distribution, never flips)."""
+        return BatchAugment(crop_padding=self.crop_padding) if self.augment and self.crop_padding > 0 else None
 
     def corruption_sets(self) -> dict[str, Dataset]:
         test = self.test_set()

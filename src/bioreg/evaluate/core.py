@@ -46,17 +46,21 @@ class Evaluator(Protocol):
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
     model.eval()
-    correct, total, loss_sum = 0, 0, 0.0
+    # sums stay on the device (one host read at the end, not two per batch); float64 accumulation of
+    # the float32 batch sums is the same arithmetic as adding their Python floats
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    total = 0
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
         logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
         total += y.numel()
     if total == 0:
         return {"acc": math.nan, "loss": math.nan, "n": 0}
-    return {"acc": 100.0 * correct / total, "loss": loss_sum / total, "n": total}
+    return {"acc": 100.0 * int(correct) / total, "loss": float(loss_sum) / total, "n": total}
 
 
 def evaluate_sets(model: nn.Module, datamodule, suites, device: torch.device, progress: bool = True

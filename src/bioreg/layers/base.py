@@ -43,8 +43,10 @@ registered as a sub-module, so the producer's parameters are not duplicated in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -58,7 +60,10 @@ __all__ = [
     "RegularizerConfigError",
     "kernel_similarity",
     "check_probability",
+    "float32_internals",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class RegularizerConfigError(UserError, ValueError):
@@ -154,3 +159,28 @@ def check_probability(p: float, name: str = "p", *, upper_inclusive: bool = Fals
         rng = "[0, 1]" if upper_inclusive else "[0, 1)"
         raise RegularizerConfigError(f"{name} must be in {rng}, got {p!r}")
     return float(p)
+
+
+def float32_internals(forward: _F) -> _F:
+    """Decorator of a regularizer's ``forward(self, a)``: its internals run in float32.
+
+    Under mixed precision (``trainer=gpu``: bf16 autocast) activations arrive in bfloat16 and
+    autocast would run matrix products in bfloat16 too; the regularizers' internals (Σ factors
+    and samples, Poisson quantiles, NormOut's softmax, kernel-similarity rows) need float32. In
+    training mode with a low-precision input or autocast on, the forward runs with autocast off
+    on ``a.float()`` and its result is cast back to ``a``'s dtype. In every other case (float32
+    or float64 input, autocast off, or eval mode) it is called unchanged, so the float32 path is
+    bit-identical.
+    """
+
+    @functools.wraps(forward)
+    def wrapper(self: nn.Module, a: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        dev = a.device.type
+        low = a.dtype in (torch.float16, torch.bfloat16)
+        if not self.training or not (low or torch.is_autocast_enabled(dev)):
+            return forward(self, a, *args, **kwargs)
+        with torch.autocast(dev, enabled=False):
+            out = forward(self, a.float() if low else a, *args, **kwargs)
+        return out.to(a.dtype)
+
+    return wrapper  # type: ignore[return-value]

@@ -43,6 +43,7 @@ from bioreg.layers.base import (
     RegularizerConfigError,
     TrainingState,
     check_probability,
+    float32_internals,
 )
 
 __all__ = [
@@ -421,6 +422,7 @@ class SpatialDropoutMod(_NeedsSimilarity, nn.Module):
         self._bind_similarity(ctx, "SpatialDropoutMod")
         self.ctx = ctx
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
@@ -479,6 +481,7 @@ class DropBlock(nn.Module):
     def current_gamma(self, h: int, w: int) -> float:
         return block_gamma(self.prob_factor * self.current_drop_prob(), self.block_size, h, w)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return drop_block(x, self.current_drop_prob(), self.block_size, self.training)
 
@@ -528,6 +531,7 @@ class DropBlockRandom(_SubsetDropBlock):
 
     who = "DropBlockRandom"
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return drop_block_random(x, self.current_drop_prob(), self.block_size, self.fraction, self.training)
 
@@ -549,6 +553,7 @@ class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
         self._bind_similarity(ctx, "CorrDrop")
         super().bind(ctx)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.current_drop_prob()
         weight = self._kernels(self.who, x) if self.training and p > 0.0 else None  # read only when used

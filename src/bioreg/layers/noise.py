@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bioreg.layers.base import InsertionContext, RegularizerConfigError
+from bioreg.layers.base import InsertionContext, RegularizerConfigError, float32_internals
 from bioreg.layers.correlation import (
     REPAIR_METHODS,
     SAMPLER_KINDS,
@@ -120,6 +120,9 @@ def _check_activations(a: torch.Tensor, who: str) -> None:
     if a.numel() == 0:
         return
     lo, hi = torch.aminmax(a.detach())
+    if a.device.type != "cpu":  # no host sync in the training step: the device asserts (and aborts)
+        torch._assert_async((lo >= 0) & (hi < math.inf), f"{who} received negative or non-finite activations")
+        return
     if not bool((lo >= 0) & (hi < math.inf)):  # NaN makes both comparisons False
         bad = "non-finite" if not bool(torch.isfinite(a).all()) else f"negative (min {float(lo):.4g})"
         raise RegularizerConfigError(
@@ -439,6 +442,7 @@ class UncorrelatedGaussian(nn.Module):
         self.eps = _check_eps(eps)
         self.check_input = bool(check_input)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return uncorrelated_gaussian(a, sigma=self.sigma, scale=self.scale, eps=self.eps, training=self.training,
                                      check_input=self.check_input)
@@ -493,6 +497,7 @@ class UncorrelatedPoisson(nn.Module):
         self.eps = _check_eps(eps)
         self.check_input = bool(check_input)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return uncorrelated_poisson(a, relaxation=self.relaxation, categories=self.categories,
                                     temperature=self.temperature, eps=self.eps, training=self.training,
@@ -652,6 +657,7 @@ class CorrelatedGaussian(_Correlated):
         self.sigma = _check_sigma(sigma)
         self.scale = _check_scale(scale, self.sigma)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a
@@ -675,6 +681,7 @@ class CorrelatedPoisson(_Correlated):
 
     who = "correlated Poisson noise"
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a

@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from bioreg.layers.base import RegularizerConfigError
+from bioreg.layers.base import RegularizerConfigError, float32_internals
 
 __all__ = ["NormOut", "keep_probability", "METHODS", "POOLS"]
 
@@ -135,6 +135,7 @@ class NormOut(nn.Module):
         """``p`` for activations ``a`` (float32, same shape; no gradient)."""
         return keep_probability(a, self.method, self.pool, self.temperature)
 
+    @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bioreg.layers.base import RegularizerConfigError, TrainingState
+from bioreg.lit.finite import NonFiniteWatch
 from bioreg.lit.optim import build_optimizer, build_scheduler
 from bioreg.models.points import bind_all, insert, replace
 
@@ -123,6 +124,7 @@ class LitClassifier(L.LightningModule):
         self.model = Classifier(net, mean, std)
         self.optim_cfg = dict(optim)
         self.label_smoothing = label_smoothing
+        self.nonfinite = NonFiniteWatch()  # off the CPU: checked once per epoch, not every step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -148,9 +150,18 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
+        if loss.device.type != "cpu":  # no host sync per step: checked before validation / at epoch end
+            self.nonfinite.update(loss, self.global_step)
+        elif not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.nonfinite.check()  # before this epoch's checkpoints are written
+
+    def on_train_epoch_end(self) -> None:
+        self.nonfinite.check()
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
