@@ -367,3 +367,14 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
     assert stop["reached"] and stop["epoch"] == first == len(history) - 1 < 5, (history, stop)
     assert stop["value"] == pytest.approx(history[-1], abs=1e-4) and stop["epochs_trained"] == first + 1
     assert stop["threshold"] == 90.0 and stop["data"] == "DigitsDataModule"
+
+
+def test_a_bad_threshold_stops_the_run_without_a_record(tmp_path):
+    from bioreg.run import run
+    from hydra_helpers import compose
+
+    cfg = compose(["+experiment=vgg11_ch3_mixup", "data=digits", "model=resnet20", "logger=none",
+                   "callbacks.stop_at_accuracy.threshold=180", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
+    with pytest.raises(ConfigError, match=r"threshold is a validation accuracy in percent, in \(0, 100\], got 180"):
+        run(cfg)
+    assert not list(tmp_path.rglob("*.json"))  # a config mistake, not a failed run
