@@ -183,7 +183,9 @@ def test_multirun_2x3_then_tables_and_compare_show_the_counts(tmp_path: Path) ->
     column_of = {"Baseline": "allconvnet_baseline", "CG": "corr_gaussian_layer1"}
     with (tables / "table_2_3.csv").open() as f:
         cells = {(r["row"], r["column"]): r for r in csv.DictReader(f)}
-    assert {c for _, c in cells} == {"Baseline", "UG", "UP", "CG", "CP"} and {r for r, _ in cells} == set(TABLE_2_3_ROWS)
+    # the printed columns, then the noise-scale ablation columns (σ = a) that are not printed
+    assert {c for _, c in cells} == {"Baseline", "UG", "UP", "CG", "CP", "UG (std = a)", "CG (std = a)"}
+    assert {r for r, _ in cells} == set(TABLE_2_3_ROWS)
     for (row, col), cell in cells.items():
         assert cell["n_expected"] == "5"
         if col not in column_of:
@@ -211,17 +213,17 @@ def test_multirun_2x3_then_tables_and_compare_show_the_counts(tmp_path: Path) ->
                 out[parts[0]] = parts[1:]
         assert set(out) == set(TABLE_2_3_ROWS)
         for row, cells_ in out.items():
-            baseline, ug, up, cg, cp = cells_
+            baseline, ug, up, cg, cp, ug_std, cg_std = cells_  # the two σ = a ablation columns come last
             assert baseline.endswith("(3/5)") and cg.endswith("(3/5)"), (row, cells_)
-            assert ug == up == cp == dash, (row, cells_)
+            assert ug == up == cp == ug_std == cg_std == dash, (row, cells_)
         return out
 
     body((tables / "table_2_3.md").read_text(), "|", "–")
     body((tables / "table_2_3.tex").read_text(), "&", "--")
 
-    # the report lists Table 2.3 with its 2 x 7 filled cells (of 35) and a section per table
+    # the report lists Table 2.3 with its 2 x 7 filled cells (of 7 x 7, ablation columns included) and a section per table
     text = report.read_text()
     summary = [ln for ln in text.splitlines() if ln.startswith("| [2.3](#table-23)")]
-    assert len(summary) == 1 and "| 14/35 |" in summary[0]
+    assert len(summary) == 1 and "| 14/49 |" in summary[0]
     assert "## Table 2.3" in text and "## Table n3.4" in text
     assert "(6 records, 6 completed)" in text
