@@ -161,14 +161,33 @@ class _Stop(Exception):
 
 @dataclass
 class Blocks:
-    """The stacked z-scored blocks of one layer: ``z`` (``S·B × N``, each block divided by √B) and
-    ``valid`` (``S × N``, units that vary in that image), plus the layer's shape."""
+    """The stacked z-scored blocks of one layer.
 
-    z: Tensor
+    ``zt`` = ``Zᵀ``, ``N × S·B``, rows **position-major**: row ``p·C + c`` is the unit of map ``c`` at
+    position ``p`` (= row-major ``(x, y)`` of eq 3.3), so that a block of positions is a contiguous
+    row block holding every map; columns ``s·B … s·B + B − 1`` are image ``s``'s observations, each
+    block z-scored per unit and divided by √B. ``valid`` (``S × N``, same unit order): the units
+    that vary in that image.
+    """
+
+    zt: Tensor
     valid: Tensor
     shape: tuple[int, int, int]
     samples: int
     batch: int
+
+    @staticmethod
+    def unit_major_to_position_major(x: Tensor, shape: Sequence[int]) -> Tensor:
+        """Columns of ``x`` (..., N) from eq 3.3's order ``(c, p)`` to ``(p, c)``."""
+        c, h, w = shape
+        return x.reshape(*x.shape[:-1], c, h * w).transpose(-1, -2).reshape(*x.shape[:-1], c * h * w)
+
+    @classmethod
+    def from_blocks(cls, z: Sequence[Tensor], valid: Sequence[Tensor], shape: Sequence[int]) -> Blocks:
+        """From per-image ``(B, N)`` z-blocks and ``(N,)`` masks in eq 3.3's unit order (tests)."""
+        zt = torch.cat([cls.unit_major_to_position_major(zb, shape) for zb in z]).T.contiguous()
+        vv = torch.stack([cls.unit_major_to_position_major(v, shape) for v in valid])
+        return cls(zt=zt, valid=vv, shape=tuple(int(v) for v in shape), samples=len(z), batch=int(z[0].shape[0]))
 
 
 def draw_inputs(n_test: int, samples: int, batch: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -207,7 +226,7 @@ def collect_blocks(model: nn.Module, layer: str, images: Tensor, fixed: Tensor, 
     tap = net.get_submodule(point.tap)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     samples, batch = partners.shape
-    lam = mix_lambdas(batch).to(device).view(-1, 1, 1, 1)
+    lam = mix_lambdas(batch, images.dtype).to(device).view(-1, 1, 1, 1)
     got: dict[str, Tensor] = {}
 
     def hook(_m, _i, out):
@@ -217,7 +236,7 @@ def collect_blocks(model: nn.Module, layer: str, images: Tensor, fixed: Tensor, 
     h = tap.register_forward_hook(hook)
     was = model.training
     model.eval()
-    z = valid = None
+    zt = valid = None
     try:
         for s in range(samples):
             x = images[fixed[s]].to(device).unsqueeze(0)
@@ -230,20 +249,22 @@ def collect_blocks(model: nn.Module, layer: str, images: Tensor, fixed: Tensor, 
             if a.dim() != 4:
                 raise AnalysisError(f"layer {layer!r} gives {a.dim()}-D activations; the analysis needs conv "
                                     f"feature maps (C, H, W)")
+            shape = tuple(int(v) for v in a.shape[1:])
             zb, vb = zscore_block(a.reshape(batch, -1))
-            if z is None:
+            zb = Blocks.unit_major_to_position_major(zb, shape)
+            vb = Blocks.unit_major_to_position_major(vb, shape)
+            if zt is None:
                 n = zb.shape[1]
-                z = torch.empty(samples * batch, n, dtype=dtype, device=device)
+                zt = torch.empty(n, samples * batch, dtype=dtype, device=device)
                 valid = torch.empty(samples, n, dtype=torch.bool, device=device)
-                shape = tuple(int(v) for v in a.shape[1:])
-            z[s * batch:(s + 1) * batch] = zb.to(dtype)
+            zt[:, s * batch:(s + 1) * batch] = zb.T.to(dtype)
             valid[s] = vb
             if progress is not None:
                 progress()
     finally:
         h.remove()
         model.train(was)
-    return Blocks(z=z, valid=valid, shape=shape, samples=samples, batch=batch)  # type: ignore[arg-type]
+    return Blocks(zt=zt, valid=valid, shape=shape, samples=samples, batch=batch)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,11 +295,15 @@ class OffDiagStats:
 
 
 class TiledReducer:
-    """``Σ′ = ZᵀZ / n`` tile by tile (tiles = blocks of whole maps, upper block triangle only),
-    each tile reduced into the off-diagonal statistics and the (map pair, distance) bins.
+    """``Σ′ = ZᵀZ / n`` tile by tile, each tile reduced on the fly into the off-diagonal statistics
+    and the (map pair, distance) bins; nothing ``N × N`` is ever held.
 
-    Accumulators are float64; the product runs in ``z``'s dtype. ``tile_units`` bounds a tile's side
-    (rounded to whole maps), so the working memory is ~4 tiles of ``tile_units²`` values besides ``Z``.
+    Tiles are blocks of *positions* ``P × Q`` (``P ≤ Q``, all maps): with ``Zᵀ`` stored
+    position-major (:class:`Blocks`), a tile is ``(|P|·C) × (|Q|·C)`` in ``(p, c₁, q, c₂)`` order,
+    so regrouping it into one row per position pair ``(p, q)`` (whose distance is ``d(p, q)``)
+    moves contiguous runs of ``C`` values, and the bins are one ``index_add`` of rows of ``C²``.
+    Accumulators are float64; the product runs in ``Zᵀ``'s dtype. ``tile_units`` bounds a tile's
+    side (whole positions, at least one), so the working memory is a few tiles besides ``Z``.
     """
 
     def __init__(self, blocks: Blocks, zero_variance: str = "exclude", tile_units: int = 2048) -> None:
@@ -287,14 +312,15 @@ class TiledReducer:
         self.b = blocks
         self.mode = zero_variance
         c, h, w = blocks.shape
-        self.hw = h * w
-        self.maps_per_tile = max(1, min(c, int(tile_units) // self.hw))
+        self.c, self.hw = c, h * w
+        self.pos_per_tile = max(1, min(self.hw, int(tile_units) // c))
         didx, self.d = distance_index(h, w)
         self.nd = int(self.d.numel())
-        dev = blocks.z.device
-        self.didx = didx.reshape(-1).to(dev)
-        self.sums = torch.zeros(c, c, self.nd, dtype=torch.float64, device=dev)
-        self.counts = torch.zeros(c, c, self.nd, dtype=torch.float64, device=dev)
+        dev = blocks.zt.device
+        self.didx = didx.to(dev)  # (HW, HW)
+        self.vf = blocks.valid.to(blocks.zt.dtype) if zero_variance == "exclude" else None
+        self.acc_sum = torch.zeros(self.nd, c * c, dtype=torch.float64, device=dev)
+        self.acc_cnt = torch.zeros(self.nd, c * c, dtype=torch.float64, device=dev)
         self._n = 0.0
         self._sum = 0.0
         self._sq = 0.0
@@ -304,75 +330,76 @@ class TiledReducer:
         self.total_s = 0.0
 
     def tiles(self) -> list[tuple[int, int, int, int]]:
-        c, m = self.b.shape[0], self.maps_per_tile
-        starts = list(range(0, c, m))
-        return [(i0, min(i0 + m, c), j0, min(j0 + m, c)) for i0 in starts for j0 in starts if j0 >= i0]
+        """``(p0, p1, q0, q1)`` position ranges of the tiles (upper block triangle)."""
+        m = self.pos_per_tile
+        starts = list(range(0, self.hw, m))
+        return [(p0, min(p0 + m, self.hw), q0, min(q0 + m, self.hw)) for p0 in starts for q0 in starts if q0 >= p0]
 
     @torch.no_grad()
     def run(self, progress: Any = None, sync: Any = None) -> TiledReducer:
         import time
 
-        for i0, i1, j0, j1 in self.tiles():
+        for p0, p1, q0, q1 in self.tiles():
             t0 = time.perf_counter()
-            self._tile(i0, i1, j0, j1, sync)
+            self._tile(p0, p1, q0, q1, sync)
             self.total_s += time.perf_counter() - t0
             if progress is not None:
                 progress()
         return self
 
-    def _tile(self, i0: int, i1: int, j0: int, j1: int, sync: Any = None) -> None:
+    def _tile(self, p0: int, p1: int, q0: int, q1: int, sync: Any = None) -> None:
         import time
 
-        hw, z, v = self.hw, self.b.z, self.b.valid
-        ui, uj = slice(i0 * hw, i1 * hw), slice(j0 * hw, j1 * hw)
+        c, zt = self.c, self.b.zt
+        np_, nq = p1 - p0, q1 - q0
+        rows, cols = slice(p0 * c, p1 * c), slice(q0 * c, q1 * c)
         t0 = time.perf_counter()
-        g = z[:, ui].T @ z[:, uj]  # (ZᵀZ) tile
+        g = zt[rows] @ zt[cols].T  # (ZᵀZ) tile, units (p, c1) x (q, c2)
         if sync is not None:
             sync()
         self.matmul_s += time.perf_counter() - t0
-        diag = i0 == j0
         if self.mode == "zero":
-            r = g.div_(self.b.samples)
-            ok = None
+            g.div_(self.b.samples)
         else:
-            vf = v.to(z.dtype)
-            n = vf[:, ui].T @ vf[:, uj]  # images in which both units vary
-            ok = n > 0
-            r = g.div_(n.clamp_min_(1.0))
-        if diag:  # the unit diagonal is not a pair: mask it
-            eye = torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
-            ok = ~eye if ok is None else ok & ~eye
-        # statistics over unordered pairs: a diagonal tile holds each pair twice
-        wgt = 0.5 if diag else 1.0
-        if ok is None:
-            rr = r
-            cnt = float(r.numel())
-            lo, hi = torch.aminmax(r)
-        else:
-            rr = torch.where(ok, r, torch.zeros((), dtype=r.dtype, device=r.device))
-            cnt = float(ok.sum())
-            if cnt:
-                lo = torch.where(ok, r, torch.full((), math.inf, dtype=r.dtype, device=r.device)).amin()
-                hi = torch.where(ok, r, torch.full((), -math.inf, dtype=r.dtype, device=r.device)).amax()
+            n = self.vf[:, rows].T @ self.vf[:, cols]  # images in which both units vary
+            g.div_(n)  # 0 / 0 = NaN marks a pair that never varies together: undefined
+            del n
+        # one row per position pair (p, q): contiguous runs of C values
+        r = g.view(np_, c, nq, c).transpose(1, 2).contiguous().view(np_ * nq, c * c)
+        del g
+        diag = p0 == q0
+        if diag:  # the unit diagonal (p == q, c1 == c2) is not a pair
+            pr = torch.arange(np_, device=r.device) * (np_ + 1)
+            cc = torch.arange(c, device=r.device) * (c + 1)
+            r[pr[:, None], cc[None, :]] = math.nan
+        undef = r.isnan() if (diag or self.mode == "exclude") else None
+        n_undef = int(undef.count_nonzero()) if undef is not None else 0
+        cnt = r.numel() - n_undef
+        wgt = 0.5 if diag else 1.0  # a diagonal tile holds each unordered pair twice
         if cnt:
-            flat = rr.reshape(-1)
+            if n_undef:
+                flat = r.view(-1)
+                ref = flat[0] if not bool(undef.view(-1)[0]) else flat[int(undef.view(-1).logical_not().byte().argmax())]
+                r.masked_fill_(undef, ref)  # a defined value leaves min / max unchanged
+            lo, hi = torch.aminmax(r)
+            if n_undef:
+                r.masked_fill_(undef, 0.0)
+            flat = r.view(-1)
             self._n += wgt * cnt
-            self._sum += wgt * float(flat.sum(dtype=torch.float64))
-            self._sq += wgt * float(torch.dot(flat, flat).double())
+            self._sum += wgt * float(flat.sum())
+            self._sq += wgt * float(torch.dot(flat, flat))
             self._min = min(self._min, float(lo))
             self._max = max(self._max, float(hi))
-        # bins: (map c1, map c2, distance) sums / counts via one index_add over the (p, q) axis
-        ci, cj = i1 - i0, j1 - j0
-        perm = rr.reshape(ci, hw, cj, hw).permute(1, 3, 0, 2).reshape(hw * hw, ci * cj)
-        part = torch.zeros(self.nd, ci * cj, dtype=rr.dtype, device=rr.device).index_add_(0, self.didx, perm)
-        self.sums[i0:i1, j0:j1] += wgt * part.double().T.reshape(ci, cj, self.nd)
-        if ok is None:
-            per_d = torch.bincount(self.didx, minlength=self.nd).double()
-            self.counts[i0:i1, j0:j1] += wgt * per_d
-        else:
-            okp = ok.reshape(ci, hw, cj, hw).permute(1, 3, 0, 2).reshape(hw * hw, ci * cj).to(rr.dtype)
-            pc = torch.zeros(self.nd, ci * cj, dtype=rr.dtype, device=rr.device).index_add_(0, self.didx, okp)
-            self.counts[i0:i1, j0:j1] += wgt * pc.double().T.reshape(ci, cj, self.nd)
+        elif n_undef:
+            r.zero_()
+        idx = self.didx[p0:p1, q0:q1].reshape(-1)
+        part = torch.zeros(self.nd, c * c, dtype=r.dtype, device=r.device).index_add_(0, idx, r)
+        self.acc_sum.add_(part.double(), alpha=wgt)
+        per_d = torch.bincount(idx, minlength=self.nd).double()
+        self.acc_cnt.add_(per_d[:, None], alpha=wgt)
+        if n_undef:
+            pu = torch.zeros(self.nd, c * c, dtype=r.dtype, device=r.device).index_add_(0, idx, undef.to(r.dtype))
+            self.acc_cnt.sub_(pu.double(), alpha=wgt)
 
     def stats(self) -> OffDiagStats:
         n = self._n
@@ -383,24 +410,23 @@ class TiledReducer:
         return OffDiagStats(int(round(n)), self._min, self._max, mean, math.sqrt(var))
 
     def n_undefined(self) -> int:
-        n_all = self.b.z.shape[1] * (self.b.z.shape[1] - 1) // 2
+        n_all = self.b.zt.shape[0] * (self.b.zt.shape[0] - 1) // 2
         return int(n_all - round(self._n))
 
     def bins(self, kernels: Tensor) -> LayerBins:
-        """Fold ``(c1, c2)`` and ``(c2, c1)`` into unordered map pairs ``c1 ≤ c2`` and attach ``k``."""
-        c = self.b.shape[0]
-        iu = torch.triu_indices(c, c, device=self.sums.device)
-        s = self.sums + self.sums.transpose(0, 1)
-        n = self.counts + self.counts.transpose(0, 1)
-        same = iu[0] == iu[1]
-        s_pairs = s[iu[0], iu[1]]
-        n_pairs = n[iu[0], iu[1]]
-        s_pairs[same] *= 0.5  # the diagonal map pair was doubled by the fold
-        n_pairs[same] *= 0.5
+        """Unordered map pairs ``c1 ≤ c2``: ``(c1, c2)`` and ``(c2, c1)`` summed (the same-map pair
+        holds every unordered unit pair once already); ``k`` from the layer's kernels (eq 2.16)."""
+        c = self.c
+        iu = torch.triu_indices(c, c, device=self.acc_sum.device)
+        s = self.acc_sum.view(self.nd, c, c)
+        n = self.acc_cnt.view(self.nd, c, c)
+        same = (iu[0] == iu[1]).to(s.dtype)
+        s_pairs = s[:, iu[0], iu[1]] + s[:, iu[1], iu[0]] * (1 - same)
+        n_pairs = n[:, iu[0], iu[1]] + n[:, iu[1], iu[0]] * (1 - same)
         k = kernel_similarity(kernels.detach().double().cpu())
         iu_c = iu.cpu()
         return LayerBins(d=self.d.cpu(), k=k[iu_c[0], iu_c[1]], maps=iu_c.T.contiguous(),
-                         sums=s_pairs.cpu(), counts=n_pairs.cpu())
+                         sums=s_pairs.T.contiguous().cpu(), counts=n_pairs.T.round().contiguous().cpu())
 
 
 # ----------------------------------------------------------------------------------------------

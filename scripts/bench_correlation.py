@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Benchmark of the Ch. 3 correlation analysis (Dutta 2019, §3.2; src/bioreg/evaluate/correlation_analysis.py).
+
+Three measurements, last line ``RESULT peak_mb=<x> matmul_fraction=<y> max_abs_err=<z>``:
+
+1. **Memory** — the layer-3 analysis of VGG-11 (N = 128·16·16 = 32 768 units) in a fresh child
+   process; ``peak_mb`` is that process's peak resident set size (``ru_maxrss``), everything included
+   (Python, torch, the model, Z, the tiles, the bins). Target ≤ 2048 MB. ``--samples``/``--batch``
+   set S·B (default S = 20, B = 64: 1/5 of the thesis's S = 100, which only scales Z, ``S·B·N·4``
+   bytes; the line ``full-size Z`` says what S = 100 adds).
+2. **Throughput** — in the same child: the tiled product + on-the-fly reduction of layer 3, in
+   multiply-add/s, as a fraction of a plain ``torch.mm`` of the same tile shape timed in the same
+   process (the faster of a run before and one after the analysis, so machine load counts against
+   the analysis, not for it). Target ≥ 0.5 on CPU.
+3. **Exactness** — VGG-11 layer 3 on 8×8 inputs (N = 128·4·4 = 2 048) in float64: the tiled
+   statistics and the binned Nadaraya–Watson smoother (both kernels) against the naive computation
+   (``numpy.corrcoef`` per image, averaged over the images where it is defined; NW over all
+   N(N−1)/2 pairs). ``max_abs_err`` = the largest difference. Target ≤ 1e-6.
+
+    python scripts/bench_correlation.py [--samples 20 --batch 64 --threads 1 --device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process: ``VmHWM`` (per address space, so it starts afresh at
+    exec; ``ru_maxrss`` would inherit the parent's peak through fork), else ``ru_maxrss``."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child(args: argparse.Namespace) -> dict:
+    import torch
+
+    from bioreg.evaluate.correlation_analysis import TiledReducer, collect_blocks, draw_inputs
+    from bioreg.models import VGG11
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    model = VGG11().to(dev).eval()
+    images = torch.rand(max(args.samples, args.batch) + 8, 3, 32, 32)
+    fixed, partners = draw_inputs(len(images), args.samples, args.batch, seed=0)
+    t0 = time.perf_counter()
+    blocks = collect_blocks(model, "layer3", images, fixed, partners, dtype=torch.float32, device=dev)
+    t_collect = time.perf_counter() - t0
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    red = TiledReducer(blocks, "exclude", args.tile_units)
+    c = red.c
+    side = red.pos_per_tile * c
+    sb = blocks.zt.shape[1]
+
+    def plain_mm(reps: int = 3) -> float:
+        a = torch.randn(side, sb, device=dev)
+        b = torch.randn(side, sb, device=dev)
+        a @ b.T  # warm-up
+        best = float("inf")
+        for _ in range(reps):
+            if sync:
+                sync()
+            t = time.perf_counter()
+            a @ b.T
+            if sync:
+                sync()
+            best = min(best, time.perf_counter() - t)
+        return side * side * sb / best  # multiply-adds per second
+
+    mm_before = plain_mm()
+    red.run(sync=sync)
+    mm_after = plain_mm()
+    macs = sum((p1 - p0) * c * (q1 - q0) * c * sb for p0, p1, q0, q1 in red.tiles())
+    tiled_rate = macs / red.total_s
+    st = red.stats()
+    peak_mb = _peak_rss_mb()
+    return {"n_units": blocks.zt.shape[0], "sb": sb, "tile_side": side, "tiles": len(red.tiles()),
+            "t_collect": t_collect, "t_tiles": red.total_s, "t_matmul_in_tiles": red.matmul_s,
+            "mm_rate": max(mm_before, mm_after), "tiled_rate": tiled_rate,
+            "fraction": tiled_rate / max(mm_before, mm_after), "peak_mb": peak_mb,
+            "z_mb": blocks.zt.numel() * 4 / 2**20, "stats": st.as_dict()}
+
+
+def exactness(threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    from bioreg.evaluate.correlation_analysis import (
+        TiledReducer,
+        collect_blocks,
+        draw_inputs,
+        mix_lambdas,
+        nadaraya_watson,
+        smooth_grid,
+        unit_coords,
+    )
+    from bioreg.models import VGG11
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    model = VGG11().double().eval()
+    images = torch.rand(64, 3, 8, 8, dtype=torch.float64)
+    S, B = 6, 16
+    fixed, partners = draw_inputs(len(images), S, B, seed=3)
+    blocks = collect_blocks(model, "layer3", images, fixed, partners, dtype=torch.float64)
+    red = TiledReducer(blocks, "exclude", tile_units=512).run()
+    st = red.stats()
+    bins = red.bins(model.layer3.conv.weight)
+    # naive: numpy.corrcoef per image, averaged where defined
+    lam = mix_lambdas(B, torch.float64).view(-1, 1, 1, 1)
+    mats = []
+    for s in range(S):
+        feats = {}
+
+        def grab(_m, _i, o, feats=feats):
+            feats["a"] = o
+            raise StopIteration  # the 8x8 input is too small for the layers after 3
+
+        h = model.layer3.relu.register_forward_hook(grab)
+        try:
+            with torch.no_grad():
+                model(lam * images[fixed[s]][None] + (1 - lam) * images[partners[s]])
+        except StopIteration:
+            pass
+        h.remove()
+        with np.errstate(all="ignore"):
+            mats.append(np.corrcoef(feats["a"].reshape(B, -1).numpy().T))
+    stack = np.stack(mats)
+    with np.errstate(all="ignore"):
+        sig = np.nansum(stack, 0) / np.isfinite(stack).sum(0)
+    n = sig.shape[0]
+    iu = np.triu_indices(n, 1)
+    y = sig[iu]
+    ok = np.isfinite(y)
+    errs = {"max": abs(st.max - y[ok].max()), "min": abs(st.min - y[ok].min()),
+            "mean": abs(st.mean - y[ok].mean()), "std": abs(st.std - y[ok].std())}
+    # NW over all pairs at 60 query points, both kernels
+    c, h, w = blocks.shape
+    xi, yi, zi = unit_coords(iu[0], h, w)
+    xj, yj, zj = unit_coords(iu[1], h, w)
+    d = np.sqrt((xi - xj) ** 2 + (yi - yj) ** 2)
+    from bioreg.layers.base import kernel_similarity
+
+    kmat = kernel_similarity(model.layer3.conv.weight.detach()).numpy()
+    kk = kmat[zi, zj]
+    x_all = torch.tensor(np.stack([d[ok], kk[ok]], 1))
+    y_all = torch.tensor(y[ok])
+    dg = torch.linspace(0, float(bins.d.max()), 6, dtype=torch.float64)
+    kg = torch.linspace(-1, 1, 10, dtype=torch.float64)
+    q = torch.stack(torch.meshgrid(dg, kg, indexing="xy"), -1).reshape(-1, 2)
+    for kernel in ("gaussian", "norm"):
+        ref = nadaraya_watson(q, x_all, y_all, torch.ones_like(y_all), 0.25, kernel, chunk=1 << 24)
+        got = smooth_grid(bins, dg, kg, 0.25, kernel).reshape(-1)
+        errs[f"nw_{kernel}"] = float((ref - got).abs().max())
+    return {"n_units": n, "S": S, "B": B, "errors": errs, "max_abs_err": max(errs.values())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=20, help="S of the layer-3 run (thesis: 100)")
+    ap.add_argument("--batch", type=int, default=64, help="B of the layer-3 run")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tile-units", type=int, default=2048)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args)))
+        return 0
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{args.threads} thread(s); device {args.device}")
+    cmd = [sys.executable, __file__, "--child", "--samples", str(args.samples), "--batch", str(args.batch),
+           "--threads", str(args.threads), "--tile-units", str(args.tile_units), "--device", args.device]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr, file=sys.stderr)
+        return out.returncode
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ex = exactness(args.threads)
+    print(f"exactness (N = {ex['n_units']}, S = {ex['S']}, B = {ex['B']}, float64): "
+          + ", ".join(f"{k} {v:.2e}" for k, v in ex["errors"].items()))
+    full_z = 100 * args.batch * r["n_units"] * 4 / 2**20
+    print(f"layer 3: N = {r['n_units']}, S·B = {r['sb']} (S = {args.samples}, B = {args.batch}; "
+          f"{r['sb'] / (100 * args.batch):.2f} of S = 100), {r['tiles']} tiles of side {r['tile_side']}")
+    print(f"  collect {r['t_collect']:.1f} s, tiled product + reduction {r['t_tiles']:.1f} s "
+          f"(of which the products {r['t_matmul_in_tiles']:.1f} s)")
+    print(f"  throughput: tiled {r['tiled_rate'] / 1e9:.2f} GMAC/s vs plain torch.mm {r['mm_rate'] / 1e9:.2f} GMAC/s "
+          f"-> fraction {r['fraction']:.3f} (target >= 0.5)")
+    print(f"  peak RSS {r['peak_mb']:.0f} MB (target <= 2048); Z = {r['z_mb']:.0f} MB here, full-size Z "
+          f"(S = 100) = {full_z:.0f} MB, i.e. about {r['peak_mb'] - r['z_mb'] + full_z:.0f} MB at S = 100")
+    print(f"  Σ′ statistics (random-init VGG-11, random images): {r['stats']}")
+    print(f"RESULT peak_mb={r['peak_mb']:.0f} matmul_fraction={r['fraction']:.3f} max_abs_err={ex['max_abs_err']:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
