@@ -21,7 +21,7 @@ SLURM_TIME ?=
 SLURM_GPUS ?=
 SLURM_CPUS ?=
 SLURM_MEM ?=
-REPRODUCE_IDS := 2.3 2.4 2.5 2.6 4.1 4.2 4.3 4.4 4.5 n3.1 n3.2 n3.3 n3.4 n3.5 n3.6 pp2 pp3 pp4 pp5
+REPRODUCE_IDS := 2.3 2.4 2.5 2.6 3.2 4.1 4.2 4.3 4.4 4.5 n3.1 n3.2 n3.3 n3.4 n3.5 n3.6 pp2 pp3 pp4 pp5
 REPRODUCE_TARGETS := $(addprefix reproduce-table-,$(REPRODUCE_IDS))
 
 _strip = $(strip $(1))

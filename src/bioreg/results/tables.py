@@ -82,6 +82,9 @@ class TableSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
+    #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
+    #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
+    overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -100,14 +103,24 @@ class TableSpec:
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
+        rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
+        for row, col, _, _ in self.overrides:
+            if row not in rl or col not in cl:
+                raise ValueError(f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
+                                 f"{sorted(rl)}, columns: {sorted(cl)}")
         for r in self.rows:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
 
     def cell(self, row: Axis, col: Axis) -> tuple[str, Metric]:
-        """The (experiment, metric) of one cell; exactly one axis must give each."""
+        """The (experiment, metric) of one cell; exactly one axis must give each, unless a ``cells``
+        entry of the spec gives it for this cell."""
         exps = [a.experiment for a in (row, col) if a.experiment]
         mets = [a.metric for a in (row, col) if a.metric is not None]
+        for r, c, exp, met in self.overrides:
+            if (r, c) == (row.label, col.label):
+                exps = [exp] if exp else exps
+                mets = [met] if met is not None else mets
         if len(exps) != 1 or len(mets) != 1:
             raise ValueError(
                 f"table {self.id}: cell ({row.label!r}, {col.label!r}) has {len(exps)} experiment(s) and "
@@ -121,6 +134,9 @@ class TableSpec:
         for a in (*self.rows, *self.columns):
             if a.experiment:
                 seen.setdefault(a.experiment)
+        for _, _, exp, _ in self.overrides:
+            if exp:
+                seen.setdefault(exp)
         return list(seen)
 
     @property
@@ -138,7 +154,8 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description"}
+              "columns", "description", "cells"}
+_CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric"}
 
 
@@ -158,13 +175,22 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None))
         return tuple(out)
 
+    overrides = []
+    for it in d.get("cells") or []:
+        if not isinstance(it, Mapping) or set(it) - _CELL_KEYS or not {"row", "column"} <= set(it) \
+                or not ({"experiment", "metric"} & set(it)):
+            raise ValueError(f"table spec {d.get('id')!r}: cells entry {it!r} needs 'row', 'column' and "
+                             "'experiment' and/or 'metric'")
+        overrides.append((str(it["row"]), str(it["column"]), it.get("experiment"),
+                          parse_metric(it["metric"]) if it.get("metric") is not None else None))
+
     return TableSpec(
         id=str(d["id"]), title=str(d.get("title", "")), source=str(d.get("source", "")),
         description=str(d.get("description", "")),
         paper=d.get("paper"), paper_format=str(d.get("paper_format", "tidy")), paper_index=d.get("paper_index"),
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
-        rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
+        rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
     )
 
 
