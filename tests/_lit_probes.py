@@ -69,3 +69,17 @@ class StateProbe(nn.Module):
             self.seen.append({"epoch": s.epoch, "max_epochs": s.max_epochs, "global_step": s.global_step,
                               "progress": s.progress})
         return x
+
+
+class ValAccLog(L.Callback):
+    """Records val/acc after every validation pass (``to_record``: ``{"val_acc_log": [...]}``, fractions)."""
+
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
+
+    def to_record(self) -> dict:
+        return {"val_acc_log": list(self.val_acc)}

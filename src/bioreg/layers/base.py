@@ -29,7 +29,17 @@ the point. The context holds:
     a :class:`TrainingState` shared by every module of the model; the
     LitClassifier keeps ``epoch``, ``max_epochs`` and ``global_step`` up to date,
     so schedules read it (DropBlock's linear ramp: ``bioreg.layers.dropout.linear_ramp(ctx.state)``,
-    which reaches its target in the last epoch, ``epoch = max_epochs - 1``).
+    which reaches its target in the last epoch, ``epoch = max_epochs - 1``), and
+    ``mix``, the :class:`MixPlan` of the current training batch (or ``None``).
+
+Regularizers that mix whole batches (input / manifold mixup) change the loss,
+not only the activations: they implement the :class:`BatchMixer` protocol. Such
+an entry's ``at`` names its *eligible points* (one point, a list, or ``all``);
+the placement machinery inserts the module's :meth:`BatchMixer.tap` after each
+of them, and the LitClassifier asks the mixer for a :class:`MixPlan` (λ, the
+partner permutation and the one chosen point) per training batch, keeps it in
+``state.mix`` during the forward pass, and mixes the loss with the same λ and
+permutation (docs/interfaces.md, "Batch mixing").
 
 Modules keep the context as a plain attribute (``self.ctx``; a dataclass is not
 registered as a sub-module, so the producer's parameters are not duplicated in
@@ -38,7 +48,9 @@ registered as a sub-module, so the producer's parameters are not duplicated in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -46,6 +58,8 @@ from torch import nn
 __all__ = [
     "InsertionContext",
     "TrainingState",
+    "MixPlan",
+    "BatchMixer",
     "ContextError",
     "RegularizerConfigError",
     "kernel_similarity",
@@ -62,6 +76,52 @@ class ContextError(RegularizerConfigError):
 
 
 @dataclass
+class MixPlan:
+    """How one training batch is mixed (Dutta 2019 eq 3.1): ``lam·a + (1 − lam)·a[perm]`` at ``point``.
+
+    ``perm`` is a permutation of the batch (each example's partner); ``point`` is the one insertion
+    point where the activations are mixed. The loss uses the same ``lam`` and ``perm``:
+    ``lam·CE(y) + (1 − lam)·CE(y[perm])``. ``applied`` counts the taps that mixed under this plan;
+    the LitClassifier checks that it is exactly one after the forward pass.
+    """
+
+    lam: float
+    perm: torch.Tensor
+    point: str
+    applied: int = 0
+
+    def mix(self, a: torch.Tensor) -> torch.Tensor:
+        """Mix a batch with its permuted self (counts one application)."""
+        if a.shape[0] != self.perm.numel():
+            raise RuntimeError(
+                f"mixing plan for {self.perm.numel()} examples met a batch of {a.shape[0]} at point {self.point!r}"
+            )
+        self.applied += 1
+        return self.lam * a + (1.0 - self.lam) * a[self.perm.to(a.device)]
+
+
+@runtime_checkable
+class BatchMixer(Protocol):
+    """A regularizer that mixes whole training batches and so changes the loss (input / manifold mixup).
+
+    The LitClassifier finds such modules by this protocol (never by their class):
+
+    * ``eligible_points(at, points)`` — the points the entry's ``at`` names (one point, a list, or
+      ``all``), checked against the model's ``points`` (in forward order, aliases removed); an
+      unknown point raises :class:`RegularizerConfigError` naming the valid ones;
+    * ``tap(point)`` — the module inserted after each eligible point: it mixes (``state.mix.mix``)
+      only in training mode and only when the current plan chose its point, else it is the identity;
+    * ``plan_mix(batch_size, device)`` — called once per training batch: a :class:`MixPlan`.
+    """
+
+    def eligible_points(self, at: Any, points: Sequence[str]) -> list[str]: ...
+
+    def tap(self, point: str) -> nn.Module: ...
+
+    def plan_mix(self, batch_size: int, device: torch.device | str = "cpu") -> MixPlan: ...
+
+
+@dataclass
 class TrainingState:
     """Progress of training, shared by every inserted module.
 
@@ -74,6 +134,7 @@ class TrainingState:
     epoch: int = 0
     max_epochs: int = 1
     global_step: int = 0
+    mix: MixPlan | None = None  # the current training batch's mixing plan (set only during its forward pass)
 
     @property
     def progress(self) -> float:

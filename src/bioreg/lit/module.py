@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bioreg.layers.base import RegularizerConfigError, TrainingState
+from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError, TrainingState
 from bioreg.lit.optim import build_optimizer, build_scheduler
-from bioreg.models.points import bind_all, insert, replace
+from bioreg.models.points import bind_all, distinct_points, insert, replace
 
-__all__ = ["Classifier", "LitClassifier", "place_regularizers", "reg_entries"]
+__all__ = ["Classifier", "LitClassifier", "find_mixer", "mixed_loss", "place_regularizers", "reg_entries"]
 
 
 class Classifier(nn.Module):
@@ -80,9 +80,17 @@ def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int],
     Replacements are done first (so that a module inserted after a replaced
     convolution sees the replacement as its producer), then insertions, then
     every module is bound to its :class:`~bioreg.layers.base.InsertionContext`.
+    A :class:`~bioreg.layers.base.BatchMixer` (input / manifold mixup) is not
+    inserted itself: its ``tap(point)`` goes after each eligible point that the
+    entry's ``at`` names (after the other entries' modules at that point).
     """
     entries = reg_entries(reg_cfg)
     built = [(name, e, _instantiate(name, e)) for name, e in entries]
+    mixers = [name for name, _, obj in built if isinstance(obj, BatchMixer)]
+    if len(mixers) > 1:
+        raise RegularizerConfigError(
+            f"at most one batch-mixing regularizer (mixup, manifold_mixup) per model; got entries {', '.join(mixers)}"
+        )
     for name, e, obj in built:
         if e.get("mode", "after") == "replace":
             if not callable(obj) or isinstance(obj, nn.Module):
@@ -92,11 +100,36 @@ def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int],
                 )
             replace(net, e["at"], obj)
     for name, e, obj in built:
-        if e.get("mode", "after") == "after":
+        if e.get("mode", "after") == "after" and not isinstance(obj, BatchMixer):
             if not isinstance(obj, nn.Module):
                 raise RegularizerConfigError(f"regularizer entry {name!r} did not build an nn.Module (got {obj!r})")
             insert(net, e["at"], obj)
+    for name, e, obj in built:
+        if isinstance(obj, BatchMixer):
+            if e.get("mode", "after") != "after":
+                raise RegularizerConfigError(f"regularizer entry {name!r} mixes batches: it takes no `mode: replace`")
+            for point in obj.eligible_points(e["at"], distinct_points(net)):
+                insert(net, point, obj.tap(point))
     return bind_all(net, tuple(input_shape), state)
+
+
+def find_mixer(net: nn.Module) -> BatchMixer | None:
+    """The batch-mixing regularizer placed in ``net`` (reached through its taps), or None."""
+    found = {id(m): m for m in net.modules() if isinstance(m, BatchMixer)}
+    return next(iter(found.values()), None)
+
+
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, plan: MixPlan | None, label_smoothing: float = 0.0):
+    """Loss and accuracy of a batch; under a mixing plan ``λ·CE(y) + (1 − λ)·CE(y[perm])`` (Dutta 2019
+    eq 3.1 with one-hot labels) and the accuracy against the *dominant* label (``y`` when λ ≥ 0.5, else
+    ``y[perm]``). Without a plan: plain cross-entropy and accuracy."""
+    ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if plan is None:
+        return ce, (logits.argmax(1) == y).float().mean()
+    y2 = y[plan.perm.to(y.device)]
+    loss = plan.lam * ce + (1.0 - plan.lam) * F.cross_entropy(logits, y2, label_smoothing=label_smoothing)
+    dominant = y if plan.lam >= 0.5 else y2
+    return loss, (logits.argmax(1) == dominant).float().mean()
 
 
 class LitClassifier(L.LightningModule):
@@ -106,6 +139,11 @@ class LitClassifier(L.LightningModule):
     layers active), ``val/loss``, ``val/acc`` (eval mode; the monitored metric).
     The :class:`~bioreg.layers.base.TrainingState` shared with the inserted
     modules is updated at the start of every epoch and batch.
+
+    With a batch-mixing regularizer (a :class:`~bioreg.layers.base.BatchMixer`:
+    input / manifold mixup) each training batch gets a :class:`MixPlan` from it,
+    held in ``state.mix`` for the forward pass only; the loss is
+    :func:`mixed_loss` and ``train/acc`` counts the dominant label.
     """
 
     def __init__(
@@ -123,6 +161,8 @@ class LitClassifier(L.LightningModule):
         self.model = Classifier(net, mean, std)
         self.optim_cfg = dict(optim)
         self.label_smoothing = label_smoothing
+        # a plain attribute, not a second registration: the mixer is already a sub-module (of its taps)
+        self.__dict__["_mixer"] = find_mixer(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -137,9 +177,22 @@ class LitClassifier(L.LightningModule):
 
     def _step(self, batch, stage: str):
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        acc = (logits.argmax(1) == y).float().mean()
+        plan = None
+        if stage == "train" and self._mixer is not None and self.training:
+            plan = self._mixer.plan_mix(len(y), y.device)
+            self.state.mix = plan
+            try:
+                logits = self(x)
+            finally:
+                self.state.mix = None
+            if plan.applied != 1:
+                raise RuntimeError(
+                    f"the mixing plan for point {plan.point!r} was applied {plan.applied} times in one forward pass "
+                    "(expected once): does the model's forward pass go through that point exactly once?"
+                )
+        else:
+            logits = self(x)
+        loss, acc = mixed_loss(logits, y, plan, self.label_smoothing if stage == "train" else 0.0)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))

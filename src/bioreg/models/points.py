@@ -29,7 +29,8 @@ from torch import nn
 
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, TrainingState
 
-__all__ = ["Point", "InsertionError", "insert", "replace", "bind_all", "measure_shapes", "describe_points"]
+__all__ = ["Point", "InsertionError", "insert", "replace", "bind_all", "measure_shapes", "describe_points",
+           "distinct_points"]
 
 
 class InsertionError(KeyError):
@@ -52,6 +53,17 @@ def _points_of(model: nn.Module) -> Mapping[str, Point]:
     if pts is None:
         raise InsertionError(f"{type(model).__name__} declares no insertion points")
     return pts() if callable(pts) else pts
+
+
+def distinct_points(model: nn.Module) -> list[str]:
+    """The model's point names in declaration (forward) order, aliases of one tap removed (first name kept)."""
+    seen: set[str] = set()
+    names = []
+    for name, spec in _points_of(model).items():
+        if spec.tap not in seen:
+            seen.add(spec.tap)
+            names.append(name)
+    return names
 
 
 def resolve_point(model: nn.Module, name: str | int) -> tuple[str, Point]:
