@@ -40,11 +40,12 @@ _SWEEP_ARGS = \
 
 .PHONY: reproduce-all $(REPRODUCE_TARGETS)
 
-# reproduce-table-2.3 ... reproduce-table-pp5
+# reproduce-table-2.3 ... reproduce-table-pp5; REPRODUCE_AFTER_<id> (set in mk/<topic>.mk) runs after the training
 $(REPRODUCE_TARGETS): reproduce-table-%:
 	@case "$(call _strip,$(LAUNCHER))" in basic|local|slurm) ;; \
 	  *) echo "LAUNCHER=$(LAUNCHER): valid: basic, local, slurm" >&2; exit 2;; esac
 	$(PY) train.py -m +sweep=table_$(subst .,_,$*) results_dir=$(RESULTS_DIR) \
 	  $(strip $(_LAUNCHER_ARGS) $(_SWEEP_ARGS)) $(ARGS)
+	$(REPRODUCE_AFTER_$*)
 
 reproduce-all: $(REPRODUCE_TARGETS) ## train every thesis table's runs (one table: reproduce-table-2.5 etc.; docs/slurm.md)

@@ -63,7 +63,7 @@ from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_
 __all__ = [
     "AnalysisError", "ZERO_VARIANCE", "KERNELS", "THESIS_LAYERS", "DISTANCE_SCALES", "unit_coords",
     "mix_lambdas", "draw_inputs", "zscore_block", "save_bins", "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "TiledReducer",
-    "LayerBins", "nadaraya_watson", "smooth_grid", "linear_exponential_stats", "offdiag_stats",
+    "LayerBins", "load_test_images", "nadaraya_watson", "smooth_grid", "linear_exponential_stats", "offdiag_stats",
     "analyse_layer", "LayerResult", "CorrelationAnalysis", "check_checkpoint_model",
 ]
 
@@ -667,7 +667,7 @@ def analyse_layer(model: nn.Module, layer: int | str, images: Tensor, *, samples
 # ----------------------------------------------------------------------------------------------
 
 
-def _test_images(datamodule: Any) -> Tensor:
+def load_test_images(datamodule: Any) -> Tensor:
     ds = datamodule.test_set()
     return torch.stack([ds[i][0] for i in range(len(ds))])
 
@@ -711,7 +711,7 @@ class CorrelationAnalysis:
 
     def __call__(self, ctx: Any) -> dict[str, Any]:
         show = ctx.progress if self.progress is None else self.progress
-        res = self.run(ctx.model, _test_images(ctx.datamodule), device=ctx.device, progress=show)
+        res = self.run(ctx.model, load_test_images(ctx.datamodule), device=ctx.device, progress=show)
         if self.bins_path:
             save_bins(self.bins_path, res)
         return {"layers": {name: r.section() for name, r in res.items()}}
@@ -719,21 +719,14 @@ class CorrelationAnalysis:
 
 def save_bins(path: str, results: Mapping[str, LayerResult]) -> None:
     """All layers' bins in one compressed ``.npz`` (keys ``<layer>/<array>``), written atomically."""
-    import os
-    import tempfile
-    from pathlib import Path
+    import io
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from bioreg.results.io import atomic_write_bytes
+
     arrays = {f"{name}/{k}": v for name, r in results.items() for k, v in r.bins.to_numpy().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp.npz", dir=p.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_bins(path: str, layer: str) -> LayerBins:
