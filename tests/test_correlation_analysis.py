@@ -289,3 +289,51 @@ def test_evaluator_sections_have_the_table_3_2_statistics(small_vgg):
     assert len(sec["smoothed"]["g"]) == 7 and len(sec["smoothed"]["g"][0]) == 5
     le = sec["linear_exponential"]
     assert le["grid"]["distance_scale"] == 1.0 and le["input_pixels"]["distance_scale"] == 2.0
+
+
+# ---------------------------------------------------------------------------- end to end (digits)
+
+
+@pytest.mark.slow
+def test_digits_end_to_end_table_3_2_and_figures(tmp_path):
+    """Train the three Ch. 3 networks briefly on digits, run the analysis, then `make table-3.2 DATA=digits`
+    and `make figures-ch3` write Table 3.2 (beside the printed numbers) and Figures 3.2-3.7."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from bioreg.run import run
+    from hydra_helpers import REPO, compose
+
+    runs, ckpts, figs, tables = (tmp_path / d for d in ("runs", "ckpt", "figures", "tables"))
+    for exp in ("vgg11_ch3_vanilla", "vgg11_ch3_mixup", "vgg11_ch3_manifold_mixup"):
+        run(compose([f"+experiment={exp}", "data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
+                     "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none",
+                     f"results_dir={runs}", f"ckpt_dir={ckpts}"]))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "correlation_analysis.py"), "--results-dir", str(runs),
+                          "--data", "digits", "--samples", "4", "--batch", "8", "--layers", "3", "9",
+                          "--fig-dir", str(figs), "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (rec_path,) = sorted((runs / "vgg11_ch3_mixup").rglob("seed0.json"))
+    sec = json.loads(rec_path.read_text())["extra"]["correlation_analysis"]
+    assert set(sec["layers"]) == {"layer3", "layer9"}
+    l3 = sec["layers"]["layer3"]
+    assert l3["shape"] == [128, 16, 16] and l3["n_pairs"] + l3["n_undefined"] == 32768 * 32767 // 2
+    assert -1 <= l3["min"] <= l3["mean"] <= l3["max"] <= 1 + 1e-6
+    assert (rec_path.parent / "seed0.correlation_bins.npz").is_file()
+    assert {f"fig_3_{i}.{e}" for i in (2, 6, 7) for e in ("png", "pdf")} <= {p.name for p in figs.iterdir()}
+    assert "Linear Exponential column" in out.stdout
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    py = f"{sys.executable}"
+    mk = subprocess.run(["make", "-s", "table-3.2", "DATA=digits", f"RESULTS_DIR={runs}", f"TABLES_DIR={tables}",
+                         f"PY={py}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert mk.returncode == 0, mk.stderr[-3000:]
+    md = (tables / "table_3_2.md").read_text()
+    assert "| Layer 3 Max. |" in md and "Linear Exponential" in md
+    assert "(1/5)" in md  # one seed of five, shown as such
+    fig = subprocess.run(["make", "-s", "figures-ch3", "DATA=digits", f"RESULTS_DIR={runs}", f"FIG_DIR={tmp_path / 'f2'}",
+                          f"PY={py}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert fig.returncode == 0, fig.stderr[-3000:]
+    assert (tmp_path / "f2" / "fig_3_7.pdf").is_file() and (tmp_path / "f2" / "fig_3_2.png").is_file()
