@@ -273,6 +273,11 @@ def test_bad_inputs_give_one_line_errors_naming_the_choices(small_vgg):
         check_checkpoint_model(other, small_vgg, "best.ckpt", valid=["vgg11_ch3_vanilla"])
     assert "\n" not in str(e.value)
     check_checkpoint_model(small_vgg.state_dict(), small_vgg)  # its own weights pass
+    from bioreg.lit.module import Classifier
+
+    wrapped = Classifier(small_vgg, [0.5] * 3, [0.25] * 3)
+    with pytest.raises(AnalysisError, match="not a checkpoint of VGG11"):
+        check_checkpoint_model({"net." + k: v for k, v in other.items()}, wrapped)
 
 
 # ---------------------------------------------------------------------------- evaluator

@@ -736,6 +736,18 @@ def load_bins(path: str, layer: str) -> LayerBins:
                          counts=torch.from_numpy(f[f"{layer}/counts"]).double())
 
 
+def _arch_name(model: nn.Module) -> str:
+    """The network's class name, through a ``Classifier`` (``.net``) or a LitClassifier (``.model.net``)."""
+    for path in ("", "net", "model.net"):
+        try:
+            m = model.get_submodule(path) if path else model
+        except AttributeError:
+            continue
+        if getattr(m, "points", None) is not None:
+            return type(m).__name__
+    return type(model).__name__
+
+
 def check_checkpoint_model(state_dict: Mapping[str, Any], model: nn.Module, where: str = "checkpoint",
                            valid: Sequence[str] = ()) -> None:
     """One-line :class:`AnalysisError` when ``state_dict`` is not a checkpoint of ``model``'s architecture."""
@@ -747,5 +759,5 @@ def check_checkpoint_model(state_dict: Mapping[str, Any], model: nn.Module, wher
     if missing or wrong:
         ex = (missing or wrong)[0]
         hint = f"; analyse a checkpoint of one of: {', '.join(valid)}" if valid else ""
-        raise AnalysisError(f"{where} is not a checkpoint of {type(_net(model)).__name__} ({len(missing)} missing, "
+        raise AnalysisError(f"{where} is not a checkpoint of {_arch_name(model)} ({len(missing)} missing, "
                             f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. {ex!r}){hint}")
