@@ -283,7 +283,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_choices(small_vgg):
 # ---------------------------------------------------------------------------- evaluator
 
 
-def test_evaluator_sections_have_the_table_3_2_statistics(small_vgg):
+def test_evaluator_sections_have_the_table_3_2_statistics(small_vgg, tmp_path):
     torch.manual_seed(6)
     images = torch.rand(12, 3, 8, 8, dtype=torch.float64)
     ev = CorrelationAnalysis(layers=[3], samples=2, batch=4, grid=(5, 7), dtype="float64")
@@ -294,6 +294,16 @@ def test_evaluator_sections_have_the_table_3_2_statistics(small_vgg):
     assert len(sec["smoothed"]["g"]) == 7 and len(sec["smoothed"]["g"][0]) == 5
     le = sec["linear_exponential"]
     assert le["grid"]["distance_scale"] == 1.0 and le["input_pixels"]["distance_scale"] == 2.0
+    # the bins file round-trips and re-smooths to the record's grid
+    from bioreg.evaluate.correlation_analysis import load_bins, save_bins
+
+    path = tmp_path / "b.npz"
+    save_bins(str(path), res)
+    back = load_bins(str(path), "layer3")
+    g = smooth_grid(back, res["layer3"].d_grid, res["layer3"].k_grid, 0.25)
+    np.testing.assert_allclose(g.numpy(), np.asarray(sec["smoothed"]["g"]), atol=1e-5)
+    with pytest.raises(AnalysisError, match="no bins of 'layer9'; it has: layer3"):
+        load_bins(str(path), "layer9")
 
 
 # ---------------------------------------------------------------------------- end to end (digits)

@@ -458,8 +458,10 @@ class LayerBins:
         return uniq, ys, cs
 
     def to_numpy(self) -> dict[str, np.ndarray]:
+        """Arrays for the ``.npz`` file: sums in float32 (1e-7 relative; the record's grid is computed from the
+        float64 sums), counts in int32 (≤ H²W² per bin)."""
         return {"d": self.d.numpy(), "k": self.k.numpy(), "maps": self.maps.numpy().astype(np.int32),
-                "sums": self.sums.numpy(), "counts": self.counts.numpy().astype(np.int64)}
+                "sums": self.sums.numpy().astype(np.float32), "counts": self.counts.numpy().astype(np.int32)}
 
 
 def _check_kernel(kernel: str, bandwidth: float) -> None:
@@ -731,8 +733,12 @@ def save_bins(path: str, results: Mapping[str, LayerResult]) -> None:
 
 def load_bins(path: str, layer: str) -> LayerBins:
     with np.load(path) as f:
+        if f"{layer}/d" not in f.files:
+            have = sorted({k.split("/")[0] for k in f.files})
+            raise AnalysisError(f"{path} has no bins of {layer!r}; it has: {', '.join(have)}")
         return LayerBins(d=torch.from_numpy(f[f"{layer}/d"]), k=torch.from_numpy(f[f"{layer}/k"]),
-                         maps=torch.from_numpy(f[f"{layer}/maps"]), sums=torch.from_numpy(f[f"{layer}/sums"]),
+                         maps=torch.from_numpy(f[f"{layer}/maps"]).long(),
+                         sums=torch.from_numpy(f[f"{layer}/sums"]).double(),
                          counts=torch.from_numpy(f[f"{layer}/counts"]).double())
 
 
