@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=100, help="S fixed test images (thesis: 100)")
     ap.add_argument("--batch", type=int, default=64, help="B mixed partners / λ values per image (default 64)")
     ap.add_argument("--analysis-seed", type=int, default=0, help="seed of the image / partner draw")
-    ap.add_argument("--zero-variance", default="exclude", choices=ZERO_VARIANCE)
+    ap.add_argument("--zero-variance", default="zero", choices=ZERO_VARIANCE,
+                    help="units that do not vary in an image: zero = correlation 0 there (default), exclude = average only where defined")
     ap.add_argument("--kernel", default="gaussian", choices=KERNELS, help="eq 3.6 kernel (gaussian = squared norm)")
     ap.add_argument("--bandwidth", type=float, default=0.25, help="b of eq 3.6")
     ap.add_argument("--grid", nargs=2, type=int, default=[41, 41], metavar=("ND", "NK"))

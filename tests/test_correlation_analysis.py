@@ -260,7 +260,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_choices(small_vgg):
     for kw in ({"samples": 1}, {"batch": 1}):
         with pytest.raises(AnalysisError, match=r"must be an integer >= 2"):
             analyse_layer(small_vgg, 3, images, **kw)
-    with pytest.raises(AnalysisError, match="valid: exclude, zero"):
+    with pytest.raises(AnalysisError, match="valid: zero, exclude"):
         CorrelationAnalysis(zero_variance="nan")
     with pytest.raises(AnalysisError, match="valid: gaussian, norm"):
         CorrelationAnalysis(kernel="box")

@@ -32,12 +32,14 @@ Choices the text leaves open (docs/decisions/correlation_analysis.md):
   analysed on exactly the same mixed inputs;
 * units whose activation does not vary over the ``B`` observations of an image (dead ReLUs; a
   standard deviation ≤ ``1e-5·|mean| + 1e-8`` counts as none, float32 activations carry ~1e-7
-  relative rounding) have no Pearson correlation. ``zero_variance="exclude"`` (default): ``Σ′_ij``
-  is the mean of the ``Σ_i`` in which both units vary (``(ZᵀZ)_ij / n_ij``, ``n = VᵀV`` with ``V``
-  the ``S × N`` indicator of varying units), and pairs with ``n_ij = 0`` are left out of the
-  statistics and the smoother (their count is reported as ``n_undefined``).
-  ``zero_variance="zero"``: such a unit's correlation is 0 in that ``Σ_i`` (what ``nan_to_num``
-  or an ε in the denominator gives), ``Σ′ = ZᵀZ / S`` for every pair;
+  relative rounding) have no Pearson correlation. ``zero_variance="zero"`` (default): such a unit's
+  correlation is 0 in that ``Σ_i`` (what ``nan_to_num`` or an ε in the denominator gives), and
+  ``Σ′ = ZᵀZ / S`` for every pair — eq 3.2's average over all ``S`` images, entry by entry.
+  ``zero_variance="exclude"``: ``Σ′_ij`` is the mean of the ``Σ_i`` in which both units vary
+  (``(ZᵀZ)_ij / n_ij``, ``n = VᵀV`` with ``V`` the ``S × N`` indicator of varying units); pairs with
+  ``n_ij = 0`` are left out of the statistics and the smoother (``n_undefined``). Not the default:
+  a pair that varies together in one image only keeps that image's correlation, often ±1, and such
+  rare pairs then set Table 3.2's max and min (seen on digits: max 1.00, min −1.00 at every layer);
 * off-diagonal only: §3.2.2 counts ``N(N − 1)/2`` points (its index set ``A`` also lists
   ``j = i``, but those are all 1 and are no correlation *between* units);
 * eq 3.6's kernel is printed ``exp(−‖X − X₀‖ / (2b²))``; the text calls it "a Gaussian kernel",
@@ -67,7 +69,7 @@ __all__ = [
     "analyse_layer", "LayerResult", "CorrelationAnalysis", "check_checkpoint_model",
 ]
 
-ZERO_VARIANCE = ("exclude", "zero")
+ZERO_VARIANCE = ("zero", "exclude")
 KERNELS = ("gaussian", "norm")
 #: VGG-11 layers of Table 3.2 / Figs 3.2–3.6 (thesis numbering: conv layers after 1, 1 and 2 pools)
 THESIS_LAYERS = (3, 5, 6, 8, 9)
@@ -306,7 +308,7 @@ class TiledReducer:
     side (whole positions, at least one), so the working memory is a few tiles besides ``Z``.
     """
 
-    def __init__(self, blocks: Blocks, zero_variance: str = "exclude", tile_units: int = 2048) -> None:
+    def __init__(self, blocks: Blocks, zero_variance: str = "zero", tile_units: int = 2048) -> None:
         if zero_variance not in ZERO_VARIANCE:
             raise AnalysisError(f"zero_variance={zero_variance!r}; valid: {', '.join(ZERO_VARIANCE)}")
         self.b = blocks
@@ -614,7 +616,7 @@ class LayerResult:
 
 
 def analyse_layer(model: nn.Module, layer: int | str, images: Tensor, *, samples: int = 100, batch: int = 64,
-                  seed: int = 0, zero_variance: str = "exclude", kernel: str = "gaussian", bandwidth: float = 0.25,
+                  seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian", bandwidth: float = 0.25,
                   grid: tuple[int, int] = (41, 41), scales: Sequence[str | float] = DISTANCE_SCALES,
                   le_params: CorrelationParams | None = None, dtype: torch.dtype = torch.float32,
                   tile_units: int = 2048, device: torch.device | str | None = None) -> LayerResult:
@@ -680,7 +682,7 @@ class CorrelationAnalysis:
     ``.npz`` (the script sets it next to the record). Options as in :func:`analyse_layer`."""
 
     def __init__(self, layers: Sequence[int | str] = THESIS_LAYERS, samples: int = 100, batch: int = 64,
-                 seed: int = 0, zero_variance: str = "exclude", kernel: str = "gaussian", bandwidth: float = 0.25,
+                 seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian", bandwidth: float = 0.25,
                  grid: Sequence[int] = (41, 41), scales: Sequence[str | float] = DISTANCE_SCALES,
                  dtype: str = "float32", tile_units: int = 2048, bins_path: str | None = None,
                  progress: bool | None = None) -> None:
