@@ -156,19 +156,21 @@ def make_figures(by_exp: dict[str, list[tuple[str, dict]]], layers: list[str], o
         if not panels:
             log.warning("no %s section for %s in the records: Fig %s skipped", SECTION, layer, fig_id.replace("_", "."))
             continue
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False, sharey=True,
+                                 constrained_layout=True)
         lo = min(float(np.nanmin(g[2])) for _, g in panels)
         hi = max(float(np.nanmax(g[2])) for _, g in panels)
         levels = np.linspace(lo, hi if hi > lo else lo + 1e-6, 15) if shared else 15
-        for ax, (exp, (d, k, g, n)) in zip(axes[0], panels, strict=True):
+        for i, (ax, (exp, (d, k, g, n))) in enumerate(zip(axes[0], panels, strict=True)):
             cs = ax.contourf(d, k, g, levels=levels, cmap="viridis")
             if not shared:
-                fig.colorbar(cs, ax=ax).set_label("correlation")
+                fig.colorbar(cs, ax=ax, format="%.2f").set_label("correlation")
             ax.set_title(f"{LABELS.get(exp, exp)} ({n} seed{'s' if n != 1 else ''})", fontsize=10)
-            ax.set_xlabel("distance between units (feature-map units)")
-            ax.set_ylabel("tuning similarity k (cosine of kernels)")
+            ax.set_xlabel("distance d (feature-map units)")
+            if i == 0:
+                ax.set_ylabel("tuning similarity k (cosine of kernels)")
         if shared:
-            fig.colorbar(cs, ax=list(axes[0]), shrink=0.9).set_label("correlation (shared scale)")
+            fig.colorbar(cs, ax=list(axes[0]), shrink=0.9, format="%.2f").set_label("correlation (shared scale)")
         num = layer.removeprefix("layer")
         fig.suptitle(f"Fig {fig_id.replace('_', '.')}: smoothed correlation g(d, k) of VGG-11 layer {num} "
                      f"(Dutta 2019, eq 3.6)", fontsize=11)
