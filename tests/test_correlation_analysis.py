@@ -21,6 +21,7 @@ from bioreg.evaluate.correlation_analysis import (
     linear_exponential_stats,
     mix_lambdas,
     nadaraya_watson,
+    naive_sigma_prime,
     offdiag_stats,
     resolve_layer,
     smooth_grid,
@@ -30,38 +31,6 @@ from bioreg.evaluate.correlation_analysis import (
 from bioreg.layers.base import kernel_similarity
 from bioreg.layers.correlation import CorrelationParams, correlation_matrix
 from bioreg.models import VGG11
-
-
-class _Stop(Exception):
-    pass
-
-
-def _naive_sigma(model, images, fixed, partners, tap, mode):
-    """numpy.corrcoef per image, averaged (exclude: over the images where it is defined; zero: NaN -> 0)."""
-    batch = partners.shape[1]
-    lam = mix_lambdas(batch, images.dtype).view(-1, 1, 1, 1)
-    mats = []
-    for s in range(len(fixed)):
-        got = {}
-
-        def grab(_m, _i, o, got=got):
-            got["a"] = o
-            raise _Stop
-
-        h = tap.register_forward_hook(grab)
-        try:
-            with torch.no_grad():
-                model(lam * images[fixed[s]][None] + (1 - lam) * images[partners[s]])
-        except _Stop:
-            pass
-        h.remove()
-        with np.errstate(all="ignore"):
-            mats.append(np.corrcoef(got["a"].reshape(batch, -1).double().numpy().T))
-    stack = np.stack(mats)
-    if mode == "zero":
-        return np.nan_to_num(stack, nan=0.0).mean(0)
-    with np.errstate(all="ignore"):
-        return np.nansum(stack, 0) / np.isfinite(stack).sum(0)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +73,7 @@ def test_tiled_statistics_and_bins_equal_the_naive_full_matrix(small_vgg, mode):
     blocks = collect_blocks(small_vgg, "layer3", images, fixed, partners, dtype=torch.float64)
     red = TiledReducer(blocks, mode, tile_units=512).run()  # 4 positions per tile: 3 x 3 blocks, partial last
     assert len(red.tiles()) == 6
-    sig = _naive_sigma(small_vgg, images, fixed, partners, small_vgg.layer3.relu, mode)
+    sig = naive_sigma_prime(small_vgg, "layer3", images, fixed, partners, mode)
     n = sig.shape[0]
     iu = np.triu_indices(n, 1)
     y = sig[iu]

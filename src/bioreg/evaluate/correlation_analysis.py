@@ -64,7 +64,7 @@ from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_
 
 __all__ = [
     "AnalysisError", "ZERO_VARIANCE", "KERNELS", "THESIS_LAYERS", "DISTANCE_SCALES", "unit_coords",
-    "mix_lambdas", "draw_inputs", "zscore_block", "save_bins", "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "TiledReducer",
+    "mix_lambdas", "draw_inputs", "naive_sigma_prime", "zscore_block", "save_bins", "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "TiledReducer",
     "LayerBins", "load_test_images", "nadaraya_watson", "smooth_grid", "linear_exponential_stats", "offdiag_stats",
     "analyse_layer", "LayerResult", "CorrelationAnalysis", "check_checkpoint_model",
 ]
@@ -267,6 +267,40 @@ def collect_blocks(model: nn.Module, layer: str, images: Tensor, fixed: Tensor, 
         h.remove()
         model.train(was)
     return Blocks(zt=zt, valid=valid, shape=shape, samples=samples, batch=batch)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def naive_sigma_prime(model: nn.Module, layer: str, images: Tensor, fixed: Tensor, partners: Tensor,
+                      zero_variance: str = "zero") -> np.ndarray:
+    """The reference Σ′ for small layers: ``numpy.corrcoef`` of each image's mixed batch, averaged
+    (``zero``: an undefined correlation counts 0; ``exclude``: the mean where defined, NaN where never).
+    Materialises ``N × N`` (tests and the benchmark's exactness check only)."""
+    batch = partners.shape[1]
+    lam = mix_lambdas(batch, images.dtype).view(-1, 1, 1, 1)
+    tap = _net(model).get_submodule(_points(_net(model))[layer].tap)
+    got: dict[str, Tensor] = {}
+
+    def grab(_m, _i, out):
+        got["a"] = out
+        raise _Stop
+
+    mats = []
+    h = tap.register_forward_hook(grab)
+    try:
+        for s in range(len(fixed)):
+            try:
+                model(lam * images[fixed[s]][None] + (1 - lam) * images[partners[s]])
+            except _Stop:
+                pass
+            with np.errstate(all="ignore"):
+                mats.append(np.corrcoef(got.pop("a").reshape(batch, -1).double().cpu().numpy().T))
+    finally:
+        h.remove()
+    stack = np.stack(mats)
+    if zero_variance == "zero":
+        return np.nan_to_num(stack, nan=0.0).mean(0)
+    with np.errstate(all="ignore"):
+        return np.nansum(stack, 0) / np.isfinite(stack).sum(0)
 
 
 # ----------------------------------------------------------------------------------------------
