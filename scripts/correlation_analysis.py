@@ -252,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     from bioreg.results.aggregate import load_records, parse_pins, select_runs
 
     try:
+        from bioreg.evaluate.correlation_analysis import CorrelationAnalysis
+
+        CorrelationAnalysis(layers=args.layers, grid=tuple(args.grid), **_settings(args))  # bad options fail here
         records = load_records(args.results_dir, data=args.data)
         sel = select_runs(records, args.experiments, tuple(args.seeds), parse_pins(args.pin))
-    except ValueError as e:
+    except ValueError as e:  # AnalysisError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in sel.notes():
