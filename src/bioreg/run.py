@@ -99,6 +99,7 @@ def load_net_weights(net: torch.nn.Module, path: str) -> None:
 
 
 def _callbacks(cfg: DictConfig, paths: RunPaths):
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
@@ -119,7 +120,14 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
         cbs.append(LearningRateMonitor(logging_interval="epoch"))
     for name, entry in (cfg.get("callbacks") or {}).items():
         if entry is not None:
-            cbs.append(instantiate(entry, _convert_="all"))
+            try:
+                cbs.append(instantiate(entry, _convert_="all"))
+            except InstantiationException as e:  # a bad callback parameter is a config mistake, not a failed run
+                from bioreg.cli import USER_ERRORS
+
+                if isinstance(e.__cause__, USER_ERRORS):
+                    raise e.__cause__ from None
+                raise
             log.info("callback %s: %s", name, entry._target_)
     return cbs
 

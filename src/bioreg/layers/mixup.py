@@ -71,20 +71,20 @@ class MixTap(nn.Module):
         return f"point={self.point!r}"
 
 
-def _check_alpha(alpha: Any) -> float:
+def _check_alpha(alpha: Any, kind: str) -> float:
     try:
         a = float(alpha)
     except (TypeError, ValueError):
         a = float("nan")
     if not (a > 0 and math.isfinite(a)):
         raise RegularizerConfigError(
-            f"alpha must be a finite number > 0 (lambda ~ Beta(alpha, alpha); 1.0 = uniform lambda, "
+            f"{kind}: alpha must be a finite number > 0 (lambda ~ Beta(alpha, alpha); 1.0 = uniform lambda, "
             f"small alpha = lambda near 0 or 1), got {alpha!r}"
         )
     return a
 
 
-def _check_lam(lam: Any) -> float | None:
+def _check_lam(lam: Any, kind: str) -> float | None:
     if lam is None:
         return None
     try:
@@ -92,7 +92,7 @@ def _check_lam(lam: Any) -> float | None:
     except (TypeError, ValueError):
         v = float("nan")
     if not 0.0 <= v <= 1.0:
-        raise RegularizerConfigError(f"lam must be null (draw from Beta(alpha, alpha)) or in [0, 1], got {lam!r}")
+        raise RegularizerConfigError(f"{kind}: lam must be null (draw from Beta(alpha, alpha)) or in [0, 1], got {lam!r}")
     return v
 
 
@@ -112,8 +112,8 @@ class ManifoldMixup(nn.Module):
 
     def __init__(self, alpha: float = 2.0, lam: float | None = None):
         super().__init__()
-        self.alpha = _check_alpha(alpha)
-        self.lam = _check_lam(lam)
+        self.alpha = _check_alpha(alpha, self.kind)
+        self.lam = _check_lam(lam, self.kind)
         self.points: list[str] = []
 
     # -- BatchMixer protocol
