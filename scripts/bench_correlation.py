@@ -6,8 +6,8 @@ Three measurements, last line ``RESULT peak_mb=<x> matmul_fraction=<y> max_abs_e
 1. **Memory** — the layer-3 analysis of VGG-11 (N = 128·16·16 = 32 768 units) in a fresh child
    process; ``peak_mb`` is that process's peak resident set size (``ru_maxrss``), everything included
    (Python, torch, the model, Z, the tiles, the bins). Target ≤ 2048 MB. ``--samples``/``--batch``
-   set S·B (default S = 20, B = 64: 1/5 of the thesis's S = 100, which only scales Z, ``S·B·N·4``
-   bytes; the line ``full-size Z`` says what S = 100 adds).
+   set S·B (default the full S = 100, B = 64; a smaller S only shrinks Z, ``S·B·N·4`` bytes, and the
+   line ``full-size Z`` then says what S = 100 adds).
 2. **Throughput** — in the same child: before every ``--every``-th tile of the layer-3 analysis, a
    plain ``torch.mm`` of exactly that tile's operands is timed, then the tile (the same product +
    its on-the-fly reduction); ``matmul_fraction`` is the median over those tiles of
@@ -19,7 +19,7 @@ Three measurements, last line ``RESULT peak_mb=<x> matmul_fraction=<y> max_abs_e
    (``numpy.corrcoef`` per image, averaged over the images where it is defined; NW over all
    N(N−1)/2 pairs). ``max_abs_err`` = the largest difference. Target ≤ 1e-6.
 
-    python scripts/bench_correlation.py [--samples 20 --batch 64 --threads 1 --device cpu]
+    python scripts/bench_correlation.py [--samples 100 --batch 64 --threads 1 --every 4 --device cpu]
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def exactness(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=20, help="S of the layer-3 run (thesis: 100)")
+    ap.add_argument("--samples", type=int, default=100, help="S of the layer-3 run (thesis: 100; less = faster, Z shrinks)")
     ap.add_argument("--batch", type=int, default=64, help="B of the layer-3 run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tile-units", type=int, default=2048)
