@@ -20,6 +20,8 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
 
 Every cell takes its experiment from its row or its column, and its metric from
 the other one (Singh's tables have experiments as rows, Dutta's as columns).
+A cell that follows neither axis is listed under ``cells:`` (``{row, column, experiment?,
+metric?}``; what it gives replaces the axes' value), e.g. Table 3.2's Linear Exponential column.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
 Row and column labels are the printed ones, so a table joins the thesis CSV cell by cell.
 """
