@@ -112,9 +112,9 @@ def exactness(threads: int) -> dict:
         collect_blocks,
         draw_inputs,
         nadaraya_watson,
+        naive_pairs,
         naive_sigma_prime,
         smooth_grid,
-        unit_coords,
     )
     from bioreg.models import VGG11
 
@@ -137,16 +137,7 @@ def exactness(threads: int) -> dict:
     errs = {"max": abs(st.max - y[ok].max()), "min": abs(st.min - y[ok].min()),
             "mean": abs(st.mean - y[ok].mean()), "std": abs(st.std - y[ok].std())}
     # NW over all pairs at 60 query points, both kernels
-    c, h, w = blocks.shape
-    xi, yi, zi = unit_coords(iu[0], h, w)
-    xj, yj, zj = unit_coords(iu[1], h, w)
-    d = np.sqrt((xi - xj) ** 2 + (yi - yj) ** 2)
-    from bioreg.layers.base import kernel_similarity
-
-    kmat = kernel_similarity(model.layer3.conv.weight.detach()).numpy()
-    kk = kmat[zi, zj]
-    x_all = torch.tensor(np.stack([d[ok], kk[ok]], 1))
-    y_all = torch.tensor(y[ok])
+    x_all, y_all = naive_pairs(sig, blocks.shape, model.layer3.conv.weight)
     dg = torch.linspace(0, float(bins.d.max()), 6, dtype=torch.float64)
     kg = torch.linspace(-1, 1, 10, dtype=torch.float64)
     q = torch.stack(torch.meshgrid(dg, kg, indexing="xy"), -1).reshape(-1, 2)

@@ -21,6 +21,7 @@ from bioreg.evaluate.correlation_analysis import (
     linear_exponential_stats,
     mix_lambdas,
     nadaraya_watson,
+    naive_pairs,
     naive_sigma_prime,
     offdiag_stats,
     resolve_layer,
@@ -102,9 +103,8 @@ def test_tiled_statistics_and_bins_equal_the_naive_full_matrix(small_vgg, mode):
     np.testing.assert_allclose(bins.sums.numpy(), want_s, atol=1e-9)
     np.testing.assert_array_equal(bins.counts.numpy(), want_n)
     # the binned smoother is the all-pairs smoother (eq 3.6), both kernel forms
-    k = kernel_similarity(small_vgg.layer3.conv.weight.detach()).numpy()
-    x_all = torch.tensor(np.stack([np.sqrt(sq[ok]), k[zi[ok], zj[ok]]], 1))
-    y_all = torch.tensor(y[ok])
+    x_all, y_all = naive_pairs(sig, blocks.shape, small_vgg.layer3.conv.weight)
+    np.testing.assert_allclose(x_all[:, 0].numpy(), np.sqrt(sq[ok]))
     dg = torch.linspace(0, float(bins.d.max()), 4, dtype=torch.float64)
     kg = torch.linspace(-1, 1, 5, dtype=torch.float64)
     q = torch.stack(torch.meshgrid(dg, kg, indexing="xy"), -1).reshape(-1, 2)

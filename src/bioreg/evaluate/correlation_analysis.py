@@ -65,7 +65,7 @@ from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_
 
 __all__ = [
     "AnalysisError", "ZERO_VARIANCE", "KERNELS", "THESIS_LAYERS", "DISTANCE_SCALES", "unit_coords",
-    "mix_lambdas", "draw_inputs", "naive_sigma_prime", "zscore_block", "save_bins", "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "TiledReducer",
+    "mix_lambdas", "draw_inputs", "naive_sigma_prime", "naive_pairs", "zscore_block", "save_bins", "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "TiledReducer",
     "LayerBins", "load_test_images", "nadaraya_watson", "smooth_grid", "linear_exponential_stats", "offdiag_stats",
     "analyse_layer", "LayerResult", "CorrelationAnalysis", "check_checkpoint_model",
 ]
@@ -302,6 +302,20 @@ def naive_sigma_prime(model: nn.Module, layer: str, images: Tensor, fixed: Tenso
         return np.nan_to_num(stack, nan=0.0).mean(0)
     with np.errstate(all="ignore"):
         return np.nansum(stack, 0) / np.isfinite(stack).sum(0)
+
+
+def naive_pairs(sigma: np.ndarray, shape: Sequence[int], weight: Tensor) -> tuple[Tensor, Tensor]:
+    """The data set of eqs 3.4–3.5 from a dense ``Σ′``: ``X (n, 2) = (d, k)`` and ``Y (n,)`` over its
+    defined off-diagonal pairs ``i < j`` (the all-points reference of the binned smoother)."""
+    _, h, w = shape
+    iu = np.triu_indices(sigma.shape[0], 1)
+    y = sigma[iu]
+    ok = np.isfinite(y)
+    xi, yi, zi = unit_coords(iu[0][ok], h, w)
+    xj, yj, zj = unit_coords(iu[1][ok], h, w)
+    k = kernel_similarity(weight.detach().double().cpu()).numpy()
+    x = np.stack([np.sqrt((xi - xj) ** 2 + (yi - yj) ** 2), k[zi, zj]], 1)
+    return torch.from_numpy(x), torch.from_numpy(y[ok])
 
 
 # ----------------------------------------------------------------------------------------------
