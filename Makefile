@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED = 1
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.%-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-24s %s\n", $$1, $$2}'
-	@echo "  table-<id>               one thesis table from the records (ids: 2.3-2.6 4.1-4.5 n3.1-n3.6 pp2-pp5)"
+	@echo "  table-<id>               one thesis table from the records (ids: 2.3-2.6 3.2 4.1-4.5 n3.1-n3.6 pp2-pp5)"
 	@echo "  reproduce-table-<id>     train a table's runs, seeds 0-4 (LAUNCHER=basic|local|slurm)"
 
 .venv/.bioreg-synced: pyproject.toml uv.lock

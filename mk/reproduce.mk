@@ -21,7 +21,7 @@ SLURM_TIME ?=
 SLURM_GPUS ?=
 SLURM_CPUS ?=
 SLURM_MEM ?=
-REPRODUCE_IDS := 2.3 2.4 2.5 2.6 4.1 4.2 4.3 4.4 4.5 n3.1 n3.2 n3.3 n3.4 n3.5 n3.6 pp2 pp3 pp4 pp5
+REPRODUCE_IDS := 2.3 2.4 2.5 2.6 3.2 4.1 4.2 4.3 4.4 4.5 n3.1 n3.2 n3.3 n3.4 n3.5 n3.6 pp2 pp3 pp4 pp5
 REPRODUCE_TARGETS := $(addprefix reproduce-table-,$(REPRODUCE_IDS))
 
 _strip = $(strip $(1))
@@ -40,11 +40,12 @@ _SWEEP_ARGS = \
 
 .PHONY: reproduce-all $(REPRODUCE_TARGETS)
 
-# reproduce-table-2.3 ... reproduce-table-pp5
+# reproduce-table-2.3 ... reproduce-table-pp5; REPRODUCE_AFTER_<id> (set in mk/<topic>.mk) runs after the training
 $(REPRODUCE_TARGETS): reproduce-table-%:
 	@case "$(call _strip,$(LAUNCHER))" in basic|local|slurm) ;; \
 	  *) echo "LAUNCHER=$(LAUNCHER): valid: basic, local, slurm" >&2; exit 2;; esac
 	$(PY) train.py -m +sweep=table_$(subst .,_,$*) results_dir=$(RESULTS_DIR) \
 	  $(strip $(_LAUNCHER_ARGS) $(_SWEEP_ARGS)) $(ARGS)
+	$(REPRODUCE_AFTER_$*)
 
 reproduce-all: $(REPRODUCE_TARGETS) ## train every thesis table's runs (one table: reproduce-table-2.5 etc.; docs/slurm.md)

@@ -132,6 +132,8 @@ SINGH_3_6_ROWS = _BEST + [
     "Temporal Softmax 48 51 (T=150)",
 ]
 ACT_COLS = ["Mean", "Max", "Standard Deviation", "Variance", "Mean Sparsity (%)"]
+CORR_ROWS = [f"Layer {k} {s}" for k in (3, 5, 6, 8, 9) for s in ("Max.", "Min.", "Mean", "Std.")]
+CORR_COLS = ["Vanilla", "Input Mixup", "Manifold Mixup", "Linear Exponential"]
 
 # file -> (table id, printed row labels in order, printed column labels in order, has std)
 TIDY = {
@@ -139,6 +141,7 @@ TIDY = {
     "dutta2019_table_2_4.csv": ("2.4", OCCLUSION_ROWS, NOISE_COLS, True),
     "dutta2019_table_2_5.csv": ("2.5", CORRUPTION_ROWS_CH2, NOISE_COLS, True),
     "dutta2019_table_2_6.csv": ("2.6", CORRUPTION_ROWS_CH2, NOISE_COLS, True),
+    "dutta2019_table_3_2.csv": ("3.2", CORR_ROWS, CORR_COLS, False),
     "dutta2019_table_4_1.csv": ("4.1", CORRUPTION_ROWS_CH4, DROPOUT_COLS, True),
     "dutta2019_table_4_2.csv": ("4.2", CORRUPTION_ROWS_CH4, DROPOUT_COLS, True),
     "dutta2019_table_4_3.csv": ("4.3", CORRUPTION_ROWS_CH4, DROPOUT_COLS, True),
@@ -180,6 +183,12 @@ SPOT = {
         ("Contrast", "CP", 41.4, 1.4),  # D:522
         ("Gaussian Noise", "Baseline", 82.7, 0.5),  # D:528
         ("Zoom Blur", "CG", 75.7, 0.1),  # D:539
+    ],
+    "dutta2019_table_3_2.csv": [
+        ("Layer 3 Max.", "Manifold Mixup", 0.58, None),  # D:655
+        ("Layer 3 Min.", "Linear Exponential", 0.09, None),  # D:656
+        ("Layer 8 Min.", "Manifold Mixup", -0.03, None),  # D:668
+        ("Layer 9 Std.", "Input Mixup", 0.13, None),  # D:674
     ],
     "dutta2019_table_4_1.csv": [
         ("Test Set", "SpatialDropoutMod", 79.90, 0.51),  # D:789

@@ -39,7 +39,7 @@ from bioreg.results.tables import (
     write_table,
 )
 
-ALL_IDS = ["2.3", "2.4", "2.5", "2.6", "4.1", "4.2", "4.3", "4.4", "4.5",
+ALL_IDS = ["2.3", "2.4", "2.5", "2.6", "3.2", "4.1", "4.2", "4.3", "4.4", "4.5",
            "n3.1", "n3.2", "n3.3", "n3.4", "n3.5", "n3.6", "pp2", "pp3", "pp4", "pp5"]
 # every table has its printed numbers under results/paper/ (push-pull Tables 4 and 5 since issue 12)
 PAPER_IDS = ALL_IDS
@@ -65,7 +65,9 @@ def base_value(exp_i: int, path: str) -> float:
 
 def synthetic_records(spec, root: Path) -> None:
     store = RecordStore(root)
-    paths = sorted({p for a in (*spec.rows, *spec.columns) if a.metric is not None for p in leaves(a.metric)})
+    metrics = [a.metric for a in (*spec.rows, *spec.columns) if a.metric is not None]
+    metrics += [m for *_, m in spec.overrides if m is not None]  # explicit `cells` entries (Table 3.2)
+    paths = sorted({p for m in metrics for p in leaves(m)})
     for i, exp in enumerate(spec.experiments):
         for s in SEEDS:
             rec = {"name": exp, "seed": s, "config_key": "abc", "status": "completed"}
@@ -115,8 +117,7 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     for _, c in res.cells.iterrows():
         r = next(a for a in spec.rows if a.label == c["row"])
         col = next(a for a in spec.columns if a.label == c["column"])
-        exp = r.experiment or col.experiment
-        metric = r.metric or col.metric
+        exp, metric = spec.cell(r, col)  # the axes, or the spec's explicit `cells` entry
         if metric.op == "path":
             assert c["mean"] == pytest.approx(base_value(exp_index[exp], metric.path) + SEED_OFFSETS.mean())
             assert c["std"] == pytest.approx(std5)
@@ -411,3 +412,21 @@ def test_bad_claims_name_the_valid_choices() -> None:
     c = Claim(**base, check="count_best", lines=("Fogg",), winners=("CG",))
     with pytest.raises(ValueError, match="'Fogg' is not a row or column label of table 2.5"):
         evaluate_claim(c, load_spec("2.5"), None, load_paper(load_spec("2.5")))
+
+
+def test_cells_entries_override_one_cell_and_bad_ones_are_rejected() -> None:
+    from bioreg.results.tables import spec_from_dict
+
+    base = {"id": "x", "rows": [{"label": "r1", "metric": "a.m"}, {"label": "r2", "metric": "a.n"}],
+            "columns": [{"label": "A", "experiment": "e1"}, {"label": "B", "experiment": "e1"}]}
+    spec = spec_from_dict({**base, "cells": [{"row": "r2", "column": "B", "metric": "b.n"},
+                                             {"row": "r1", "column": "B", "experiment": "e2"}]})
+    rows, cols = spec.rows, spec.columns
+    assert spec.cell(rows[1], cols[0])[1].path == "a.n"
+    assert spec.cell(rows[1], cols[1]) == ("e1", spec.cell(rows[1], cols[1])[1]) and \
+        spec.cell(rows[1], cols[1])[1].path == "b.n"
+    assert spec.cell(rows[0], cols[1])[0] == "e2" and spec.experiments == ["e1", "e2"]
+    with pytest.raises(ValueError, match="names no printed cell"):
+        spec_from_dict({**base, "cells": [{"row": "r9", "column": "B", "metric": "b.n"}]})
+    with pytest.raises(ValueError, match="needs 'row', 'column' and 'experiment' and/or 'metric'"):
+        spec_from_dict({**base, "cells": [{"row": "r1", "column": "B"}]})

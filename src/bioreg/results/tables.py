@@ -27,6 +27,8 @@ An *ablation* row or column (``compare_to: <printed label>``, e.g. ``{label: UG 
 experiment: uncorr_gaussian_std_layer1, compare_to: UG}``) is not printed in the paper: it is
 placed after the printed ones and compared with the printed cells of ``compare_to`` (another
 reading of the same model), and claims leave it out unless they name it.
+A cell that follows neither axis is listed under ``cells:`` (``{row, column, experiment?,
+metric?}``; what it gives replaces the axes' value), e.g. Table 3.2's Linear Exponential column.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
 Row and column labels are the printed ones, so a table joins the thesis CSV cell by cell.
 """
@@ -123,6 +125,9 @@ class TableSpec:
     #: how the table is drawn (``bioreg.results.figures``): ``{kind: auto|bars|panels|curves|grouped_stats|none,
     #: ...}``; empty = chosen from the table's shape
     figure: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
+    #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
+    overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -149,14 +154,24 @@ class TableSpec:
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
+        rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
+        for row, col, _, _ in self.overrides:
+            if row not in rl or col not in cl:
+                raise ValueError(f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
+                                 f"{sorted(rl)}, columns: {sorted(cl)}")
         for r in self.rows:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
 
     def cell(self, row: Axis, col: Axis) -> tuple[str, Metric]:
-        """The (experiment, metric) of one cell; exactly one axis must give each."""
+        """The (experiment, metric) of one cell; exactly one axis must give each, unless a ``cells``
+        entry of the spec gives it for this cell."""
         exps = [a.experiment for a in (row, col) if a.experiment]
         mets = [a.metric for a in (row, col) if a.metric is not None]
+        for r, c, exp, met in self.overrides:
+            if (r, c) == (row.label, col.label):
+                exps = [exp] if exp else exps
+                mets = [met] if met is not None else mets
         if len(exps) != 1 or len(mets) != 1:
             raise ValueError(
                 f"table {self.id}: cell ({row.label!r}, {col.label!r}) has {len(exps)} experiment(s) and "
@@ -182,6 +197,9 @@ class TableSpec:
         for a in (*self.rows, *self.columns):
             if a.experiment:
                 seen.setdefault(a.experiment)
+        for _, _, exp, _ in self.overrides:
+            if exp:
+                seen.setdefault(exp)
         return list(seen)
 
     @property
@@ -199,7 +217,8 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description", "figure"}
+              "columns", "description", "figure", "cells"}
+_CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper"}
 
 
@@ -221,6 +240,15 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                             paper=None if it.get("paper") is None else str(it["paper"])))
         return tuple(out)
 
+    overrides = []
+    for it in d.get("cells") or []:
+        if not isinstance(it, Mapping) or set(it) - _CELL_KEYS or not {"row", "column"} <= set(it) \
+                or not ({"experiment", "metric"} & set(it)):
+            raise ValueError(f"table spec {d.get('id')!r}: cells entry {it!r} needs 'row', 'column' and "
+                             "'experiment' and/or 'metric'")
+        overrides.append((str(it["row"]), str(it["column"]), it.get("experiment"),
+                          parse_metric(it["metric"]) if it.get("metric") is not None else None))
+
     return TableSpec(
         id=str(d["id"]), title=str(d.get("title", "")), source=str(d.get("source", "")),
         description=str(d.get("description", "")),
@@ -229,7 +257,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                      else d.get("paper_index")),
         seeds=tuple(int(s) for s in d.get("seeds", (0, 1, 2, 3, 4))),
         number_format=str(d.get("number_format", ".1f")),
-        rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"),
+        rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
         figure=_figure_options(d.get("figure"), d.get("id")),
     )
 
