@@ -601,6 +601,10 @@ SOURCE_FIGURES: tuple[SourceFigure, ...] = (
                  "nothing (closed form)", "make fig-2.3"),
     SourceFigure("fig_2_4", "Dutta (2019) Fig. 2.4: the six occlusions of §2.4.3 (the evaluation's own code)",
                  "a CIFAR-10 test image, or a digits image when CIFAR-10 is absent", "make figures"),
+    *(SourceFigure(f"fig_3_{n}", f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
+                   "(vanilla, mixup, manifold mixup; eq 3.6)" + (", one shared colour scale" if n == 7 else ""),
+                   "records of the Ch. 3 runs with extra.correlation_analysis", "make figures-ch3")
+      for n, layer in ((2, 3), (3, 5), (4, 6), (5, 8), (6, 9), (7, 9))),
     SourceFigure("activation_stats_48", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
                  "layer 48", "records with extra.activation_stats_history", "make figures-normout"),
     SourceFigure("activation_stats_51", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
