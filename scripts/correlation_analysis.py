@@ -69,6 +69,8 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     import torch
     from omegaconf import OmegaConf
 
+    from bioreg.build import build
+    from bioreg.ckpt_io import safe_load
     from bioreg.evaluate.correlation_analysis import (
         AnalysisError,
         CorrelationAnalysis,
@@ -77,7 +79,6 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
         save_bins,
     )
     from bioreg.results.records import utc_now
-    from bioreg.run import build
 
     ckpt = Path(record.get("ckpt_dir") or "") / "best.ckpt"
     if not ckpt.is_file():
@@ -87,7 +88,7 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     dm, lit = build(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = safe_load(ckpt, what=f"checkpoint {ckpt}")  # weights_only=True: a checkpoint runs no code
     sd = state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state
     check_checkpoint_model(sd, lit, where=str(ckpt), valid=args.experiments)
     lit.load_state_dict(sd)
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
 
+    from bioreg.errors import UserError
     from bioreg.evaluate.checkpoint import add_sections, record_files
     from bioreg.evaluate.correlation_analysis import AnalysisError
     from bioreg.results.aggregate import load_records, parse_pins, select_runs
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("analysing %s seed %d (%s)", exp, seed, path)
             try:
                 sec = analyse_record(path, record, args)
-            except AnalysisError as e:
+            except (AnalysisError, UserError) as e:  # e.g. an unreadable or unsafe checkpoint
                 print(f"error: {e}", file=sys.stderr)
                 return 2
             for p in add_sections(record_files(path, record), {SECTION: sec}):
