@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
+    from bioreg.errors import UserError
     from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
     from bioreg.results.records import UNREADABLE, read_record
 
@@ -105,10 +106,15 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = bool(cfg.eval.get("progress", True)) and not args.no_progress
     log.info("evaluators %s on %s", ", ".join(evaluators), ckpt)
-    sections = evaluate_checkpoint(
-        OmegaConf.to_container(cfg, resolve=True), ckpt, evaluators, record=record, device=args.device,
-        progress=progress,
-        provenance={"script": "scripts/evaluate_checkpoint.py", "eval": args.eval, "overrides": list(args.overrides)})
+    try:
+        sections = evaluate_checkpoint(
+            OmegaConf.to_container(cfg, resolve=True), ckpt, evaluators, record=record, device=args.device,
+            progress=progress,
+            provenance={"script": "scripts/evaluate_checkpoint.py", "eval": args.eval,
+                        "overrides": list(args.overrides)})
+    except UserError as e:  # a checkpoint that is unreadable, unsafe or of another model, a bad evaluator setting
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     if args.dry_run:
         print(json.dumps(sections, indent=2, default=str))

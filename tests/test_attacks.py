@@ -297,3 +297,33 @@ def test_evaluate_checkpoint_and_red_flags_scripts(tmp_path, capsys):
     capsys.readouterr()
     assert _script("red_flags").main(["--results-dir", str(tmp_path / "runs")]) == 0
     assert "| demo s0 | 12 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_evaluate_checkpoint_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys, content):
+    """A text file, or a payload-free checkpoint of another model, given as --ckpt: exit 2 and one
+    ``error:`` line naming the file, no traceback, the record untouched."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    conf = os.path.join(os.path.dirname(__file__), "..", "conf")
+    with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=demo", f"results_dir={tmp_path / 'runs'}"])
+    rec = {"name": "demo", "seed": 0, "config_key": "k", "status": "completed",
+           "config": OmegaConf.to_container(cfg, resolve=True), "ckpt_dir": str(tmp_path)}
+    path = tmp_path / "runs" / "demo" / "k" / "seed0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec))
+    ckpt = tmp_path / "bad.ckpt"
+    if content is None:  # a readable checkpoint of another network
+        torch.save({"state_dict": {"model.net.other.weight": torch.zeros(3)}}, ckpt)
+    else:
+        ckpt.write_bytes(content)
+    capsys.readouterr()
+    code = _script("evaluate_checkpoint").main([str(path), "--ckpt", str(ckpt), "--device", "cpu",
+                                                "eval.progress=false", "--only", "fisher_rao"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(err) == 1 and "bad.ckpt" in err[0], err
+    assert json.loads(path.read_text()) == rec

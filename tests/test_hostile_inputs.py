@@ -200,6 +200,8 @@ def test_missing_data_is_one_line_exit_2(launch, tmp_path):
     ("reg.cg.sigma2=2", ["reg.cg.sigma2", "Valid keys of reg.cg"]),
     ("reg.cp.tau=2", ["cannot override reg.cp.tau", "reg has no entry 'cp'", "entries: cg", "reg=<option>"]),
     ("+sweep=no_such_table", ["unknown sweep option 'no_such_table'", "table_2_5"]),
+    # Hydra's own group: the project's launchers and those Hydra and its plugins register
+    ("hydra/launcher=slurmm", ["unknown hydra/launcher option 'slurmm'", "slurm", "local", "basic", "submitit_slurm"]),
 ])
 def test_unknown_option_or_key_names_the_valid_ones(launch, tmp_path, override, phrases):
     assert_refused(launch(*FAST, override), *phrases, tmp_path=tmp_path)
@@ -254,6 +256,16 @@ def test_unwritable_hydra_run_dir_is_refused_before_hydra_starts(launch, tmp_pat
     assert_refused(launch(*FAST, f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt",
                           f"hydra.run.dir={blocker}/out", dirs=False),
                    "hydra.run.dir is not writable", "a_file", "hydra.run.dir=<folder>", tmp_path=tmp_path)
+
+
+def test_unwritable_default_hydra_run_dir_is_refused_before_hydra_starts(launch, tmp_path, monkeypatch):
+    """No hydra.run.dir given: the fixed part of the config's default (``outputs/`` of
+    ``outputs/${name}/${now:...}``) is probed, here a file standing where that folder would be."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").write_text("")
+    assert_refused(launch(*FAST, f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt", dirs=False),
+                   "hydra.run.dir is not writable", "outputs", "hydra.run.dir=<folder>",
+                   tmp_path=tmp_path)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bioreg.ckpt_io import safe_load
+from bioreg.ckpt_io import check_fits, safe_load
 from bioreg.config import ConfigError
 from bioreg.errors import instantiate
 
@@ -68,14 +68,5 @@ def load_net_weights(net: torch.nn.Module, path: str) -> None:
     prefix = "model.net." if any(str(k).startswith("model.net.") for k in sd) else ""
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     own = {k: v for k, v in own.items() if not k.startswith("regularizers.")}
-    want = net.state_dict()
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(want[k].shape)}" for k, v in own.items()
-              if k in want and tuple(v.shape) != tuple(want[k].shape)]
-    missing = [k for k in want if k not in own]
-    unexpected = [k for k in own if k not in want]
-    if missing or unexpected or shapes:
-        raise ConfigError(
-            f"ckpt={path!r} does not fit model {type(net).__name__}: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, shape mismatch {shapes[:3]} (was it written by a run of this model config?)"
-        )
+    check_fits(net, own, f"ckpt={path!r}")
     net.load_state_dict(own, strict=True)

@@ -35,7 +35,7 @@ from bioreg.config import ConfigError
 from bioreg.results.io import atomic_write_bytes
 
 __all__ = ["safe_load", "UnsafeCheckpointError", "AtomicCheckpointIO", "move_aside", "resume_point",
-           "load_for_eval"]
+           "load_for_eval", "check_fits"]
 
 log = logging.getLogger("bioreg")
 
@@ -142,6 +142,21 @@ def resume_point(ckpt_dir: Path) -> Path | None:
     return best[1] if best else None
 
 
+def check_fits(module: torch.nn.Module, sd: dict[str, Any], what: str) -> None:
+    """Raise :class:`ConfigError` when the state dict ``sd`` does not fit ``module`` exactly (missing or
+    unexpected keys, other shapes): ``what`` names the file, e.g. ``"ckpt='x.ckpt'"``."""
+    want = module.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(want[k].shape)}" for k, v in sd.items()
+              if k in want and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(want[k].shape)]
+    missing = [k for k in want if k not in sd]
+    unexpected = [k for k in sd if k not in want]
+    if missing or unexpected or shapes:
+        raise ConfigError(
+            f"{what} does not fit model {type(module).__name__}: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, shape mismatch {shapes[:3]} (was it written by a run of this model config?)"
+        )
+
+
 def load_for_eval(lit: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Load the weights of a bioreg checkpoint (or a plain ``state_dict``) into ``lit`` (a
     ``LitClassifier``) for evaluation; returns the checkpoint's metadata (``epoch``, ``global_step``
@@ -149,5 +164,8 @@ def load_for_eval(lit: torch.nn.Module, path: str | os.PathLike) -> dict[str, An
     :func:`bioreg.evaluate.checkpoint.evaluate_checkpoint`."""
     state = safe_load(path)
     sd = state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state
+    if not isinstance(sd, dict):
+        raise ConfigError(f"checkpoint {str(path)!r} holds no state_dict (give a .ckpt written by a bioreg run)")
+    check_fits(lit, sd, f"checkpoint {str(path)!r}")
     lit.load_state_dict(sd)
     return {k: state[k] for k in ("epoch", "global_step") if isinstance(state, dict) and k in state}

@@ -82,12 +82,19 @@ def precheck_overrides(argv: list[str], conf_dir: str | Path | None = None) -> N
             check_override_key(key)
         if conf_dir is not None:
             check_group_options(args, Path(conf_dir))
-        for arg in args:  # Hydra creates its run dir before bioreg runs: probe an explicit one now
-            key, value = arg.split("=", 1)
-            if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
-                from bioreg.run import probe_writable
+        # Hydra creates its run dir before bioreg runs: probe it now (an explicit one, else the
+        # fixed part of the config's default, e.g. ``outputs/`` of ``outputs/${name}/${now:...}``)
+        from bioreg.run import probe_writable
 
-                probe_writable(Path(value), key.lstrip("+"))
+        which = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in argv) else "hydra.run.dir"
+        given = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in args}
+        for key in ("hydra.run.dir", "hydra.sweep.dir"):
+            if key in given and "${" not in given[key]:
+                probe_writable(Path(given[key]), key)
+        if which not in given and conf_dir is not None:
+            default = _default_hydra_dir(Path(conf_dir), which)
+            if default:
+                probe_writable(Path(default), which)
     except UserError as e:
         explain(e)
 
@@ -108,15 +115,45 @@ def _values(o) -> list[str]:
     return [str(x) for x in v] if isinstance(v, list) else [str(v)]
 
 
+def _default_hydra_dir(conf_dir: Path, key: str) -> str | None:
+    """The fixed leading part of ``hydra.run.dir`` / ``hydra.sweep.dir`` in the primary config (the
+    part before the first interpolation), or None when it has none."""
+    import yaml
+
+    try:
+        node = yaml.safe_load((conf_dir / "config.yaml").read_text())
+        for part in key.split("."):
+            node = node[part]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    fixed = str(node).split("${", 1)[0]
+    return fixed.rstrip("/") or None
+
+
+#: Hydra's own config groups whose options are checked too (the project's files + what Hydra and its
+#: plugins register, e.g. ``basic``, ``submitit_slurm``)
+HYDRA_GROUPS = ("hydra/launcher",)
+
+
 def group_options(conf_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+    own = {p.stem for p in (conf_dir / group).glob("*.yaml")}
+    if group in HYDRA_GROUPS:
+        from hydra.core.config_store import ConfigStore
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()  # plugins register their options in the ConfigStore when they are loaded
+        try:
+            own |= {Path(n).stem for n in ConfigStore.instance().list(group)}
+        except OSError:  # no such group in the store
+            pass
+    return sorted(own)
 
 
 def check_group_options(args: list[str], conf_dir: Path) -> None:
     """Unknown options of a config group (``reg=[nosuchreg]``) and overrides of keys that the chosen
     options do not set (``reg.cg.tua=2``) raise :class:`ConfigError` naming the valid ones."""
     parsed = _parse(args)
-    groups = {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
+    groups = {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"} | set(HYDRA_GROUPS)
     for o in parsed:
         if o.key_or_group in groups and not o.is_delete():
             valid = group_options(conf_dir, o.key_or_group)
