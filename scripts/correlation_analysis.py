@@ -24,7 +24,6 @@ printed column. See docs/correlation_analysis.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
@@ -129,13 +128,9 @@ def _grids(records: list[tuple[str, dict]], layer: str) -> tuple[np.ndarray, np.
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from bioreg.results.io import atomic_write_bytes
+    from bioreg.results.figures import save_figure  # atomic PNG + PDF
 
-    paths = []
-    for fmt in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
-        paths.append(atomic_write_bytes(out_dir / f"{stem}.{fmt}", buf.getvalue()))
+    paths = save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150)
     plt.close(fig)
     return paths
 
