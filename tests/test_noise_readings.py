@@ -35,12 +35,7 @@ from bioreg.layers.noise import (
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _bind(m: nn.Module, shape=(3, 4, 5), seed=0, stride=None) -> nn.Conv2d:

@@ -61,18 +61,17 @@ def reg_entries(reg_cfg: Any) -> list[tuple[str, Mapping[str, Any]]]:
 
 def _instantiate(name: str, entry: Mapping[str, Any]):
     from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from bioreg.errors import instantiate  # unwraps a UserError the regularizer raised
 
     body = {k: v for k, v in (OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict) else entry).items()
             if k not in ("at", "mode")}
     try:
-        return instantiate(body, _convert_="all")
-    except InstantiationException as e:
-        cause = e.__cause__ or e
-        if isinstance(cause, RegularizerConfigError):
-            raise cause from None
-        raise RegularizerConfigError(f"cannot build regularizer {name!r} ({body.get('_target_')}): {cause}") from e
+        return instantiate(body)
+    except InstantiationException as e:  # no user error inside: e.g. an unknown target or argument
+        raise RegularizerConfigError(
+            f"cannot build regularizer {name!r} ({body.get('_target_')}): {e.__cause__ or e}") from e
 
 
 def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int], state: TrainingState | None = None):
