@@ -68,8 +68,8 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     import torch
     from omegaconf import OmegaConf
 
-    from bioreg.build import build
-    from bioreg.ckpt_io import safe_load
+    from bioreg.app.build import build
+    from bioreg.app.ckpt_io import safe_load
     from bioreg.evaluate.correlation_analysis import (
         AnalysisError,
         CorrelationAnalysis,
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
 
+    from bioreg.app.evaluate_checkpoint import add_sections, record_files
     from bioreg.errors import UserError
-    from bioreg.evaluate.checkpoint import add_sections, record_files
     from bioreg.evaluate.correlation_analysis import AnalysisError
     from bioreg.results.aggregate import load_records, parse_pins, select_runs
 

@@ -7,7 +7,7 @@ write their sections into the run record's ``extra``, keeping everything else.
     python scripts/evaluate_checkpoint.py REC --eval attacks eval.evaluators.attacks.n=100
     python scripts/evaluate_checkpoint.py REC --ckpt path/to/best.ckpt --only fisher_rao data_dir=/data
 
-The model is rebuilt from the record's ``config`` with ``bioreg.run.build`` and the weights come
+The model is rebuilt from the record's ``config`` with ``bioreg.app.run.build`` and the weights come
 from ``<record.ckpt_dir>/best.ckpt`` (or ``--ckpt``). ``--eval`` picks the option of the ``eval``
 config group whose ``evaluators`` run (default ``attacks``). Overrides ``eval.…=…`` change that
 group; any other ``key=value`` changes the record's config for this evaluation only (e.g.
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
+    from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
     from bioreg.errors import UserError
-    from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
     from bioreg.results.records import UNREADABLE, read_record
 
     rec_path = find_record(args.record)

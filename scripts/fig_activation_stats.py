@@ -6,7 +6,7 @@ For every point (default ``48`` and ``51``) two figures under ``--out``:
 * ``activation_stats_<point>.{png,pdf}`` — one panel per statistic (mean, max,
   std, variance, sparsity %; Figs 3.3-3.10), one line per model, x = epoch; the
   values are the per-epoch EWMA history of ``extra.activation_stats_history``
-  (written by :class:`bioreg.lit.activation_stats.ActivationStats`), averaged
+  (written by :class:`bioreg.lit.callbacks.activation_stats.ActivationStats`), averaged
   over the seeds of a model;
 * ``activation_mean_std_<point>.{png,pdf}`` — final mean activation with the
   standard deviation as error bar, models sorted by ascending mean (Figs 3.1/3.2).

@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bioreg.app.run import run
 from bioreg.evaluate.robustness import PAPER_ALEXNET_CLEAN, PAPER_ALEXNET_ERRORS
-from bioreg.run import run
 from hydra_helpers import REPO, compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

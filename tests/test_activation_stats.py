@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bioreg.lit.activation_stats import STATS, ActivationStats, batch_stats
+from bioreg.lit.callbacks.activation_stats import STATS, ActivationStats, batch_stats
 from bioreg.models.points import InsertionError, Point, insert
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -267,7 +267,7 @@ def test_evaluate_checkpoint_and_red_flags_scripts(tmp_path, capsys):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bioreg.run import build
+    from bioreg.app.run import build
 
     conf = os.path.join(os.path.dirname(__file__), "..", "conf")
     with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):

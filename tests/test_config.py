@@ -10,11 +10,11 @@ import torch
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from bioreg.cli import check_override_key
+from bioreg.app.cli import check_override_key
+from bioreg.app.run import build
 from bioreg.config import ConfigError, validate_config
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.models.points import InsertionError
-from bioreg.run import build
 from hydra_helpers import REPO, compose, experiments
 
 

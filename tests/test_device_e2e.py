@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import bioreg.run as run_mod
+import bioreg.app.run as run_mod
 import test_resume
 from hydra_helpers import compose
 

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from _lit_probes import StateProbe
+from bioreg.app.run import build, run
 from bioreg.layers.dropout import DropBlock
 from bioreg.lit.module import Classifier
-from bioreg.run import build, run
 from hydra_helpers import compose
 
 TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.lr=0.003", "trainer.enable_progress_bar=false",

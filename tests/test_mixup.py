@@ -25,9 +25,9 @@ from omegaconf import OmegaConf, open_dict
 from bioreg.config import ConfigError
 from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError
 from bioreg.layers.mixup import ManifoldMixup, MixTap, Mixup
+from bioreg.lit.callbacks.stopping import StopAtAccuracy
 from bioreg.lit.module import LitClassifier, mixed_loss
 from bioreg.lit.optim import build_optimizer
-from bioreg.lit.stopping import StopAtAccuracy
 from bioreg.models import VGG11, AllConvNet, resnet20
 from bioreg.models.points import distinct_points
 
@@ -239,7 +239,7 @@ def test_two_mixers_are_refused():
 
 
 def test_config_errors_through_the_experiments():
-    from bioreg.run import build
+    from bioreg.app.run import build
     from hydra_helpers import compose
 
     with pytest.raises(RegularizerConfigError, match=r"alpha must be a finite number > 0.*got -2"):
@@ -258,7 +258,7 @@ def test_ch3_experiments_follow_the_thesis():
         assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.9, 1e-4)
         assert cfg.data.augment == "none"
         stop = cfg.callbacks.stop_at_accuracy
-        assert stop._target_ == "bioreg.lit.stopping.StopAtAccuracy" and stop.threshold == 80.0
+        assert stop._target_ == "bioreg.lit.callbacks.stopping.StopAtAccuracy" and stop.threshold == 80.0
         targets = [e._target_.rsplit(".", 1)[1] for e in cfg.reg.values()]
         assert targets == ([] if target is None else [target])
 
@@ -346,13 +346,13 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
     """Short digits runs (CIFAR ResNet-20, Adam, default alpha and eligible points) with each mixer reach
     >= 85 % test accuracy; StopAtAccuracy (90 %) ends them at the first epoch whose validation accuracy
     reaches it, before the cap of 6, and the record says which (~40 s each on 2 CPU cores)."""
-    from bioreg.run import run
+    from bioreg.app.run import run
     from hydra_helpers import compose
 
     cfg = compose([*QUICK, f"reg={reg}", "trainer.max_epochs=6", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
         cfg.callbacks = OmegaConf.create({
-            "stop": {"_target_": "bioreg.lit.stopping.StopAtAccuracy", "threshold": 90.0},
+            "stop": {"_target_": "bioreg.lit.callbacks.stopping.StopAtAccuracy", "threshold": 90.0},
             "log": {"_target_": "_lit_probes.ValAccLog"},
         })
     run(cfg)
@@ -370,7 +370,7 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
 
 
 def test_a_bad_threshold_stops_the_run_without_a_record(tmp_path):
-    from bioreg.run import run
+    from bioreg.app.run import run
     from hydra_helpers import compose
 
     cfg = compose(["+experiment=vgg11_ch3_mixup", "data=digits", "model=resnet20", "logger=none",

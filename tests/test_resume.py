@@ -1,4 +1,4 @@
-"""Fault tolerance of a run (src/bioreg/run.py, src/bioreg/resume.py): kill with SIGTERM, relaunch, compare.
+"""Fault tolerance of a run (src/bioreg/app/run.py, src/bioreg/lit/callbacks/resume.py): kill with SIGTERM, relaunch, compare.
 
 A tiny digits run (CPU, ``trainer.deterministic=true``, 3 epochs of 3 batches) is trained
 uninterrupted, and again with a callback that sends SIGTERM to the process at the end of
@@ -23,8 +23,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import bioreg.resume
-import bioreg.run as run_mod
+import bioreg.app.run as run_mod
+import bioreg.lit.callbacks.resume
 from bioreg.results.records import RecordStore, config_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -158,7 +158,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
 def test_without_rng_state_the_resumed_run_diverges(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     """Control: the checkpoint alone (weights, optimizer, loops) does not give the same run."""
     a, b = uninterrupted, tmp_path / "b"
-    monkeypatch.setattr(bioreg.resume, "RNGStateCheckpoint", L.Callback)
+    monkeypatch.setattr(bioreg.lit.callbacks.resume, "RNGStateCheckpoint", L.Callback)
     kill_and_resume(b, monkeypatch)
     wa, wb = weights(a), weights(b)
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -88,7 +88,7 @@ def _composed(stem: str, job: tuple[str, ...]) -> tuple[str, int, str]:
 
         exp, *extra = job
         cfg = _compose(f"+sweep={stem}", f"+experiment={exp}", "seed=4", *extra)
-        resolved = OmegaConf.to_container(cfg, resolve=True)  # as bioreg.run.run keys its records
+        resolved = OmegaConf.to_container(cfg, resolve=True)  # as bioreg.app.run.run keys its records
         resolved.pop("hydra", None)
         _COMPOSED[job] = (cfg.name, cfg.seed, config_key(resolved))
     return _COMPOSED[job]

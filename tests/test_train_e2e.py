@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
+from bioreg.app.run import run
 from bioreg.config import ConfigError
-from bioreg.run import run
 from hydra_helpers import REPO, compose
 
 TINY = ["data=digits", "model=allconvnet_small", "trainer.max_epochs=1", "trainer.limit_train_batches=3",

@@ -6,7 +6,7 @@ the schema-backed groups (``trainer``, ``optim``, ``logger``, ``eval`` and the t
 options of a config group (``reg=[nosuchreg]``, naming the valid ones), and overrides of keys the
 chosen options do not set (``reg.cg.tua=2``, naming the valid keys, or the ``+`` a key needs).
 Everything else is checked after composition by :func:`bioreg.config.validate_config` and the run's
-start-up stages (:mod:`bioreg.run`).
+start-up stages (:mod:`bioreg.app.run`).
 
 Every :class:`bioreg.errors.UserError` ends the same way (:func:`explain`): exit status 2, one line
 ``error: <message>`` on stderr, no traceback, no record.
@@ -84,7 +84,7 @@ def precheck_overrides(argv: list[str], conf_dir: str | Path | None = None) -> N
             check_group_options(args, Path(conf_dir))
         # Hydra creates its run dir before bioreg runs: probe it now (an explicit one, else the
         # fixed part of the config's default, e.g. ``outputs/`` of ``outputs/${name}/${now:...}``)
-        from bioreg.run import probe_writable
+        from bioreg.app.run import probe_writable
 
         which = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in argv) else "hydra.run.dir"
         given = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in args}
@@ -247,7 +247,7 @@ def _one_console_handler() -> None:
 def run_or_explain(cfg: DictConfig) -> float:
     """Run; a user error (bad config, unknown point, missing data, a run already running) becomes
     one clear message, exit 2."""
-    from bioreg.run import run
+    from bioreg.app.run import run
 
     _one_console_handler()
     try:
