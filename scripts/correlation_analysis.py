@@ -245,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from bioreg.app.evaluate_checkpoint import add_sections, record_files
     from bioreg.errors import UserError
-    from bioreg.evaluate.correlation_analysis import AnalysisError
     from bioreg.results.aggregate import load_records, parse_pins, select_runs
 
     try:
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         CorrelationAnalysis(layers=args.layers, grid=tuple(args.grid), **_settings(args))  # bad options fail here
         records = load_records(args.results_dir, data=args.data)
         sel = select_runs(records, args.experiments, tuple(args.seeds), parse_pins(args.pin))
-    except ValueError as e:  # AnalysisError is a ValueError
+    except ValueError as e:  # AnalysisError (a UserError and a ValueError), bad pins
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in sel.notes():
@@ -277,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("analysing %s seed %d (%s)", exp, seed, path)
             try:
                 sec = analyse_record(path, record, args)
-            except (AnalysisError, UserError) as e:  # e.g. an unreadable or unsafe checkpoint
+            except UserError as e:  # AnalysisError, an unreadable or unsafe checkpoint, ...
                 print(f"error: {e}", file=sys.stderr)
                 return 2
             for p in add_sections(record_files(path, record), {SECTION: sec}):

@@ -10,9 +10,10 @@ import torch
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from bioreg.app.cli import check_override_key
 from bioreg.app.run import build
-from bioreg.config import ConfigError, validate_config
+from bioreg.config import ConfigError
+from bioreg.config.overrides import check_override_key
+from bioreg.config.validate import validate_config
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.models.points import InsertionError
 from hydra_helpers import REPO, compose, experiments

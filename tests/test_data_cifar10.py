@@ -201,7 +201,7 @@ def test_damaged_or_missing_batch_is_named(tmp_path):
 
 
 def test_config_keys_are_constructor_parameters(tmp_path):
-    from bioreg.config import target_params
+    from bioreg.config.schema import target_params
     from hydra_helpers import compose
 
     cfg = compose(["+experiment=allconvnet_baseline", f"data_dir={tmp_path}"])

@@ -12,8 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bioreg.app.ckpt_io import check_fits, safe_load
-from bioreg.config import ConfigError
-from bioreg.errors import instantiate
+from bioreg.errors import ConfigError, instantiate
 
 __all__ = ["build", "load_net_weights", "abs_path"]
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from bioreg.config import ConfigError
+from bioreg.errors import ConfigError
 from bioreg.results.io import atomic_write_bytes
 
 __all__ = ["safe_load", "UnsafeCheckpointError", "AtomicCheckpointIO", "move_aside", "resume_point",

@@ -36,8 +36,8 @@ from bioreg.app.build import abs_path, build, load_net_weights
 from bioreg.app.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, resume_point
 from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
 from bioreg.app.runlock import RunLock
-from bioreg.config import ConfigError, validate_config
-from bioreg.errors import UserError, instantiate
+from bioreg.config.validate import validate_config
+from bioreg.errors import ConfigError, UserError, instantiate
 from bioreg.lit.perf import configure_performance
 from bioreg.results.records import (
     RECORD_VERSION,

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bioreg.errors import UserError
 from bioreg.layers.base import kernel_similarity
 from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_matrix
 
@@ -78,8 +79,9 @@ THESIS_LAYERS = (3, 5, 6, 8, 9)
 DISTANCE_SCALES = ("grid", "input_pixels")
 
 
-class AnalysisError(ValueError):
-    """A bad argument of the correlation analysis; the message is one line naming the valid choices."""
+class AnalysisError(UserError, ValueError):
+    """A bad argument of the correlation analysis; the message is one line naming the valid choices
+    (a :class:`bioreg.errors.UserError`)."""
 
 
 # ----------------------------------------------------------------------------------------------
