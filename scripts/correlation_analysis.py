@@ -128,7 +128,7 @@ def _grids(records: list[tuple[str, dict]], layer: str) -> tuple[np.ndarray, np.
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from bioreg.results.figures import save_figure  # atomic PNG + PDF
+    from bioreg.io import save_figure  # atomic PNG + PDF
 
     paths = save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150)
     plt.close(fig)

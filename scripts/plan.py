@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Measure: python scripts/bench_throughput.py --device cuda")
     print(f"CIFAR-10-C evaluation per run: {c10c_s:.1f} s ({c10c_basis}); attack evaluators not included")
     if args.json:
-        from bioreg.results.io import atomic_write_json
+        from bioreg.io import atomic_write_json
 
         atomic_write_json(args.json, {"tables": rows, "total_gpu_hours": total, "unique_runs": len(unique),
                                       "seconds_per_image": {f: list(v) for f, v in sec_img.items()},

@@ -16,13 +16,12 @@ import torchvision
 from omegaconf import OmegaConf
 
 from _cifar_files import datamodule_cls, dataset_cls_for, write_cifar10
+from bioreg.data.augment import AUGMENTATIONS, build_augmentation
 from bioreg.data.cifar10 import (
-    AUGMENTATIONS,
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR10DataModule,
     CIFAR10Files,
-    build_augmentation,
     verify_cifar10,
 )
 from bioreg.data.errors import DataError

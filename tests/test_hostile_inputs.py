@@ -283,7 +283,7 @@ def test_read_only_results_dir_is_refused_at_start_up(launch, tmp_path):
 # ---- 9. a save that fails leaves the previous checkpoint ---------------------------------------------------------
 
 def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
-    import bioreg.results.io as io_mod
+    import bioreg.io as io_mod
     from bioreg.app.ckpt_io import AtomicCheckpointIO, safe_load
 
     cio, path = AtomicCheckpointIO(), tmp_path / "best.ckpt"

@@ -32,7 +32,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from bioreg.errors import ConfigError
-from bioreg.results.io import atomic_write_bytes
+from bioreg.io import atomic_write_bytes
 
 __all__ = ["safe_load", "UnsafeCheckpointError", "AtomicCheckpointIO", "move_aside", "resume_point",
            "load_for_eval", "check_fits"]

@@ -20,7 +20,7 @@ import torch
 from bioreg.app.build import build
 from bioreg.app.ckpt_io import load_for_eval
 from bioreg.errors import instantiate
-from bioreg.results.io import atomic_write_json
+from bioreg.io import atomic_write_json
 from bioreg.results.records import utc_now
 
 __all__ = ["evaluate_checkpoint", "record_files", "add_sections"]

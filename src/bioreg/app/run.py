@@ -388,7 +388,7 @@ def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> Non
     """Stage 7: write the record to the run dir and (not for a fast_dev_run) to the ``results_dir``
     store. Lightning's fast_dev_run is a smoke test: its record (``smoke: true``) stays out of the
     store, so its numbers never reach a table."""
-    from bioreg.results.io import atomic_write_json
+    from bioreg.io import atomic_write_json
 
     store, paths = plan.store, plan.paths
     record["finished"] = utc_now()

@@ -776,7 +776,7 @@ def save_bins(path: str, results: Mapping[str, LayerResult]) -> None:
     """All layers' bins in one compressed ``.npz`` (keys ``<layer>/<array>``), written atomically."""
     import io
 
-    from bioreg.results.io import atomic_write_bytes
+    from bioreg.io import atomic_write_bytes
 
     arrays = {f"{name}/{k}": v for name, r in results.items() for k, v in r.bins.to_numpy().items()}
     buf = io.BytesIO()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bioreg.results.io import atomic_write_json
+from bioreg.io import atomic_write_json
 
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",

@@ -47,6 +47,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bioreg.io import atomic_write_text
 from bioreg.results.aggregate import (
     STD_DDOF,
     CellStats,
@@ -59,7 +60,6 @@ from bioreg.results.aggregate import (
     records_from_args,
     select_runs,
 )
-from bioreg.results.io import atomic_write_text
 
 __all__ = [
     "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
