@@ -70,6 +70,7 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
 
     from bioreg.app.build import build
     from bioreg.app.ckpt_io import safe_load
+    from bioreg.config.legacy import upgrade_config
     from bioreg.evaluate.correlation_analysis import (
         AnalysisError,
         CorrelationAnalysis,
@@ -82,7 +83,7 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     ckpt = Path(record.get("ckpt_dir") or "") / "best.ckpt"
     if not ckpt.is_file():
         raise AnalysisError(f"{rec_path}: checkpoint {ckpt} not found (the analysis needs the run's best.ckpt)")
-    cfg = OmegaConf.create(record["config"])
+    cfg = OmegaConf.create(upgrade_config(record["config"]))  # a record of any bioreg version
     cfg.ckpt = None
     dm, lit = build(cfg)
     dm.prepare_data()

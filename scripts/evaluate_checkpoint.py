@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
+    from bioreg.config.legacy import upgrade_config
     from bioreg.errors import UserError
     from bioreg.results.records import UNREADABLE, read_record
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ev_over = [o for o in args.overrides if o.lstrip("+~").startswith("eval.")]
     run_over = [o for o in args.overrides if o not in ev_over]
 
-    cfg = OmegaConf.create(record["config"])
+    cfg = OmegaConf.create(upgrade_config(record["config"]))  # a record of any bioreg version
     if run_over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(run_over))
     cfg.eval = eval_config(args.eval, ev_over)

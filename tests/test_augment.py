@@ -51,5 +51,6 @@ def test_batched_preset_has_the_preset_parameters():
 
 @pytest.mark.parametrize("build", [build_augmentation, batch_augmentation, BatchAugment.from_name])
 def test_unknown_name_names_the_valid_ones(build):
-    with pytest.raises(DataError, match="augment='flip' is invalid; valid augmentations: none, flip_crop, singh2023"):
+    with pytest.raises(DataError, match="augment='flip' is invalid; valid augmentations: none, flip_crop, "
+                                        "singh2023"):
         build("flip")

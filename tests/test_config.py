@@ -49,8 +49,9 @@ def test_experiment_composes_builds_and_trains_one_step(name, tmp_path):
 
 def test_experiment_keeps_the_thesis_schedule():
     cfg = compose(["+experiment=allconvnet_baseline"])
-    assert cfg.trainer.max_epochs == 350 and cfg.optim.nesterov and cfg.optim.weight_decay == 1e-3
-    assert list(cfg.optim.scheduler.milestones) == [200, 250, 300] and cfg.optim.lr == 0.01
+    opt = cfg.optim.optimizer
+    assert cfg.trainer.max_epochs == 350 and opt.nesterov and opt.weight_decay == 1e-3
+    assert list(cfg.optim.scheduler.milestones) == [200, 250, 300] and opt.lr == 0.01
     assert cfg.data.val_size == 10000 and cfg.model.layer1_width == 10
     drop = compose(["+experiment=allconvnet_baseline_dropout"]).reg
     assert {k: (v.at, v.p) for k, v in drop.items()} == {
@@ -73,8 +74,10 @@ def test_misspelt_key_names_valid_keys():
     cfg = compose(["+trainer.max_epoch=3"])
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' — did you mean 'max_epochs'\?.*Valid keys"):
         validate_config(cfg)
-    with pytest.raises(ConfigError, match=r"did you mean 'weight_decay'"):
-        check_override_key("optim.weight_decy")
+    with pytest.raises(ConfigError, match=r"did you mean 'decay_bias_and_norm'"):
+        check_override_key("optim.decay_bias_and_nrm")
+    with pytest.raises(ConfigError, match=r"'optim.weight_decay' — since bioreg 0.2 it is optim.optimizer.weight_decay"):
+        check_override_key("optim.weight_decay")
     with pytest.raises(ConfigError, match="Valid keys: .*seed"):
         check_override_key("sed")
     check_override_key("optim.scheduler.milestones")  # valid: no error

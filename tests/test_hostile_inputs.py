@@ -187,6 +187,29 @@ def test_bad_value_is_one_line_exit_2_and_no_record(launch, tmp_path, override, 
     assert_refused(launch(*FAST, override), phrase, tmp_path=tmp_path)
 
 
+@pytest.mark.parametrize("overrides, phrases", [
+    (["optim.optimizer.lr=-1"], ["optim.optimizer.lr must be a number > 0; got -1"]),
+    (["optim.lr=-1"], ["unknown config key 'optim.lr'", "since bioreg 0.2 it is optim.optimizer.lr",
+                       "Valid keys of optim: decay_bias_and_norm, optimizer, scheduler"]),
+    (["optim.optimizer._target_=torch.optim.RMSProp"], ["optim.optimizer._target_='torch.optim.RMSProp' is not an "
+                                                        "optimizer", "valid: torch.optim.ASGD", "torch.optim.RMSprop"]),
+    (["optim=rmsprop"], ["unknown optim option 'rmsprop'", "valid options: adam, cosine, dutta2019"]),
+    (["optim=sgd", "optim.optimizer.momentun=0.5"], ["unknown config key 'optim.optimizer.momentun'",
+                                                     "did you mean 'momentum'"]),
+    (["optim=sgd", "optim.optimizer.nesterov=true", "optim.optimizer.momentum=0"],
+     ["optim.optimizer: its class refuses", "Nesterov momentum requires a momentum"]),
+    (["optim.scheduler.name=cosine"], ["optim.scheduler.name", "optim/scheduler=<constant, multistep or cosine>"]),
+    (["optim/scheduler=step"], ["unknown optim/scheduler option 'step'", "valid options: constant, cosine, multistep"]),
+    (["optim/scheduler=multistep"], ["optim.scheduler.milestones is required", "optim.scheduler.milestones=<value>"]),
+    (["optim/scheduler=cosine", "optim.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau"],
+     ["is not an LR scheduler", "valid: torch.optim.lr_scheduler.ChainedScheduler"]),
+])
+def test_bad_optimizer_or_schedule_is_one_line_exit_2_at_start_up(launch, tmp_path, overrides, phrases):
+    """The optimizer and the schedule are checked like every other group (keys by the signature of their
+    ``_target_``, values by building them once) before anything is written, not inside ``fit``."""
+    assert_refused(launch(*FAST, *overrides), *phrases, tmp_path=tmp_path)
+
+
 def test_missing_data_is_one_line_exit_2(launch, tmp_path):
     assert_refused(launch(*FAST, "data=cifar10", f"data_dir={tmp_path}/nodata"), "CIFAR-10", tmp_path=tmp_path)
 

@@ -18,7 +18,7 @@ from bioreg.layers.dropout import DropBlock
 from bioreg.lit.module import Classifier
 from hydra_helpers import compose
 
-TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.lr=0.003", "trainer.enable_progress_bar=false",
+TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.optimizer.lr=0.003", "trainer.enable_progress_bar=false",
         "eval.progress=false", "eval.suites=[clean]", "logger=none"]
 
 

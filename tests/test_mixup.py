@@ -33,7 +33,7 @@ from bioreg.models.points import distinct_points
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}}
 MIXUP = {"_target_": "bioreg.layers.mixup.Mixup", "at": "input"}
 MANIFOLD = {"_target_": "bioreg.layers.mixup.ManifoldMixup", "at": "all"}
 
@@ -255,7 +255,8 @@ def test_ch3_experiments_follow_the_thesis():
     for variant, target in (("vanilla", None), ("mixup", "Mixup"), ("manifold_mixup", "ManifoldMixup")):
         cfg = compose([f"+experiment=vgg11_ch3_{variant}"])
         assert cfg.name == f"vgg11_ch3_{variant}" and cfg.model._target_ == "bioreg.models.VGG11"
-        assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.9, 1e-4)
+        opt = cfg.optim.optimizer
+        assert (opt._target_, opt.momentum, opt.weight_decay) == ("torch.optim.SGD", 0.9, 1e-4)
         assert cfg.data.augment == "none"
         stop = cfg.callbacks.stop_at_accuracy
         assert stop._target_ == "bioreg.lit.callbacks.stopping.StopAtAccuracy" and stop.threshold == 80.0
@@ -336,7 +337,7 @@ def test_stop_at_accuracy_cap_and_errors():
         StopAtAccuracy(monitor="val/accuracy").on_validation_end(_fake_trainer(0, 0.5), None)
 
 
-QUICK = ["data=digits", "model=resnet20", "optim=adam", "optim.lr=0.003", "optim.scheduler.name=cosine",
+QUICK = ["data=digits", "model=resnet20", "optim=adam", "optim.optimizer.lr=0.003", "optim/scheduler=cosine",
          "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]", "logger=none", "name=mix"]
 
 

@@ -191,6 +191,6 @@ def test_checkpoint_dir_is_the_same_under_any_launcher(tmp_path: Path) -> None:
     assert key("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=5") == local
     assert key("hydra/launcher=local", "hydra.sweeper.max_batch_size=2", "eval=default") == local
     assert key("seed=3") == local  # the seed is a folder level of its own (seed<k>), not part of the key
-    assert key("optim.lr=0.01") != local
+    assert key("optim.optimizer.lr=0.01") != local
     paths = run_mod.RunPaths(cfg_for(tmp_path, "seed=3"), local)
     assert paths.ckpt == tmp_path / "ckpt" / "demo" / local / "seed3"

@@ -19,6 +19,7 @@ import torch
 
 from bioreg.app.build import build
 from bioreg.app.ckpt_io import load_for_eval
+from bioreg.config.legacy import upgrade_config
 from bioreg.errors import instantiate
 from bioreg.io import atomic_write_json
 from bioreg.results.records import utc_now
@@ -31,8 +32,9 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
                         progress: bool = True, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the weights in ``ckpt`` with ``evaluators`` (name -> ``{_target_: …}``).
 
-    ``config`` is a run's resolved config (the model and data are rebuilt from it with
-    :func:`bioreg.app.build.build`, without its fine-tuning start point ``ckpt``). ``record`` supplies
+    ``config`` is a run's resolved config, in any version's spelling (:func:`bioreg.config.legacy.
+    upgrade_config`; the model and data are rebuilt from it with :func:`bioreg.app.build.build`,
+    without its fine-tuning start point ``ckpt``). ``record`` supplies
     the metrics/summary the evaluators may read (e.g. the clean accuracy). Returns one section per
     evaluator, each with a ``provenance`` entry (checkpoint, epoch, time, device, wall time).
     """
@@ -40,7 +42,7 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
 
     from bioreg.evaluate.core import EvalContext
 
-    cfg = OmegaConf.create(dict(config))
+    cfg = OmegaConf.create(upgrade_config(config))
     cfg.ckpt = None  # the weights come from `ckpt`, not from a fine-tuning start point
     ckpt = Path(ckpt)
     dm, lit = build(cfg)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bioreg.config.schema import SCHEMAS, TOP_KEYS, target_params, unknown_key
+from bioreg.config.schema import SCHEMAS, SET_BY_BIOREG, TOP_KEYS, target_params, unknown_key
 from bioreg.errors import ConfigError
 
 __all__ = ["HYDRA_GROUPS", "check_override_key", "check_overrides", "check_group_options", "group_options",
@@ -28,6 +28,8 @@ __all__ = ["HYDRA_GROUPS", "check_override_key", "check_overrides", "check_group
 HYDRA_GROUPS = ("hydra/launcher",)
 #: top-level keys whose sub-keys come from ``_target_`` signatures, not from a schema
 _TARGET_GROUPS = ("reg", "model", "data", "callbacks")
+#: ``_target_`` nodes inside a schema-backed group
+_TARGET_NODES = ("optim.optimizer.", "optim.scheduler.")
 #: the names Hydra takes on the command line besides the config's own keys
 _COMMAND_GROUPS = {"experiment", "sweep"}
 
@@ -125,6 +127,11 @@ def config_groups(conf_dir: Path) -> set[str]:
     return {g for g in groups if g.split("/")[0] != "hydra"} | set(HYDRA_GROUPS)
 
 
+def _is_target_key(key: str) -> bool:
+    """Whether ``key`` lies in a ``_target_`` node (checked against the composed config)."""
+    return key.split(".")[0] in _TARGET_GROUPS or key.startswith(_TARGET_NODES)
+
+
 def check_group_options(args: list[str], conf_dir: Path) -> None:
     """Unknown options of a config group (``reg=[nosuchreg]``) and overrides of keys that the chosen
     options do not set (``reg.cg.tua=2``) raise :class:`ConfigError` naming the valid ones."""
@@ -135,12 +142,12 @@ def check_group_options(args: list[str], conf_dir: Path) -> None:
             valid = group_options(conf_dir, o.key_or_group)
             for v in _values(o):
                 if v not in valid and v != "null":
-                    raise ConfigError(f"unknown {o.key_or_group} option {v!r} ({o.input_line}); valid options: "
-                                      f"{', '.join(valid)}")
+                    raise ConfigError(f"unknown {o.key_or_group} option {v!r} ({o.input_line}); "
+                                      f"valid options: {', '.join(valid)}")
     from hydra.core.override_parser.types import OverrideType
 
-    targets = [o for o in parsed if o.type == OverrideType.CHANGE and o.package is None and "." in o.key_or_group
-               and o.key_or_group.split(".")[0] in _TARGET_GROUPS]
+    targets = [o for o in parsed if o.type == OverrideType.CHANGE and o.package is None
+               and "." in o.key_or_group and _is_target_key(o.key_or_group)]
     if not targets:
         return
     base = _compose_without(conf_dir, parsed, targets)
@@ -203,6 +210,7 @@ def _check_key_exists(base: DictConfig, o, conf_dir: Path) -> None:
             accepted, _ = target_params(str(node["_target_"]))
         except ConfigError:
             pass
+        accepted -= set(SET_BY_BIOREG.get(where, ()))
     if last in accepted:
         raise ConfigError(f"{o.key_or_group} is not set by the chosen {where} option: add it with "
                           f"+{o.key_or_group}={o.get_value_element_as_str()}")

@@ -4,7 +4,7 @@
   dataclasses below (:data:`FIXED_GROUPS`, :data:`TOP_KEYS`);
 * ``_target_`` groups (``model``, ``data``, every ``reg`` entry, every ``eval.evaluators`` /
   ``callbacks`` entry, ``optim.optimizer`` and ``optim.scheduler``) by the signature of their
-  target (:func:`target_params`), so a new model or regularizer needs no schema of its own.
+  target (:func:`target_params`), so a new model, regularizer or optimizer needs no schema of its own.
 
 :func:`unknown_key` words the one error of a misspelt key (the valid keys, and a close match).
 Checked at start-up by :mod:`bioreg.config.validate` (the composed config) and before Hydra runs by
@@ -20,12 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bioreg.config.legacy import renamed_hint
 from bioreg.errors import ConfigError
 
 __all__ = [
-    "ON_EXISTING", "SEED_MAX", "TOP_KEYS", "FIXED_GROUPS", "SCHEMAS", "TrainerConfig", "OptimConfig",
-    "SchedulerConfig", "LoggerConfig", "EvalConfig", "unknown_key", "target_params", "signature_params",
-    "resolve_target",
+    "ON_EXISTING", "SEED_MAX", "TOP_KEYS", "FIXED_GROUPS", "SCHEMAS", "SET_BY_BIOREG", "TrainerConfig",
+    "OptimConfig",
+    "LoggerConfig", "EvalConfig", "unknown_key", "target_params", "signature_params", "resolve_target",
 ]
 
 ON_EXISTING = ("skip", "overwrite", "error")
@@ -33,24 +34,13 @@ SEED_MAX = 2**32 - 1  # the range numpy (and so seed_everything) accepts
 
 
 @dataclass
-class SchedulerConfig:
-    name: str = "constant"  # constant | multistep | cosine
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    t_max: int | None = None
-    eta_min: float = 0.0
-
-
-@dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    decay_bias_and_norm: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    # {_target_: <a torch.optim.Optimizer class>, _partial_: true, lr: …}: called with the parameter groups
+    optimizer: Any = None
+    # {} (constant) or {_target_: <a torch.optim.lr_scheduler class>, _partial_: true, …}: called with the
+    # optimizer, stepped once per epoch (the group optim/scheduler: constant | multistep | cosine)
+    scheduler: Any = None
+    decay_bias_and_norm: bool = False  # weight decay on biases and norm parameters too
 
 
 @dataclass
@@ -92,22 +82,30 @@ class EvalConfig:
 
 #: the keys of the top level of a composed config
 TOP_KEYS = frozenset({
-    "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required", "callbacks",
-    "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
+    "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required",
+    "callbacks", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
 })
 #: the groups with a fixed schema (a dataclass above)
 FIXED_GROUPS: dict[str, type] = {"optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig,
                                  "eval": EvalConfig}
 #: every dataclass-backed node by its dotted path (the fixed groups and their nested nodes)
-SCHEMAS: dict[str, type] = {**FIXED_GROUPS, "optim.scheduler": SchedulerConfig}
+SCHEMAS: dict[str, type] = dict(FIXED_GROUPS)
+#: parameters of a ``_target_`` node's class that bioreg passes itself (not settable in the config)
+SET_BY_BIOREG: dict[str, tuple[str, ...]] = {"optim.optimizer": ("params",),
+                                             "optim.scheduler": ("optimizer", "last_epoch")}
 
 
 def unknown_key(path: str, key: str, valid: Iterable[str]) -> ConfigError:
-    """The error of a key ``path.key`` that is not among ``valid``: the valid keys and a close match."""
+    """The error of a key ``path.key`` that is not among ``valid``: the valid keys and a close match (or,
+    for a key of the bioreg 0.1 spelling such as ``optim.lr``, what replaced it)."""
     valid = sorted(valid)
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" — did you mean {close[0]!r}?" if close else ""
     where = f"{path}.{key}" if path else key
+    renamed = renamed_hint(where)
+    close = difflib.get_close_matches(key, valid, n=1)
+    if renamed:
+        hint = f" — since bioreg 0.2 {renamed}."
+    else:
+        hint = f" — did you mean {close[0]!r}?" if close else ""
     of = f" of {path}" if path else ""
     return ConfigError(f"unknown config key {where!r}{hint} Valid keys{of}: {', '.join(valid)}")
 

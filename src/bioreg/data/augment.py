@@ -167,7 +167,8 @@ class BatchAugment:
                 rows = rows + params["crop_i"][:, None]
                 cols = cols + params["crop_j"][:, None]
             idx = rows[:, :, None] * (w + 2 * p) + cols[:, None, :]  # (N, H, W) into the padded image
-            x = src.reshape(n, c, -1).gather(2, idx.reshape(n, 1, h * w).expand(n, c, h * w)).reshape(n, c, h, w)
+            flat = idx.reshape(n, 1, h * w).expand(n, c, h * w)
+            x = src.reshape(n, c, -1).gather(2, flat).reshape(n, c, h, w)
         if "angle" in params or "affine" in params:
             dtype = x.dtype
             y = x.float()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bioreg.config.legacy import identity_view
 from bioreg.io import atomic_write_json
 
 __all__ = [
@@ -63,25 +64,12 @@ def _drop(d: Any, path: list[str]) -> None:
         _drop(d.get(path[0]), path[1:])
 
 
-#: ``_target_``s of classes that moved module: the key is computed with their former spelling, so a
-#: run keeps its key (and its records and checkpoints) across the move
-KEYED_AS = {
-    "bioreg.lit.callbacks.stopping.StopAtAccuracy": "bioreg.lit.stopping.StopAtAccuracy",
-    "bioreg.lit.callbacks.activation_stats.ActivationStats": "bioreg.lit.activation_stats.ActivationStats",
-}
-
-
-def _keyed_targets(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: (KEYED_AS.get(v, v) if k == "_target_" else _keyed_targets(v)) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_keyed_targets(v) for v in d]
-    return d
-
-
 def config_key(cfg: Mapping[str, Any], length: int = 10) -> str:
-    """Short stable hash of the parts of a resolved config that define the trained model."""
-    d = _keyed_targets(json.loads(json.dumps(cfg, default=str)))
+    """Short stable hash of the parts of a resolved config that define the trained model.
+
+    Computed on the config as bioreg 0.1 spelled it (:func:`bioreg.config.legacy.identity_view`), so a
+    run keeps its key, its records and its checkpoints across the renames of 0.2."""
+    d = identity_view(json.loads(json.dumps(cfg, default=str)))
     for p in IDENTITY_EXCLUDE:
         _drop(d, p.split("."))
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
