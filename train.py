@@ -18,7 +18,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from bioreg.results.sweeps import register_resolvers
+
 CONF = Path(__file__).resolve().parent / "conf"
+register_resolvers()  # the sweeps' experiment lists come from the table specs (conf/sweep/)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")

@@ -220,17 +220,15 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
 
 
 def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp_path):
-    import yaml
-
     from bioreg.results.aggregate import load_records
     from bioreg.results.compare import ablation_summary, build_report, compare_table, load_claims
     from bioreg.results.records import RecordStore
+    from bioreg.results.sweeps import sweep_params
     from bioreg.results.tables import build_table, load_paper, load_spec, render_markdown
 
     for tid in ("2.3", "2.5"):
         stem = "table_" + tid.replace(".", "_")
-        sweep = yaml.safe_load((CONF / "sweep" / f"{stem}.yaml").read_text())
-        exps = sweep["hydra"]["sweeper"]["params"]["+experiment"].split(",")
+        exps = sweep_params(CONF / "sweep" / f"{stem}.yaml")["+experiment"].split(",")  # from the spec
         assert {"uncorr_gaussian_std_layer1", "corr_gaussian_std_layer1"} <= set(exps)
         spec = load_spec(tid)
         cols = {c.label: c for c in spec.columns}

@@ -230,6 +230,8 @@ def _check_top_level(c: Mapping) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"seed must be an integer (0 is a real seed) from 0 to {SEED_MAX} (2**32 - 1); "
                           f"got {seed!r}")
+    if not isinstance(c.get("sweep_ablations", True), bool):
+        raise ConfigError(f"sweep_ablations must be true or false; got {c.get('sweep_ablations')!r}")
     if c.get("on_existing", "skip") not in ON_EXISTING:
         raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}; "
                           f"got {c.get('on_existing')!r}")

@@ -51,7 +51,7 @@ IDENTITY_EXCLUDE = (
     "data.download", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
     "trainer.log_every_n_steps", "trainer.deterministic", "trainer.benchmark",
     "eval", "logger", "seed", "results_dir", "data_dir", "ckpt_dir", "on_existing", "ckpt_required", "hydra",
-    "launcher",
+    "launcher", "sweep_ablations",
 )
 
 
