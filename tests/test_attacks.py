@@ -16,8 +16,6 @@ from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.gradient_masking import FLAGS, evaluate_red_flags, format_red_flags
 from bioreg.evaluate.stats import acc_entry, wilson_ci
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
 C = 10

@@ -16,7 +16,7 @@ from bioreg.config.overrides import check_override_key
 from bioreg.config.validate import validate_config
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.models.points import InsertionError
-from hydra_helpers import REPO, compose, experiments
+from helpers.configs import REPO, compose, experiments
 
 
 def test_there_are_experiments():
@@ -25,7 +25,15 @@ def test_there_are_experiments():
         assert required in names
 
 
-@pytest.mark.parametrize("name", experiments())
+#: one experiment of each model family and kind of regularizer (and the fine-tuning one) in the fast
+#: suite; all of them (~90 models, several minutes on 2 cores) under the slow mark
+REPRESENTATIVE = {"demo", "allconvnet_baseline_dropout", "corr_poisson_layer1", "vgg11_corrdrop_layer1",
+                  "vgg11_ch3_manifold_mixup", "vgg16_dropout_48", "resnet20_pushpull_finetune",
+                  "resnet14_pushpull_h1_a05", "alexnet_cifar_reference"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(e, marks=() if e in REPRESENTATIVE else pytest.mark.slow)
+                                  for e in experiments()])
 def test_experiment_composes_builds_and_trains_one_step(name, tmp_path):
     """Compose (with the offline digits data), validate, instantiate, one forward/backward pass."""
     cfg = compose([f"+experiment={name}", "data=digits"])
@@ -154,6 +162,7 @@ def test_train_py_reports_user_errors_cleanly(tmp_path):
     assert not list(tmp_path.glob("**/seed*.json"))  # a config mistake leaves no failed-run record
 
 
+@pytest.mark.slow  # two train.py subprocesses (each imports torch, Lightning and Hydra: 15-90 s on 2 cores)
 def test_help_and_cfg_job():
     out = _train("--cfg", "job", "+experiment=demo")
     assert out.returncode == 0, out.stderr

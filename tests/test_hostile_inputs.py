@@ -24,9 +24,8 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from hydra_helpers import REPO, compose
-
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.configs import REPO, compose
+from helpers.runif import RunIf
 
 FAST = ["+experiment=demo", "model.width=8", "model.width2=8", "model.layer1_width=4", "trainer.max_epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "eval=clean", "eval.progress=false",
@@ -291,7 +290,7 @@ def test_unwritable_default_hydra_run_dir_is_refused_before_hydra_starts(launch,
                    tmp_path=tmp_path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+@RunIf(skip_root=True)
 def test_read_only_results_dir_is_refused_at_start_up(launch, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

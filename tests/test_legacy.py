@@ -38,7 +38,7 @@ from bioreg.errors import instantiate
 from bioreg.lit.optim import build_optimizer, build_scheduler, param_groups
 from bioreg.models import resnet20
 from bioreg.results.records import config_key
-from hydra_helpers import compose
+from helpers.configs import compose
 
 DATA = Path(__file__).parent / "data"
 KEYS = json.loads((DATA / "config_keys_0_1.json").read_text())["runs"]

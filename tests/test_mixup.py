@@ -31,8 +31,6 @@ from bioreg.lit.optim import build_optimizer
 from bioreg.models import VGG11, AllConvNet, resnet20
 from bioreg.models.points import distinct_points
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}}
 MIXUP = {"_target_": "bioreg.layers.mixup.Mixup", "at": "input"}
 MANIFOLD = {"_target_": "bioreg.layers.mixup.ManifoldMixup", "at": "all"}
@@ -240,7 +238,7 @@ def test_two_mixers_are_refused():
 
 def test_config_errors_through_the_experiments():
     from bioreg.app.run import build
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     with pytest.raises(RegularizerConfigError, match=r"alpha must be a finite number > 0.*got -2"):
         build(compose(["+experiment=vgg11_ch3_mixup", "data=digits", "reg.mixup.alpha=-2"]))
@@ -250,7 +248,7 @@ def test_config_errors_through_the_experiments():
 
 
 def test_ch3_experiments_follow_the_thesis():
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     for variant, target in (("vanilla", None), ("mixup", "Mixup"), ("manifold_mixup", "ManifoldMixup")):
         cfg = compose([f"+experiment=vgg11_ch3_{variant}"])
@@ -348,13 +346,13 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
     >= 85 % test accuracy; StopAtAccuracy (90 %) ends them at the first epoch whose validation accuracy
     reaches it, before the cap of 6, and the record says which (~40 s each on 2 CPU cores)."""
     from bioreg.app.run import run
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     cfg = compose([*QUICK, f"reg={reg}", "trainer.max_epochs=6", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
         cfg.callbacks = OmegaConf.create({
             "stop": {"_target_": "bioreg.lit.callbacks.stopping.StopAtAccuracy", "threshold": 90.0},
-            "log": {"_target_": "_lit_probes.ValAccLog"},
+            "log": {"_target_": "helpers.lit_probes.ValAccLog"},
         })
     run(cfg)
     (path,) = sorted((tmp_path / "r").rglob("seed*.json"))
@@ -372,7 +370,7 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
 
 def test_a_bad_threshold_stops_the_run_without_a_record(tmp_path):
     from bioreg.app.run import run
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     cfg = compose(["+experiment=vgg11_ch3_mixup", "data=digits", "model=resnet20", "logger=none",
                    "callbacks.stop_at_accuracy.threshold=180", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])

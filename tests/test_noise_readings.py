@@ -35,7 +35,6 @@ from bioreg.layers.noise import (
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _bind(m: nn.Module, shape=(3, 4, 5), seed=0, stride=None) -> nn.Conv2d:
@@ -194,7 +193,7 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     for key in ("cg", "cp"):
         e = OmegaConf.load(CONF / "reg" / f"{key}.yaml")[key]

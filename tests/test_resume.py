@@ -12,113 +12,26 @@ RNG-state callback shows that the comparison can fail.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 import bioreg.app.run as run_mod
 import bioreg.lit.callbacks.resume
 from bioreg.results.records import RecordStore, config_key
+from helpers.runs import SigtermMidEpoch, cfg_for, kill_and_resume, record, weights
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = [
-    "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
-    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-    "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
-    "trainer.deterministic=true", "trainer.accelerator=cpu",
-]
-KILL_AFTER_EPOCH = 1
-pytestmark = pytest.mark.timeout(240)
-
-
-def cfg_for(tmp: Path, *extra: str, hydra: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"results_dir={tmp}/runs", f"ckpt_dir={tmp}/ckpt", *extra],
-                       return_hydra_config=hydra)
-
-
-class SigtermMidEpoch(L.Callback):
-    """Send SIGTERM to this process after training batch ``batch`` of epoch ``epoch`` (both 0-based).
-
-    Lightning's handler only sets a flag; the training loop raises ``SIGTERMException`` right after
-    this batch, so the rest of the epoch (and its ``last.ckpt``) never happens: the relaunch must
-    redo the whole epoch from the previous epoch's checkpoint.
-    """
-
-    def __init__(self, epoch: int, batch: int):
-        self.epoch, self.batch = epoch, batch
-        self.fired_at_step: int | None = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            self.fired_at_step = trainer.global_step
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-class SigtermAfterEpoch(L.Callback):
-    """Send SIGTERM to this process at the end of training epoch ``epoch`` (0-based)."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CPU cores: keep the tiny runs fast and their arithmetic fixed
-    yield
-    torch.set_num_threads(n)
-
-
-def record(tmp: Path) -> tuple[Path, dict]:
-    (p,) = list((tmp / "runs").rglob("seed0.json"))
-    return p, json.loads(p.read_text())
-
-
-def weights(tmp: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
-    (p,) = list((tmp / "ckpt").rglob(name))
-    return torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # every test here trains (~2-10 s a run)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     """The reference: the same tiny run, never interrupted (shared by the tests below)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     a = tmp_path_factory.mktemp("uninterrupted")
     run_mod.run(cfg_for(a))
-    torch.set_num_threads(n)
     return a
-
-
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH) -> None:
-    """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), check the
-    failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``, then relaunch."""
-    killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
-    orig = run_mod._callbacks
-    with monkeypatch.context() as m:
-        m.setattr(run_mod, "_callbacks", lambda cfg, paths: [*orig(cfg, paths), killer])
-        with pytest.raises(SystemExit) as exc:
-            run_mod.run(cfg_for(tmp))
-    # Lightning's SIGTERMException (a SystemExit with status 0) becomes exit status 143 = 128 + SIGTERM
-    assert exc.value.code == 143 and type(exc.value.__cause__).__name__ == "SIGTERMException"
-    _, failed = record(tmp)
-    assert failed["status"] == "failed" and "SIGTERM" in failed["error"]
-    (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
-    run_mod.run(cfg_for(tmp))  # relaunch: the failed record does not count, last.ckpt is resumed
 
 
 def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:

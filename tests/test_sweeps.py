@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from hydra.core.global_hydra import GlobalHydra
 from bioreg.results.sweeps import register_resolvers
 from bioreg.results.sweeps import sweep_params as resolved_sweep_params
 from bioreg.results.tables import all_specs, table_ids
+from helpers.runif import RunIf
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -195,7 +195,7 @@ def test_make_targets_cover_every_table() -> None:
     assert _mk_list(REPO / "mk" / "reproduce.mk", "REPRODUCE_IDS") == table_ids()
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@RunIf(executables=("make",))
 def test_reproduce_target_builds_the_launcher_overrides() -> None:
     def dry(*args: str) -> str:
         out = subprocess.run(["make", "-s", "-n", *args, "PY=python"], cwd=REPO, capture_output=True, text=True,
@@ -268,17 +268,14 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_runs_only_missing_seeds(tmp_path: Path, monkeypatch) -> None:
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        common = [*TINY, f"results_dir={tmp_path}/runs", f"ckpt_dir={tmp_path}/ckpt"]
-        _train(monkeypatch, "-m", *common, "seed=0", f"hydra.sweep.dir={tmp_path}/sweep1")
-        (rec0,) = list((tmp_path / "runs").rglob("seed0.json"))
-        before = rec0.read_bytes()
-        _train(monkeypatch, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep2")
-    finally:
-        torch.set_num_threads(torch_threads)
+    """Two real multiruns of a tiny training run (trains: slow)."""
+    common = [*TINY, f"results_dir={tmp_path}/runs", f"ckpt_dir={tmp_path}/ckpt"]
+    _train(monkeypatch, "-m", *common, "seed=0", f"hydra.sweep.dir={tmp_path}/sweep1")
+    (rec0,) = list((tmp_path / "runs").rglob("seed0.json"))
+    before = rec0.read_bytes()
+    _train(monkeypatch, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep2")
     assert rec0.read_bytes() == before  # seed 0 kept, not retrained
     (rec1,) = list((tmp_path / "runs").rglob("seed1.json"))
     assert json.loads(rec1.read_text())["status"] == "completed"

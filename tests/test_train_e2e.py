@@ -12,7 +12,7 @@ import torch
 
 from bioreg.app.run import run
 from bioreg.config import ConfigError
-from hydra_helpers import REPO, compose
+from helpers.configs import REPO, compose
 
 TINY = ["data=digits", "model=allconvnet_small", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
         "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none"]
