@@ -12,6 +12,7 @@ RNG-state callback shows that the comparison can fail.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -21,9 +22,9 @@ import torch
 import bioreg.app.run as run_mod
 import bioreg.lit.callbacks.resume
 from bioreg.results.records import RecordStore, config_key
-from helpers.runs import SigtermMidEpoch, cfg_for, kill_and_resume, record, weights
+from helpers.runs import SigtermMidEpoch, cfg_for, kill, kill_and_resume, record, weights
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # every test here trains (~2-10 s a run)
+pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return a
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     a, b = uninterrupted, tmp_path / "b"
     kill_and_resume(b, monkeypatch)
@@ -47,6 +49,7 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     """SIGTERM after batch 1 of the 3 batches of epoch 1 (0-based): that partial epoch is lost (no
     checkpoint mid-epoch), the relaunch resumes from epoch 0's ``last.ckpt`` and redoes epoch 1 with
@@ -68,6 +71,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
         assert (ca["epoch"], ca["global_step"]) == (cb["epoch"], cb["global_step"]), name
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_without_rng_state_the_resumed_run_diverges(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     """Control: the checkpoint alone (weights, optimizer, loops) does not give the same run."""
     a, b = uninterrupted, tmp_path / "b"
@@ -77,6 +81,7 @@ def test_without_rng_state_the_resumed_run_diverges(uninterrupted: Path, tmp_pat
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_completed_run_is_skipped_and_its_record_kept(uninterrupted: Path) -> None:
     tmp_path = uninterrupted
     p, rec = record(tmp_path)
@@ -107,3 +112,29 @@ def test_checkpoint_dir_is_the_same_under_any_launcher(tmp_path: Path) -> None:
     assert key("optim.optimizer.lr=0.01") != local
     paths = run_mod.RunPaths(cfg_for(tmp_path, "seed=3"), local)
     assert paths.ckpt == tmp_path / "ckpt" / "demo" / local / "seed3"
+
+
+@pytest.mark.slow  # trains (three tiny runs)
+def test_moved_checkpoint_folder_resumes_to_the_uninterrupted_best_epoch(tmp_path: Path, monkeypatch) -> None:
+    """A run killed after 2 of its 3 epochs whose checkpoint folder is then moved (copied to another
+    ckpt_dir, the old one deleted) and relaunched there resumes from the copy and ends with the best epoch
+    and score of the uninterrupted run. With a learning rate too small to change any prediction, every
+    epoch's validation accuracy ties: the best stays the first epoch. Lightning's ModelCheckpoint, which
+    forgets the best score when its folder changed, would take the resumed epoch 2 as the best instead."""
+    flat = ("optim.optimizer.lr=1e-9",)
+    a, b, moved = tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere"
+    run_mod.run(cfg_for(a, *flat))
+    _, ra = record(a)
+    assert ra["status"] == "completed" and ra["best_epoch"] == 0  # the scenario: later epochs only tie
+    kill(b, monkeypatch, extra=flat)  # SIGTERM after epoch 1: last.ckpt of epoch 1 in b/ckpt
+    shutil.copytree(b / "ckpt", moved)
+    shutil.rmtree(b / "ckpt")
+    run_mod.run(cfg_for(b, *flat, ckpt_dir=moved))  # resumes from the copy's last.ckpt, trains epoch 2
+    _, rb = record(b)
+    assert rb["status"] == "completed" and rb["ckpt_dir"].startswith(str(moved))
+    assert (rb["best_epoch"], rb["best_val_acc"]) == (ra["best_epoch"], ra["best_val_acc"])
+    assert rb["summary"] == ra["summary"]  # evaluated with the same (best) weights
+    (best,) = moved.rglob("best.ckpt")
+    assert torch.load(best, map_location="cpu", weights_only=True)["epoch"] == ra["best_epoch"]
+    (last,) = moved.rglob("last.ckpt")
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2

@@ -36,11 +36,13 @@ TINY = [
 KILL_AFTER_EPOCH = 1
 
 
-def cfg_for(tmp: Path, *extra: str, hydra: bool = False):
-    """The config of the tiny run with its records in ``tmp/runs`` and checkpoints in ``tmp/ckpt``."""
+def cfg_for(tmp: Path, *extra: str, hydra: bool = False, ckpt_dir: Path | None = None):
+    """The config of the tiny run with its records in ``tmp/runs`` and checkpoints in ``tmp/ckpt`` (or
+    ``ckpt_dir``)."""
     GlobalHydra.instance().clear()
+    ckpt = ckpt_dir if ckpt_dir is not None else tmp / "ckpt"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"results_dir={tmp}/runs", f"ckpt_dir={tmp}/ckpt", *extra],
+        return compose("config", overrides=[*TINY, f"results_dir={tmp}/runs", f"ckpt_dir={ckpt}", *extra],
                        return_hydra_config=hydra)
 
 

@@ -67,18 +67,21 @@ class RunPaths:
 
 
 def _callbacks(cfg: DictConfig, paths: RunPaths):
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 
+    from bioreg.lit.callbacks.checkpoint import RelocatableModelCheckpoint
     from bioreg.lit.callbacks.model_summary import ModelSummaryNoFlops
     from bioreg.lit.callbacks.resume import RNGStateCheckpoint
 
     cbs: list[Any] = [
-        ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                        auto_insert_metric_name=False),
+        # ModelCheckpoints that keep their best score when the checkpoint folder moved (a copied folder,
+        # another ckpt_dir): a relaunch there picks the same best epoch as an uninterrupted run
+        RelocatableModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max",
+                                   save_top_k=1, auto_insert_metric_name=False),
         # last.ckpt after *every* epoch (Lightning >= 2.5 writes `save_last` only when the monitored
         # checkpoint is written too, i.e. when val/acc improved): what a relaunched run resumes from
-        ModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
+        RelocatableModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1,
+                                   every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
         ModelSummaryNoFlops(),  # Lightning's summary would show "FLOPs 0" (no example input)
     ]
