@@ -127,13 +127,9 @@ def _grids(records: list[tuple[str, dict]], layer: str) -> tuple[np.ndarray, np.
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     from bioreg.io import save_figure  # atomic PNG + PDF
 
-    paths = save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150, close=True)
 
 
 def make_figures(by_exp: dict[str, list[tuple[str, dict]]], layers: list[str], out_dir: Path) -> list[Path]:

@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.lam <= 0 or min(args.ks) < 2 or args.samples < 1 or args.temperature <= 0:
         p.error("need --lam > 0, every K >= 2, --samples >= 1, --temperature > 0")
     fig = make_figure(args.lam, args.ks, args.samples, args.seed, args.temperature)
-    paths = save_figure(fig, args.out_dir, "fig_2_1", ("png", "pdf"), dpi=150)
-    plt.close(fig)
+    paths = save_figure(fig, args.out_dir, "fig_2_1", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")
     return paths

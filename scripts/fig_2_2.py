@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if min(args.lams) <= 0 or args.samples < 3:
         p.error("need every λ > 0 and --samples >= 3")
     fig = make_figure(args.lams, args.samples, args.seed)
-    paths = save_figure(fig, args.out_dir, "fig_2_2", ("png", "pdf"), dpi=150)
-    plt.close(fig)
+    paths = save_figure(fig, args.out_dir, "fig_2_2", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")
     return paths

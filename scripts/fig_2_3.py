@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     params = CorrelationParams(a=args.a, b=args.b, c=args.c, tau=args.tau, distance_scale=args.distance_scale)
     fig = make_figure(params, args.max_distance)
-    out = save_figure(fig, args.out_dir, "fig_2_3", ("png", "pdf"), dpi=args.dpi)
-    plt.close(fig)
+    out = save_figure(fig, args.out_dir, "fig_2_3", ("png", "pdf"), dpi=args.dpi, close=True)
     for path in out:
         print(f"wrote {path}")
     return out

@@ -112,8 +112,7 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         axes[0][-1].legend(fontsize=7, loc="best")
         fig.tight_layout()
         stem = f"activation_stats_{point.replace('.', '_')}"
-        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150)
-        plt.close(fig)
+        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150, close=True)
     finals = {n: d["final"] for n, d in data.items() if "final" in d}
     if finals:
         order = sorted(finals, key=lambda n: finals[n]["mean"])
@@ -125,8 +124,7 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         ax.set_title(f"Mean and standard deviation of activations, {where}", fontsize=9)
         fig.tight_layout()
         stem = f"activation_mean_std_{point.replace('.', '_')}"
-        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150)
-        plt.close(fig)
+        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150, close=True)
     return written
 
 

@@ -69,10 +69,8 @@ def test_save_figure_writes_each_format_atomically(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    try:
-        paths = save_figure(fig, tmp_path / "figs", "line", ("png", "pdf"), dpi=50)
-    finally:
-        plt.close(fig)
+    paths = save_figure(fig, tmp_path / "figs", "line", ("png", "pdf"), dpi=50, close=True)
+    assert not plt.fignum_exists(fig.number)  # closed
     assert [p.name for p in paths] == ["line.png", "line.pdf"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     assert _mode(paths[0]) == 0o666 & ~current_umask()

@@ -86,12 +86,19 @@ def _default(o: Any):
 
 
 def save_figure(fig: Any, out_dir: str | os.PathLike, stem: str, formats: Sequence[str] = ("png",),
-                dpi: int = 110) -> list[Path]:
+                dpi: int = 110, close: bool = False) -> list[Path]:
     """Write the Matplotlib figure ``fig`` as ``<out_dir>/<stem>.<fmt>`` for each format, atomically
-    (``bbox_inches="tight"``); returns the files written. The figure stays open (the caller closes it)."""
-    paths = []
-    for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
-        paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
-    return paths
+    (``bbox_inches="tight"``); returns the files written. ``close``: close the figure afterwards
+    (``pyplot.close``), also when a write fails; otherwise it stays open."""
+    try:
+        paths = []
+        for fmt in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+            paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
+        return paths
+    finally:
+        if close:
+            import matplotlib.pyplot as plt  # only here: this module stays free of matplotlib
+
+            plt.close(fig)
