@@ -203,6 +203,10 @@ def _check_key_exists(base: DictConfig, o, conf_dir: Path) -> None:
     last, where = parts[-1], ".".join(path)
     if not isinstance(node, Mapping) or last in node:
         return
+    if where == "optim.scheduler" and not node.get("_target_"):  # optim/scheduler=constant: no scheduler
+        options = ", ".join(group_options(conf_dir, "optim/scheduler"))
+        raise ConfigError(f"cannot override {o.key_or_group}: the chosen schedule is constant (no "
+                          f"scheduler); choose one first with optim/scheduler=<option> (options: {options})")
     valid = {str(k) for k in node if not str(k).startswith("_")}
     accepted: set[str] = set()
     if node.get("_target_"):
