@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(result: dict, args, device: torch.device) -> None:
-    from bioreg.results.io import atomic_write_json
+    from bioreg.io import atomic_write_json
 
     name = (f"packing_{args.configs}_n{args.concurrent}_{device.type}.json" if args.concurrent
             else f"throughput_{device.type}.json")

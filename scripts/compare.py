@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bioreg.io import atomic_write_text
 from bioreg.results.compare import build_report, load_claims
-from bioreg.results.io import atomic_write_text
 from bioreg.results.tables import parse_table_args
 
 

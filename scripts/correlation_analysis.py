@@ -68,8 +68,9 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     import torch
     from omegaconf import OmegaConf
 
-    from bioreg.build import build
-    from bioreg.ckpt_io import safe_load
+    from bioreg.app.build import build
+    from bioreg.app.ckpt_io import safe_load
+    from bioreg.config.legacy import upgrade_config
     from bioreg.evaluate.correlation_analysis import (
         AnalysisError,
         CorrelationAnalysis,
@@ -82,7 +83,7 @@ def analyse_record(rec_path: Path, record: dict, args: argparse.Namespace) -> di
     ckpt = Path(record.get("ckpt_dir") or "") / "best.ckpt"
     if not ckpt.is_file():
         raise AnalysisError(f"{rec_path}: checkpoint {ckpt} not found (the analysis needs the run's best.ckpt)")
-    cfg = OmegaConf.create(record["config"])
+    cfg = OmegaConf.create(upgrade_config(record["config"]))  # a record of any bioreg version
     cfg.ckpt = None
     dm, lit = build(cfg)
     dm.prepare_data()
@@ -126,13 +127,9 @@ def _grids(records: list[tuple[str, dict]], layer: str) -> tuple[np.ndarray, np.
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib.pyplot as plt
+    from bioreg.io import save_figure  # atomic PNG + PDF
 
-    from bioreg.results.figures import save_figure  # atomic PNG + PDF
-
-    paths = save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, stem, ("png", "pdf"), dpi=150, close=True)
 
 
 def make_figures(by_exp: dict[str, list[tuple[str, dict]]], layers: list[str], out_dir: Path) -> list[Path]:
@@ -243,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
 
+    from bioreg.app.evaluate_checkpoint import add_sections, record_files
     from bioreg.errors import UserError
-    from bioreg.evaluate.checkpoint import add_sections, record_files
-    from bioreg.evaluate.correlation_analysis import AnalysisError
     from bioreg.results.aggregate import load_records, parse_pins, select_runs
 
     try:
@@ -254,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         CorrelationAnalysis(layers=args.layers, grid=tuple(args.grid), **_settings(args))  # bad options fail here
         records = load_records(args.results_dir, data=args.data)
         sel = select_runs(records, args.experiments, tuple(args.seeds), parse_pins(args.pin))
-    except ValueError as e:  # AnalysisError is a ValueError
+    except ValueError as e:  # AnalysisError (a UserError and a ValueError), bad pins
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in sel.notes():
@@ -277,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("analysing %s seed %d (%s)", exp, seed, path)
             try:
                 sec = analyse_record(path, record, args)
-            except (AnalysisError, UserError) as e:  # e.g. an unreadable or unsafe checkpoint
+            except UserError as e:  # AnalysisError, an unreadable or unsafe checkpoint, ...
                 print(f"error: {e}", file=sys.stderr)
                 return 2
             for p in add_sections(record_files(path, record), {SECTION: sec}):

@@ -7,7 +7,7 @@ write their sections into the run record's ``extra``, keeping everything else.
     python scripts/evaluate_checkpoint.py REC --eval attacks eval.evaluators.attacks.n=100
     python scripts/evaluate_checkpoint.py REC --ckpt path/to/best.ckpt --only fisher_rao data_dir=/data
 
-The model is rebuilt from the record's ``config`` with ``bioreg.run.build`` and the weights come
+The model is rebuilt from the record's ``config`` with ``bioreg.app.run.build`` and the weights come
 from ``<record.ckpt_dir>/best.ckpt`` (or ``--ckpt``). ``--eval`` picks the option of the ``eval``
 config group whose ``evaluators`` run (default ``attacks``). Overrides ``eval.…=…`` change that
 group; any other ``key=value`` changes the record's config for this evaluation only (e.g.
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
+    from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
+    from bioreg.config.legacy import upgrade_config
     from bioreg.errors import UserError
-    from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
     from bioreg.results.records import UNREADABLE, read_record
 
     rec_path = find_record(args.record)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ev_over = [o for o in args.overrides if o.lstrip("+~").startswith("eval.")]
     run_over = [o for o in args.overrides if o not in ev_over]
 
-    cfg = OmegaConf.create(record["config"])
+    cfg = OmegaConf.create(upgrade_config(record["config"]))  # a record of any bioreg version
     if run_over:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(run_over))
     cfg.eval = eval_config(args.eval, ev_over)

@@ -14,7 +14,6 @@ written atomically (temporary file + rename).
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import matplotlib
@@ -24,8 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bioreg.io import save_figure  # noqa: E402
 from bioreg.layers.noise import gumbel_softmax_poisson  # noqa: E402
-from bioreg.results.io import atomic_write_bytes  # noqa: E402
 
 
 def make_figure(lam: float, ks: list[int], samples: int, seed: int, temperature: float) -> plt.Figure:
@@ -52,16 +51,6 @@ def make_figure(lam: float, ks: list[int], samples: int, seed: int, temperature:
     return fig
 
 
-def save(fig: plt.Figure, out_dir: Path, stem: str, dpi: int = 150) -> list[Path]:
-    paths = []
-    for fmt in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
-        paths.append(atomic_write_bytes(out_dir / f"{stem}.{fmt}", buf.getvalue()))
-    plt.close(fig)
-    return paths
-
-
 def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default="results/figures", type=Path)
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.lam <= 0 or min(args.ks) < 2 or args.samples < 1 or args.temperature <= 0:
         p.error("need --lam > 0, every K >= 2, --samples >= 1, --temperature > 0")
     fig = make_figure(args.lam, args.ks, args.samples, args.seed, args.temperature)
-    paths = save(fig, args.out_dir, "fig_2_1")
+    paths = save_figure(fig, args.out_dir, "fig_2_1", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")
     return paths

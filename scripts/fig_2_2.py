@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,10 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bioreg.io import save_figure  # noqa: E402
 from bioreg.layers.noise import poisson_icdf_from_normal  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fig_2_1 import save  # noqa: E402
 
 
 def achieved_correlation(rho: float, lam: float, samples: int, gen: torch.Generator) -> float:
@@ -68,7 +65,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     if min(args.lams) <= 0 or args.samples < 3:
         p.error("need every λ > 0 and --samples >= 3")
-    paths = save(make_figure(args.lams, args.samples, args.seed), args.out_dir, "fig_2_2")
+    fig = make_figure(args.lams, args.samples, args.seed)
+    paths = save_figure(fig, args.out_dir, "fig_2_2", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")
     return paths

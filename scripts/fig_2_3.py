@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,19 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from bioreg.io import save_figure  # noqa: E402
 from bioreg.layers.correlation import CorrelationParams  # noqa: E402
-
-
-def _save_atomic(fig: plt.Figure, path: Path, fmt: str, dpi: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def make_figure(params: CorrelationParams, max_distance: float) -> plt.Figure:
@@ -70,14 +57,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--dpi", type=int, default=200)
     args = p.parse_args(argv)
     params = CorrelationParams(a=args.a, b=args.b, c=args.c, tau=args.tau, distance_scale=args.distance_scale)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     fig = make_figure(params, args.max_distance)
-    out = []
-    for fmt in ("png", "pdf"):
-        path = args.out_dir / f"fig_2_3.{fmt}"
-        _save_atomic(fig, path, fmt, args.dpi)
-        out.append(path)
-    plt.close(fig)
+    out = save_figure(fig, args.out_dir, "fig_2_3", ("png", "pdf"), dpi=args.dpi, close=True)
     for path in out:
         print(f"wrote {path}")
     return out

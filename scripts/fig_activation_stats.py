@@ -6,7 +6,7 @@ For every point (default ``48`` and ``51``) two figures under ``--out``:
 * ``activation_stats_<point>.{png,pdf}`` — one panel per statistic (mean, max,
   std, variance, sparsity %; Figs 3.3-3.10), one line per model, x = epoch; the
   values are the per-epoch EWMA history of ``extra.activation_stats_history``
-  (written by :class:`bioreg.lit.activation_stats.ActivationStats`), averaged
+  (written by :class:`bioreg.lit.callbacks.activation_stats.ActivationStats`), averaged
   over the seeds of a model;
 * ``activation_mean_std_<point>.{png,pdf}`` — final mean activation with the
   standard deviation as error bar, models sorted by ascending mean (Figs 3.1/3.2).
@@ -21,7 +21,6 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import io
 import re
 import sys
 from collections import defaultdict
@@ -32,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bioreg.results.io import atomic_write_bytes  # noqa: E402
+from bioreg.io import save_figure  # noqa: E402
 from bioreg.results.records import RecordStore  # noqa: E402
 
 STATS = ("mean", "max", "std", "var", "sparsity")
@@ -92,15 +91,6 @@ def load_histories(results_dir: Path, names: list[str], point: str) -> dict[str,
     return out
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
-    paths = []
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(atomic_write_bytes(out / f"{stem}.{ext}", buf.getvalue()))
-    return paths
-
-
 def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, ...] = STATS) -> list[Path]:
     import matplotlib
 
@@ -121,8 +111,8 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
                 ax.set_yscale("log")
         axes[0][-1].legend(fontsize=7, loc="best")
         fig.tight_layout()
-        written += _save(fig, out, f"activation_stats_{point.replace('.', '_')}")
-        plt.close(fig)
+        stem = f"activation_stats_{point.replace('.', '_')}"
+        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150, close=True)
     finals = {n: d["final"] for n, d in data.items() if "final" in d}
     if finals:
         order = sorted(finals, key=lambda n: finals[n]["mean"])
@@ -133,8 +123,8 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         ax.set_ylabel(f"activation in {where}")
         ax.set_title(f"Mean and standard deviation of activations, {where}", fontsize=9)
         fig.tight_layout()
-        written += _save(fig, out, f"activation_mean_std_{point.replace('.', '_')}")
-        plt.close(fig)
+        stem = f"activation_mean_std_{point.replace('.', '_')}"
+        written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150, close=True)
     return written
 
 

@@ -53,11 +53,11 @@ def family(target: str) -> str:
 
 
 def sweep_params(path: Path) -> tuple[list[str], int]:
-    """(experiments, number of seeds) of a sweep file."""
-    import yaml
+    """(experiments, number of seeds) of a sweep file (its lists come from the table spec:
+    :func:`bioreg.results.sweeps.sweep_params` resolves them as Hydra does)."""
+    from bioreg.results.sweeps import sweep_params as resolved
 
-    doc = yaml.safe_load(path.read_text())
-    params = doc["hydra"]["sweeper"]["params"]
+    params = resolved(path)
     exps = [e.strip() for e in str(params["+experiment"]).split(",") if e.strip()]
     seeds = [s for s in str(params.get("seed", "0")).split(",") if s.strip()]
     return exps, len(seeds)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Measure: python scripts/bench_throughput.py --device cuda")
     print(f"CIFAR-10-C evaluation per run: {c10c_s:.1f} s ({c10c_basis}); attack evaluators not included")
     if args.json:
-        from bioreg.results.io import atomic_write_json
+        from bioreg.io import atomic_write_json
 
         atomic_write_json(args.json, {"tables": rows, "total_gpu_hours": total, "unique_runs": len(unique),
                                       "seconds_per_image": {f: list(v) for f, v in sec_img.items()},

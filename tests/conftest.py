@@ -12,11 +12,12 @@ def tmp_dirs(tmp_path):
             f"hydra.run.dir={tmp_path}/out"]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    """One intra-op torch thread for the test (restored after): tiny models and per-image work are
-    faster single-threaded on a shared 2-core machine. Use with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """One intra-op torch thread for the whole session (restored after), before any fixture of a
+    narrower scope: tiny models, small eigendecompositions and per-image work are faster
+    single-threaded on a shared 2-core machine (2 OpenMP threads oversubscribe it, up to 100x slower
+    element-wise ops), and the tiny training runs keep their arithmetic fixed."""
     import torch
 
     n = torch.get_num_threads()

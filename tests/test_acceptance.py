@@ -27,23 +27,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
+from bioreg.app.run import run
 from bioreg.evaluate.robustness import PAPER_ALEXNET_CLEAN, PAPER_ALEXNET_ERRORS
-from bioreg.run import run
-from hydra_helpers import REPO, compose
+from helpers.configs import REPO, compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 QUIET = ["trainer.enable_progress_bar=false", "eval.progress=false", "logger=none", "trainer.accelerator=cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CPU cores
-    yield
-    torch.set_num_threads(n)
 
 
 def only_record(root: Path) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bioreg.lit.activation_stats import STATS, ActivationStats, batch_stats
+from bioreg.lit.callbacks.activation_stats import STATS, ActivationStats, batch_stats
 from bioreg.models.points import InsertionError, Point, insert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +148,8 @@ def test_unknown_point_and_bad_momentum():
         ActivationStats(momentum=1.0)
 
 
+SGD_01 = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
+
 def test_lightning_fit_logs_records_and_removes_hooks(tmp_path):
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
@@ -157,7 +159,7 @@ def test_lightning_fit_logs_records_and_removes_hooks(tmp_path):
 
     torch.manual_seed(0)
     reg = {"n": {"at": "fc", "_target_": "bioreg.layers.normout.NormOut", "method": "max", "pool": "spatial"}}
-    lit = LitClassifier(Toy(), mean=[0.0], std=[1.0], optim={"name": "sgd", "lr": 0.1}, reg=reg, input_shape=(4,))
+    lit = LitClassifier(Toy(), mean=[0.0], std=[1.0], optim=SGD_01, reg=reg, input_shape=(4,))
     lit.model.mean = torch.zeros(1, 1)  # the toy's inputs are (N, 4), not images
     lit.model.std = torch.ones(1, 1)
     ds = TensorDataset(torch.randn(24, 4), torch.randint(0, 3, (24,)))

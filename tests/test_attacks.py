@@ -16,8 +16,6 @@ from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.gradient_masking import FLAGS, evaluate_red_flags, format_red_flags
 from bioreg.evaluate.stats import acc_entry, wilson_ci
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
 C = 10
@@ -267,7 +265,7 @@ def test_evaluate_checkpoint_and_red_flags_scripts(tmp_path, capsys):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bioreg.run import build
+    from bioreg.app.run import build
 
     conf = os.path.join(os.path.dirname(__file__), "..", "conf")
     with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):

@@ -21,8 +21,6 @@ from torch import nn
 from bioreg.evaluate.attacks import AdversarialEvaluator
 from bioreg.evaluate.core import EvalContext
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 GOLDEN = Path(__file__).parent / "data" / "attacks_section.json"
 SHAPE = (3, 6, 6)
 C = 5

@@ -10,12 +10,13 @@ import torch
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from bioreg.cli import check_override_key
-from bioreg.config import ConfigError, validate_config
+from bioreg.app.run import build
+from bioreg.config import ConfigError
+from bioreg.config.overrides import check_override_key
+from bioreg.config.validate import validate_config
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.models.points import InsertionError
-from bioreg.run import build
-from hydra_helpers import REPO, compose, experiments
+from helpers.configs import REPO, compose, experiments
 
 
 def test_there_are_experiments():
@@ -24,7 +25,15 @@ def test_there_are_experiments():
         assert required in names
 
 
-@pytest.mark.parametrize("name", experiments())
+#: one experiment of each model family and kind of regularizer (and the fine-tuning one) in the fast
+#: suite; all of them (~90 models, several minutes on 2 cores) under the slow mark
+REPRESENTATIVE = {"demo", "allconvnet_baseline_dropout", "corr_poisson_layer1", "vgg11_corrdrop_layer1",
+                  "vgg11_ch3_manifold_mixup", "vgg16_dropout_48", "resnet20_pushpull_finetune",
+                  "resnet14_pushpull_h1_a05", "alexnet_cifar_reference"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(e, marks=() if e in REPRESENTATIVE else pytest.mark.slow)
+                                  for e in experiments()])
 def test_experiment_composes_builds_and_trains_one_step(name, tmp_path):
     """Compose (with the offline digits data), validate, instantiate, one forward/backward pass."""
     cfg = compose([f"+experiment={name}", "data=digits"])
@@ -48,8 +57,9 @@ def test_experiment_composes_builds_and_trains_one_step(name, tmp_path):
 
 def test_experiment_keeps_the_thesis_schedule():
     cfg = compose(["+experiment=allconvnet_baseline"])
-    assert cfg.trainer.max_epochs == 350 and cfg.optim.nesterov and cfg.optim.weight_decay == 1e-3
-    assert list(cfg.optim.scheduler.milestones) == [200, 250, 300] and cfg.optim.lr == 0.01
+    opt = cfg.optim.optimizer
+    assert cfg.trainer.max_epochs == 350 and opt.nesterov and opt.weight_decay == 1e-3
+    assert list(cfg.optim.scheduler.milestones) == [200, 250, 300] and opt.lr == 0.01
     assert cfg.data.val_size == 10000 and cfg.model.layer1_width == 10
     drop = compose(["+experiment=allconvnet_baseline_dropout"]).reg
     assert {k: (v.at, v.p) for k, v in drop.items()} == {
@@ -72,8 +82,10 @@ def test_misspelt_key_names_valid_keys():
     cfg = compose(["+trainer.max_epoch=3"])
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' — did you mean 'max_epochs'\?.*Valid keys"):
         validate_config(cfg)
-    with pytest.raises(ConfigError, match=r"did you mean 'weight_decay'"):
-        check_override_key("optim.weight_decy")
+    with pytest.raises(ConfigError, match=r"did you mean 'decay_bias_and_norm'"):
+        check_override_key("optim.decay_bias_and_nrm")
+    with pytest.raises(ConfigError, match=r"'optim.weight_decay' — since bioreg 0.2 it is optim.optimizer.weight_decay"):
+        check_override_key("optim.weight_decay")
     with pytest.raises(ConfigError, match="Valid keys: .*seed"):
         check_override_key("sed")
     check_override_key("optim.scheduler.milestones")  # valid: no error
@@ -150,6 +162,7 @@ def test_train_py_reports_user_errors_cleanly(tmp_path):
     assert not list(tmp_path.glob("**/seed*.json"))  # a config mistake leaves no failed-run record
 
 
+@pytest.mark.slow  # two train.py subprocesses (each imports torch, Lightning and Hydra: 15-90 s on 2 cores)
 def test_help_and_cfg_job():
     out = _train("--cfg", "job", "+experiment=demo")
     assert out.returncode == 0, out.stderr

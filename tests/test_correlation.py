@@ -34,15 +34,6 @@ INDEF_S = CorrelationParams(a=0.5, b=0.35, c=0.09, tau=1.87)
 REPAIR = CorrelationParams(a=0.9, b=0.636, c=0.05, tau=1.87)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small eigendecompositions are much slower multi-threaded on a shared CPU; results are the same.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _weight(c: int, seed: int, similar: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(c, 3, 3, 3, generator=g)

@@ -287,8 +287,8 @@ def test_digits_end_to_end_table_3_2_and_figures(tmp_path):
     import subprocess
     import sys
 
-    from bioreg.run import run
-    from hydra_helpers import REPO, compose
+    from bioreg.app.run import run
+    from helpers.configs import REPO, compose
 
     runs, ckpts, figs, tables = (tmp_path / d for d in ("runs", "ckpt", "figures", "tables"))
     for exp in ("vgg11_ch3_vanilla", "vgg11_ch3_mixup", "vgg11_ch3_manifold_mixup"):

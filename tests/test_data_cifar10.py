@@ -15,22 +15,20 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from _cifar_files import datamodule_cls, dataset_cls_for, write_cifar10
+from bioreg.data.augment import AUGMENTATIONS, build_augmentation
 from bioreg.data.cifar10 import (
-    AUGMENTATIONS,
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR10DataModule,
     CIFAR10Files,
-    build_augmentation,
     verify_cifar10,
 )
 from bioreg.data.errors import DataError
+from helpers.cifar_files import datamodule_cls, dataset_cls_for, write_cifar10
 
 N_PER_BATCH, N_TEST = 20, 20  # 100 training images, 10 per class
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +199,8 @@ def test_damaged_or_missing_batch_is_named(tmp_path):
 
 
 def test_config_keys_are_constructor_parameters(tmp_path):
-    from bioreg.config import target_params
-    from hydra_helpers import compose
+    from bioreg.config.schema import target_params
+    from helpers.configs import compose
 
     cfg = compose(["+experiment=allconvnet_baseline", f"data_dir={tmp_path}"])
     data = OmegaConf.to_container(cfg.data, resolve=True)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from _cifar_files import datamodule_cls, write_cifar10, write_cifar10c
 from bioreg.data import _io
 from bioreg.data._io import md5sum
 from bioreg.data.cifar10c import (
@@ -31,6 +30,7 @@ from bioreg.data.cifar10c import (
 )
 from bioreg.data.corruptions import CIFAR10C_CORRUPTIONS
 from bioreg.data.errors import DataError
+from helpers.cifar_files import datamodule_cls, write_cifar10, write_cifar10c
 
 K = 4  # images per severity
 

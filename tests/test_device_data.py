@@ -17,7 +17,6 @@ from scipy import stats
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from _cifar_files import datamodule_cls, write_cifar10, write_cifar10c
 from bioreg.data.cifar10 import build_augmentation
 from bioreg.data.device import (
     BatchAugment,
@@ -29,6 +28,8 @@ from bioreg.data.device import (
 from bioreg.data.digits import DigitsDataModule
 from bioreg.data.errors import DataError
 from bioreg.evaluate.core import evaluate_loader
+from helpers.cifar_files import datamodule_cls, write_cifar10, write_cifar10c
+from helpers.runif import RunIf
 
 N = 3000  # images per augmentation statistic
 CPU = torch.device("cpu")
@@ -231,8 +232,7 @@ def test_eval_loaders_give_the_per_item_tensors_and_metrics(tmp_path):
     assert xb.dtype == torch.float32 and 0 <= xb.min() and xb.max() <= 1 and len(tr) == math.ceil(40 / 128)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@RunIf(min_cuda_gpus=1)
 def test_training_steps_do_not_sync_with_the_host():
     """Device-resident batches, bf16 autocast, channels_last, noise with its input check, NormOut,
     an SGD step and the finite-loss watch: no device->host synchronisation in any of 5 steps."""

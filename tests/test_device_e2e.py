@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import bioreg.run as run_mod
-import test_resume
-from hydra_helpers import compose
+import bioreg.app.run as run_mod
+from helpers.configs import compose
+from helpers.runs import cfg_for, kill_and_resume, record, weights
 
 DEVICE = ["data.device_resident=true", "data.augment=true"]
 
@@ -34,20 +34,14 @@ def test_digits_demo_learns_with_the_device_resident_path(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killed_device_resident_run_resumes_to_the_same_result(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(test_resume, "TINY", [*test_resume.TINY, *DEVICE])
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, b = tmp_path / "a", tmp_path / "b"
-        run_mod.run(test_resume.cfg_for(a))
-        test_resume.kill_and_resume(b, monkeypatch)
-    finally:
-        torch.set_num_threads(n)
-    (_, ra), (_, rb) = test_resume.record(a), test_resume.record(b)
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_mod.run(cfg_for(a, *DEVICE))
+    kill_and_resume(b, monkeypatch, extra=DEVICE)
+    (_, ra), (_, rb) = record(a), record(b)
     assert ra["status"] == rb["status"] == "completed"
     for k in ("best_epoch", "best_val_acc", "train", "metrics", "summary"):
         assert ra[k] == rb[k], k
-    wa, wb = test_resume.weights(a), test_resume.weights(b)
+    wa, wb = weights(a), weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     ckpt = torch.load(next((b / "ckpt").rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["DigitsDataModule"] == {"data_seed": 0}  # the run seed, saved by the data module

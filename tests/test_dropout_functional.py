@@ -25,8 +25,6 @@ from bioreg.layers.dropout import (
     spatial_dropout_mod,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 C, H, W = 8, 7, 7
 
 

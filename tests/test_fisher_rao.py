@@ -11,8 +11,6 @@ from bioreg.evaluate.core import EvalContext
 from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.fisher_rao import FisherRaoEvaluator, fisher_rao_terms, select_params
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _cnn() -> nn.Module:
     torch.manual_seed(0)

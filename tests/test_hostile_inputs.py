@@ -4,7 +4,7 @@ record and nothing half-written; each fault (a crafted pickle, a full disk, a tr
 record, a second launch of a running run) is refused or repaired as stated.
 
 The command is replayed in-process through ``train.py``'s own entry point (``train.cli()``: the
-override precheck, Hydra, :func:`bioreg.cli.run_or_explain`), with ``sys.argv`` set as on the command
+override precheck, Hydra, :func:`bioreg.app.cli.run_or_explain`), with ``sys.argv`` set as on the command
 line, so exit status and stderr are the ones a user sees; one test also runs ``python train.py`` in
 a subprocess to show it is the same there.
 """
@@ -24,9 +24,8 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from hydra_helpers import REPO, compose
-
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.configs import REPO, compose
+from helpers.runif import RunIf
 
 FAST = ["+experiment=demo", "model.width=8", "model.width2=8", "model.layer1_width=4", "trainer.max_epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "eval=clean", "eval.progress=false",
@@ -128,7 +127,7 @@ def test_ckpt_with_a_payload_is_refused_without_running(launch, tmp_path):
 def test_every_checkpoint_reader_refuses_a_payload(tmp_path):
     """safe_load, the Lightning resume path (AtomicCheckpointIO, even when asked for weights_only=False),
     load_for_eval and resume_point (a crafted last.ckpt is moved aside, never run)."""
-    from bioreg.ckpt_io import (
+    from bioreg.app.ckpt_io import (
         AtomicCheckpointIO,
         UnsafeCheckpointError,
         load_for_eval,
@@ -185,6 +184,36 @@ def test_no_unsafe_torch_load_in_the_package():
 ])
 def test_bad_value_is_one_line_exit_2_and_no_record(launch, tmp_path, override, phrase):
     assert_refused(launch(*FAST, override), phrase, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("overrides, phrases", [
+    (["optim.optimizer.lr=-1"], ["optim.optimizer.lr must be a number > 0; got -1"]),
+    (["optim.lr=-1"], ["unknown config key 'optim.lr'", "since bioreg 0.2 it is optim.optimizer.lr",
+                       "Valid keys of optim: decay_bias_and_norm, optimizer, scheduler"]),
+    (["optim.optimizer._target_=torch.optim.RMSProp"],
+     ["optim.optimizer._target_='torch.optim.RMSProp' is not an optimizer", "valid: torch.optim.ASGD",
+      "torch.optim.RMSprop"]),
+    (["optim=rmsprop"], ["unknown optim option 'rmsprop'", "valid options: adam, cosine, dutta2019"]),
+    (["optim=sgd", "optim.optimizer.momentun=0.5"], ["unknown config key 'optim.optimizer.momentun'",
+                                                     "did you mean 'momentum'"]),
+    (["optim=sgd", "optim.optimizer.nesterov=true", "optim.optimizer.momentum=0"],
+     ["optim.optimizer: its class refuses", "Nesterov momentum requires a momentum"]),
+    (["optim.scheduler.name=cosine"], ["optim.scheduler.name",
+                                       "optim/scheduler=<constant, multistep or cosine>"]),
+    (["optim/scheduler=step"], ["unknown optim/scheduler option 'step'",
+                                "valid options: constant, cosine, multistep"]),
+    (["optim/scheduler=constant", "optim.scheduler.milestones=[3]"],
+     ["cannot override optim.scheduler.milestones: the chosen schedule is constant",
+      "optim/scheduler=<option> (options: constant, cosine, multistep)"]),
+    (["optim/scheduler=multistep"], ["optim.scheduler.milestones is required",
+                                     "optim.scheduler.milestones=<value>"]),
+    (["optim/scheduler=cosine", "optim.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau"],
+     ["is not an LR scheduler", "valid: torch.optim.lr_scheduler.ChainedScheduler"]),
+])
+def test_bad_optimizer_or_schedule_is_one_line_exit_2_at_start_up(launch, tmp_path, overrides, phrases):
+    """The optimizer and the schedule are checked like every other group (keys by the signature of their
+    ``_target_``, values by building them once) before anything is written, not inside ``fit``."""
+    assert_refused(launch(*FAST, *overrides), *phrases, tmp_path=tmp_path)
 
 
 def test_missing_data_is_one_line_exit_2(launch, tmp_path):
@@ -268,7 +297,7 @@ def test_unwritable_default_hydra_run_dir_is_refused_before_hydra_starts(launch,
                    tmp_path=tmp_path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+@RunIf(skip_root=True)
 def test_read_only_results_dir_is_refused_at_start_up(launch, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -283,8 +312,8 @@ def test_read_only_results_dir_is_refused_at_start_up(launch, tmp_path):
 # ---- 9. a save that fails leaves the previous checkpoint ---------------------------------------------------------
 
 def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
-    import bioreg.results.io as io_mod
-    from bioreg.ckpt_io import AtomicCheckpointIO, safe_load
+    import bioreg.io as io_mod
+    from bioreg.app.ckpt_io import AtomicCheckpointIO, safe_load
 
     cio, path = AtomicCheckpointIO(), tmp_path / "best.ckpt"
     cio.save_checkpoint({"epoch": 1, "state_dict": {"w": torch.ones(1000)}}, path)
@@ -300,8 +329,8 @@ def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
 
 
 def test_trainer_saves_and_loads_through_the_atomic_safe_io(tmp_path):
-    from bioreg.ckpt_io import AtomicCheckpointIO
-    from bioreg.run import build_run, prepare_places, validate
+    from bioreg.app.ckpt_io import AtomicCheckpointIO
+    from bioreg.app.run import build_run, prepare_places, validate
 
     plan = validate(compose([*FAST, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"]))
     prepare_places(plan)
@@ -316,7 +345,7 @@ def _training_ckpt(path: Path, step: int) -> None:
 
 
 def test_truncated_last_ckpt_is_moved_aside_and_the_newest_readable_one_resumed(tmp_path, caplog):
-    from bioreg.ckpt_io import resume_point
+    from bioreg.app.ckpt_io import resume_point
 
     _training_ckpt(tmp_path / "last.ckpt", 30)
     _training_ckpt(tmp_path / "best.ckpt", 20)
@@ -339,8 +368,8 @@ def test_truncated_last_ckpt_is_moved_aside_and_the_newest_readable_one_resumed(
 # ---- 13. two launches of one run -------------------------------------------------------------------------------
 
 def test_second_launch_of_a_running_run_exits_2_and_touches_nothing(launch, tmp_path):
-    from bioreg.run import validate
-    from bioreg.runlock import RunLock
+    from bioreg.app.run import validate
+    from bioreg.app.runlock import RunLock
 
     plan = validate(compose([*FAST, f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt"]))
     with RunLock(plan.paths.ckpt, plan.label):
@@ -367,7 +396,7 @@ def _dead_pid() -> int:
 def test_lock_staleness_rules(tmp_path, monkeypatch):
     import socket
 
-    from bioreg.runlock import RunLock, RunLockedError
+    from bioreg.app.runlock import RunLock, RunLockedError
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
@@ -405,7 +434,7 @@ def test_lock_staleness_rules(tmp_path, monkeypatch):
 def test_lock_heartbeat_keeps_a_long_run_fresh(tmp_path):
     import time
 
-    from bioreg.runlock import RunLock
+    from bioreg.app.runlock import RunLock
 
     with RunLock(tmp_path, "run x", heartbeat_s=0.05) as lock:
         old = time.time() - 3600
@@ -500,7 +529,7 @@ def test_lightning_lines_are_printed_once_under_hydra(monkeypatch):
     dropped so that each line is printed once, and Lightning's records reach Hydra's handlers."""
     import lightning  # noqa: F401  (adds its console handler)
 
-    from bioreg.cli import _one_console_handler
+    from bioreg.app.cli import _one_console_handler
 
     root = logging.getLogger()
     seen: list[str] = []
@@ -527,7 +556,7 @@ def test_lightning_lines_are_printed_once_under_hydra(monkeypatch):
 
 
 def test_model_summary_has_no_flops(capsys):
-    from bioreg.model_summary import ModelSummaryNoFlops
+    from bioreg.lit.callbacks.model_summary import ModelSummaryNoFlops
 
     data = [(" ", ["0"]), ("Name", ["model"]), ("Type", ["Classifier"]), ("Params", ["83.3 K"]),
             ("Mode", ["train"]), ("FLOPs", ["0"])]

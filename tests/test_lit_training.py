@@ -12,13 +12,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from _lit_probes import StateProbe
+from bioreg.app.run import build, run
 from bioreg.layers.dropout import DropBlock
 from bioreg.lit.module import Classifier
-from bioreg.run import build, run
-from hydra_helpers import compose
+from helpers.configs import compose
+from helpers.lit_probes import StateProbe
 
-TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.lr=0.003", "trainer.enable_progress_bar=false",
+TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.optimizer.lr=0.003", "trainer.enable_progress_bar=false",
         "eval.progress=false", "eval.suites=[clean]", "logger=none"]
 
 
@@ -45,7 +45,7 @@ def test_the_best_validation_checkpoint_is_evaluated(tmp_path):
     cfg = compose([*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=10",
                    f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
-        cfg.callbacks = OmegaConf.create({"peak": {"_target_": "_lit_probes.PeakThenCorrupt", "peak_epoch": 1}})
+        cfg.callbacks = OmegaConf.create({"peak": {"_target_": "helpers.lit_probes.PeakThenCorrupt", "peak_epoch": 1}})
     returned = run(cfg)
     (path,) = sorted((tmp_path / "r").rglob("seed*.json"))
     rec = json.loads(path.read_text())
@@ -93,7 +93,7 @@ def test_training_epoch_reaches_the_regularizers(tmp_path):
     cfg = compose([*TINY, f"trainer.max_epochs={epochs}", f"trainer.limit_train_batches={batches}"])
     with open_dict(cfg):
         cfg.reg = OmegaConf.create({
-            "probe": {"at": "layer1", "_target_": "_lit_probes.StateProbe"},
+            "probe": {"at": "layer1", "_target_": "helpers.lit_probes.StateProbe"},
             "db": {"at": "layer2", "_target_": "bioreg.layers.dropout.DropBlock", "drop_prob": 0.5,
                    "block_size": 3, "schedule": "linear"},
         })

@@ -25,15 +25,13 @@ from omegaconf import OmegaConf, open_dict
 from bioreg.config import ConfigError
 from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError
 from bioreg.layers.mixup import ManifoldMixup, MixTap, Mixup
+from bioreg.lit.callbacks.stopping import StopAtAccuracy
 from bioreg.lit.module import LitClassifier, mixed_loss
 from bioreg.lit.optim import build_optimizer
-from bioreg.lit.stopping import StopAtAccuracy
 from bioreg.models import VGG11, AllConvNet, resnet20
 from bioreg.models.points import distinct_points
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}}
 MIXUP = {"_target_": "bioreg.layers.mixup.Mixup", "at": "input"}
 MANIFOLD = {"_target_": "bioreg.layers.mixup.ManifoldMixup", "at": "all"}
 
@@ -239,8 +237,8 @@ def test_two_mixers_are_refused():
 
 
 def test_config_errors_through_the_experiments():
-    from bioreg.run import build
-    from hydra_helpers import compose
+    from bioreg.app.run import build
+    from helpers.configs import compose
 
     with pytest.raises(RegularizerConfigError, match=r"alpha must be a finite number > 0.*got -2"):
         build(compose(["+experiment=vgg11_ch3_mixup", "data=digits", "reg.mixup.alpha=-2"]))
@@ -250,15 +248,16 @@ def test_config_errors_through_the_experiments():
 
 
 def test_ch3_experiments_follow_the_thesis():
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     for variant, target in (("vanilla", None), ("mixup", "Mixup"), ("manifold_mixup", "ManifoldMixup")):
         cfg = compose([f"+experiment=vgg11_ch3_{variant}"])
         assert cfg.name == f"vgg11_ch3_{variant}" and cfg.model._target_ == "bioreg.models.VGG11"
-        assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.9, 1e-4)
+        opt = cfg.optim.optimizer
+        assert (opt._target_, opt.momentum, opt.weight_decay) == ("torch.optim.SGD", 0.9, 1e-4)
         assert cfg.data.augment == "none"
         stop = cfg.callbacks.stop_at_accuracy
-        assert stop._target_ == "bioreg.lit.stopping.StopAtAccuracy" and stop.threshold == 80.0
+        assert stop._target_ == "bioreg.lit.callbacks.stopping.StopAtAccuracy" and stop.threshold == 80.0
         targets = [e._target_.rsplit(".", 1)[1] for e in cfg.reg.values()]
         assert targets == ([] if target is None else [target])
 
@@ -336,7 +335,7 @@ def test_stop_at_accuracy_cap_and_errors():
         StopAtAccuracy(monitor="val/accuracy").on_validation_end(_fake_trainer(0, 0.5), None)
 
 
-QUICK = ["data=digits", "model=resnet20", "optim=adam", "optim.lr=0.003", "optim.scheduler.name=cosine",
+QUICK = ["data=digits", "model=resnet20", "optim=adam", "optim.optimizer.lr=0.003", "optim/scheduler=cosine",
          "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]", "logger=none", "name=mix"]
 
 
@@ -346,14 +345,14 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
     """Short digits runs (CIFAR ResNet-20, Adam, default alpha and eligible points) with each mixer reach
     >= 85 % test accuracy; StopAtAccuracy (90 %) ends them at the first epoch whose validation accuracy
     reaches it, before the cap of 6, and the record says which (~40 s each on 2 CPU cores)."""
-    from bioreg.run import run
-    from hydra_helpers import compose
+    from bioreg.app.run import run
+    from helpers.configs import compose
 
     cfg = compose([*QUICK, f"reg={reg}", "trainer.max_epochs=6", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
         cfg.callbacks = OmegaConf.create({
-            "stop": {"_target_": "bioreg.lit.stopping.StopAtAccuracy", "threshold": 90.0},
-            "log": {"_target_": "_lit_probes.ValAccLog"},
+            "stop": {"_target_": "bioreg.lit.callbacks.stopping.StopAtAccuracy", "threshold": 90.0},
+            "log": {"_target_": "helpers.lit_probes.ValAccLog"},
         })
     run(cfg)
     (path,) = sorted((tmp_path / "r").rglob("seed*.json"))
@@ -370,8 +369,8 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
 
 
 def test_a_bad_threshold_stops_the_run_without_a_record(tmp_path):
-    from bioreg.run import run
-    from hydra_helpers import compose
+    from bioreg.app.run import run
+    from helpers.configs import compose
 
     cfg = compose(["+experiment=vgg11_ch3_mixup", "data=digits", "model=resnet20", "logger=none",
                    "callbacks.stop_at_accuracy.threshold=180", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])

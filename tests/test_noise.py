@@ -34,16 +34,6 @@ from bioreg.models import AllConvNet
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single-threaded torch: on the shared 2-core machine, 2 OpenMP threads make small element-wise
-    ops up to 100x slower (oversubscription). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _bound(cls, shape=(3, 4, 5), seed=0, **kw):
     """A correlated module bound to a small conv producing ``shape``; returns (module, conv)."""
     torch.manual_seed(seed)

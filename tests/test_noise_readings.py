@@ -35,7 +35,6 @@ from bioreg.layers.noise import (
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _bind(m: nn.Module, shape=(3, 4, 5), seed=0, stride=None) -> nn.Conv2d:
@@ -194,7 +193,7 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from hydra_helpers import compose
+    from helpers.configs import compose
 
     for key in ("cg", "cp"):
         e = OmegaConf.load(CONF / "reg" / f"{key}.yaml")[key]
@@ -220,17 +219,15 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
 
 
 def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp_path):
-    import yaml
-
     from bioreg.results.aggregate import load_records
     from bioreg.results.compare import ablation_summary, build_report, compare_table, load_claims
     from bioreg.results.records import RecordStore
+    from bioreg.results.sweeps import sweep_params
     from bioreg.results.tables import build_table, load_paper, load_spec, render_markdown
 
     for tid in ("2.3", "2.5"):
         stem = "table_" + tid.replace(".", "_")
-        sweep = yaml.safe_load((CONF / "sweep" / f"{stem}.yaml").read_text())
-        exps = sweep["hydra"]["sweeper"]["params"]["+experiment"].split(",")
+        exps = sweep_params(CONF / "sweep" / f"{stem}.yaml")["+experiment"].split(",")  # from the spec
         assert {"uncorr_gaussian_std_layer1", "corr_gaussian_std_layer1"} <= set(exps)
         spec = load_spec(tid)
         cols = {c.label: c for c in spec.columns}

@@ -10,9 +10,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bioreg.layers.base import RegularizerConfigError
+from bioreg.layers.base import RegularizerConfigError, reg_entries
 from bioreg.layers.normout import METHODS, POOLS, NormOut, keep_probability
-from bioreg.lit.module import place_regularizers, reg_entries
+from bioreg.lit.module import place_regularizers
 from bioreg.models.points import InsertionError
 from bioreg.models.vgg import VGG16
 

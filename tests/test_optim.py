@@ -6,8 +6,27 @@ import pytest
 import torch
 from torch import nn
 
+from bioreg.config.validate import check_optim
+from bioreg.errors import ConfigError
 from bioreg.lit.optim import build_optimizer, build_scheduler, param_groups
 from bioreg.models import VGG11, AllConvNet, resnet20
+
+_OPTIMIZERS = {"sgd": "torch.optim.SGD", "adam": "torch.optim.Adam", "rmsprop": "torch.optim.RMSpropX"}
+_SCHEDULERS = {"multistep": "MultiStepLR", "cosine": "CosineAnnealingLR", "step": "StepLRX"}
+
+
+def optim(name: str, decay_bias_and_norm: bool | None = None, **kw) -> dict:
+    """An ``optim`` node: ``optim("sgd", lr=0.1)`` = ``{optimizer: {_target_: torch.optim.SGD, _partial_: true,
+    lr: 0.1}}``."""
+    out: dict = {"optimizer": {"_target_": _OPTIMIZERS[name], "_partial_": True, **kw}}
+    if decay_bias_and_norm is not None:
+        out["decay_bias_and_norm"] = decay_bias_and_norm
+    return out
+
+
+def schedule(name: str, **kw) -> dict:
+    return {} if name == "constant" else {"_target_": f"torch.optim.lr_scheduler.{_SCHEDULERS[name]}",
+                                          "_partial_": True, **kw}
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -55,11 +74,11 @@ def test_weight_decay_only_on_conv_and_linear_weights(make):
     assert {id(p) for p in groups[0]["params"]} == want_decay
     assert {id(p) for p in groups[1]["params"]} == want_no
     # the optimizer actually built from a config carries the same split
-    opt = build_optimizer(net, {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4})
+    opt = build_optimizer(net, optim("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4))
     by_wd = {g["weight_decay"]: {id(p) for p in g["params"]} for g in opt.param_groups}
     assert by_wd == {5e-4: want_decay, 0.0: want_no}
     # decay_bias_and_norm puts everything in the decayed group
-    opt = build_optimizer(net, {"name": "adam", "lr": 1e-3, "weight_decay": 1e-2, "decay_bias_and_norm": True})
+    opt = build_optimizer(net, optim("adam", lr=1e-3, weight_decay=1e-2, decay_bias_and_norm=True))
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 1e-2 for p in g["params"]}
     assert decayed == want_decay | want_no
 
@@ -79,7 +98,7 @@ def test_bias_is_not_decayed_in_an_actual_step():
     with torch.no_grad():
         lin.weight.fill_(1.0)
         lin.bias.fill_(1.0)
-    opt = build_optimizer(lin, {"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.5})
+    opt = build_optimizer(lin, optim("sgd", lr=0.1, momentum=0.0, weight_decay=0.5))
     opt.zero_grad()
     (lin.weight.sum() * 0 + lin.bias.sum() * 0).backward()  # zero loss gradient: only decay acts
     opt.step()
@@ -89,14 +108,14 @@ def test_bias_is_not_decayed_in_an_actual_step():
 
 def test_nesterov_and_adam():
     net = nn.Linear(3, 2)
-    sgd = build_optimizer(net, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True})
+    sgd = build_optimizer(net, optim("sgd", lr=0.01, momentum=0.9, nesterov=True))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
-    assert isinstance(build_optimizer(net, {"name": "adam", "lr": 1e-3}), torch.optim.Adam)
+    assert isinstance(build_optimizer(net, optim("adam", lr=1e-3)), torch.optim.Adam)
 
 
 def test_dutta_multistep_schedule():
-    opt = build_optimizer(nn.Linear(2, 2), {"name": "sgd", "lr": 0.01, "momentum": 0.9})
-    sched = build_scheduler(opt, {"name": "multistep", "milestones": [200, 250, 300], "gamma": 0.1}, 350)
+    opt = build_optimizer(nn.Linear(2, 2), optim("sgd", lr=0.01, momentum=0.9))
+    sched = build_scheduler(opt, schedule("multistep", milestones=[200, 250, 300], gamma=0.1), 350)
     lrs = []
     for _ in range(350):
         lrs.append(opt.param_groups[0]["lr"])
@@ -107,9 +126,9 @@ def test_dutta_multistep_schedule():
 
 
 def test_cosine_and_constant():
-    opt = build_optimizer(nn.Linear(2, 2), {"name": "sgd", "lr": 0.1})
-    assert build_scheduler(opt, {"name": "constant"}, 10) is None
-    sched = build_scheduler(opt, {"name": "cosine"}, 10)
+    opt = build_optimizer(nn.Linear(2, 2), optim("sgd", lr=0.1))
+    assert build_scheduler(opt, schedule("constant"), 10) is None
+    sched = build_scheduler(opt, schedule("cosine"), 10)
     for _ in range(10):
         opt.step()
         sched.step()
@@ -119,17 +138,18 @@ def test_cosine_and_constant():
 @pytest.mark.parametrize(
     "cfg,match",
     [
-        ({"name": "rmsprop", "lr": 0.1}, "unknown optimizer 'rmsprop'; valid choices: sgd, adam"),
-        ({"name": "sgd", "lr": -1.0}, "lr must be positive"),
-        ({"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": True}, "nesterov=true needs optim.momentum > 0"),
+        (optim("rmsprop", lr=0.1), r"optim.optimizer._target_='torch.optim.RMSpropX' is not an optimizer; valid: "
+                                   r"torch.optim.ASGD, .*torch.optim.Adam, .*torch.optim.SGD"),
+        (optim("sgd", lr=-1.0), "optim.optimizer.lr must be a number > 0; got -1.0"),
+        (optim("sgd", lr=0.1, momentum=0.0, nesterov=True), "Nesterov momentum requires a momentum"),
     ],
 )
 def test_bad_optimizer_config(cfg, match):
-    with pytest.raises(ValueError, match=match):
-        build_optimizer(nn.Linear(2, 2), cfg)
+    """Refused at start-up by the config check (exit 2, one line), not inside ``fit``."""
+    with pytest.raises(ConfigError, match=match):
+        check_optim(cfg)
 
 
 def test_bad_scheduler_name():
-    opt = build_optimizer(nn.Linear(2, 2), {"name": "sgd", "lr": 0.1})
-    with pytest.raises(ValueError, match="valid choices: constant, multistep, cosine"):
-        build_scheduler(opt, {"name": "step"}, 10)
+    with pytest.raises(ConfigError, match=r"is not an LR scheduler; valid: .*CosineAnnealingLR, .*MultiStepLR"):
+        check_optim({**optim("sgd", lr=0.1), "scheduler": schedule("step")}, 10)

@@ -7,12 +7,16 @@ network, no editable ``src/`` on the path) and render one table from outside the
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -80,3 +84,27 @@ def test_wheel_install_renders_a_table_outside_the_repository(tmp_path: Path) ->
         assert Path(lines[key]).resolve().is_relative_to(venv.resolve()), (key, lines[key])
     assert "| resnet14 (published) | 4.09 | 5.18 | 10.47 | 18.76 | 59.53 | 77.46 |" in out.stdout
     assert str(ROOT) not in out.stdout
+    with zipfile.ZipFile(wheel) as zf:
+        assert "bioreg/py.typed" in zf.namelist()  # PEP 561: type checkers read the package's hints
+    version = subprocess.run([str(py), "-c", "import bioreg; print(bioreg.__version__)"], cwd=outside, env=env,
+                             capture_output=True, text=True, timeout=300).stdout.strip()
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert version == importlib.metadata.version("bioreg") == declared
+
+
+def test_version_comes_from_the_package_metadata(monkeypatch) -> None:
+    import bioreg
+
+    assert bioreg.__version__ == importlib.metadata.version("bioreg")
+    assert (Path(bioreg.__file__).parent / "py.typed").is_file()
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    try:
+        assert importlib.reload(bioreg).__version__ == "0+unknown"  # a source tree that is not installed
+    finally:
+        monkeypatch.undo()
+        importlib.reload(bioreg)
+    assert bioreg.__version__ == importlib.metadata.version("bioreg")

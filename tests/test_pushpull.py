@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
+from bioreg.app.run import load_net_weights
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.layers.pushpull import PushPull2d, pull_kernel_size, to_push_pull
 from bioreg.lit.module import place_regularizers
 from bioreg.models.alexnet import AlexNetCifar
 from bioreg.models.resnet import resnet20
-from bioreg.run import load_net_weights
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ATOL = 1e-5

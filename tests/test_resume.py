@@ -1,4 +1,4 @@
-"""Fault tolerance of a run (src/bioreg/run.py, src/bioreg/resume.py): kill with SIGTERM, relaunch, compare.
+"""Fault tolerance of a run (src/bioreg/app/run.py, src/bioreg/lit/callbacks/resume.py): kill with SIGTERM, relaunch, compare.
 
 A tiny digits run (CPU, ``trainer.deterministic=true``, 3 epochs of 3 batches) is trained
 uninterrupted, and again with a callback that sends SIGTERM to the process at the end of
@@ -12,115 +12,30 @@ RNG-state callback shows that the comparison can fail.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
+import shutil
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-import bioreg.resume
-import bioreg.run as run_mod
+import bioreg.app.run as run_mod
+import bioreg.lit.callbacks.resume
 from bioreg.results.records import RecordStore, config_key
+from helpers.runs import SigtermMidEpoch, cfg_for, kill, kill_and_resume, record, weights
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = [
-    "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
-    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-    "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
-    "trainer.deterministic=true", "trainer.accelerator=cpu",
-]
-KILL_AFTER_EPOCH = 1
 pytestmark = pytest.mark.timeout(240)
-
-
-def cfg_for(tmp: Path, *extra: str, hydra: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"results_dir={tmp}/runs", f"ckpt_dir={tmp}/ckpt", *extra],
-                       return_hydra_config=hydra)
-
-
-class SigtermMidEpoch(L.Callback):
-    """Send SIGTERM to this process after training batch ``batch`` of epoch ``epoch`` (both 0-based).
-
-    Lightning's handler only sets a flag; the training loop raises ``SIGTERMException`` right after
-    this batch, so the rest of the epoch (and its ``last.ckpt``) never happens: the relaunch must
-    redo the whole epoch from the previous epoch's checkpoint.
-    """
-
-    def __init__(self, epoch: int, batch: int):
-        self.epoch, self.batch = epoch, batch
-        self.fired_at_step: int | None = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            self.fired_at_step = trainer.global_step
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-class SigtermAfterEpoch(L.Callback):
-    """Send SIGTERM to this process at the end of training epoch ``epoch`` (0-based)."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CPU cores: keep the tiny runs fast and their arithmetic fixed
-    yield
-    torch.set_num_threads(n)
-
-
-def record(tmp: Path) -> tuple[Path, dict]:
-    (p,) = list((tmp / "runs").rglob("seed0.json"))
-    return p, json.loads(p.read_text())
-
-
-def weights(tmp: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
-    (p,) = list((tmp / "ckpt").rglob(name))
-    return torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     """The reference: the same tiny run, never interrupted (shared by the tests below)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     a = tmp_path_factory.mktemp("uninterrupted")
     run_mod.run(cfg_for(a))
-    torch.set_num_threads(n)
     return a
 
 
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH) -> None:
-    """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), check the
-    failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``, then relaunch."""
-    killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
-    orig = run_mod._callbacks
-    with monkeypatch.context() as m:
-        m.setattr(run_mod, "_callbacks", lambda cfg, paths: [*orig(cfg, paths), killer])
-        with pytest.raises(SystemExit) as exc:
-            run_mod.run(cfg_for(tmp))
-    # Lightning's SIGTERMException (a SystemExit with status 0) becomes exit status 143 = 128 + SIGTERM
-    assert exc.value.code == 143 and type(exc.value.__cause__).__name__ == "SIGTERMException"
-    _, failed = record(tmp)
-    assert failed["status"] == "failed" and "SIGTERM" in failed["error"]
-    (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
-    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
-    run_mod.run(cfg_for(tmp))  # relaunch: the failed record does not count, last.ckpt is resumed
-
-
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     a, b = uninterrupted, tmp_path / "b"
     kill_and_resume(b, monkeypatch)
@@ -134,6 +49,7 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     """SIGTERM after batch 1 of the 3 batches of epoch 1 (0-based): that partial epoch is lost (no
     checkpoint mid-epoch), the relaunch resumes from epoch 0's ``last.ckpt`` and redoes epoch 1 with
@@ -155,15 +71,17 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
         assert (ca["epoch"], ca["global_step"]) == (cb["epoch"], cb["global_step"]), name
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_without_rng_state_the_resumed_run_diverges(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
     """Control: the checkpoint alone (weights, optimizer, loops) does not give the same run."""
     a, b = uninterrupted, tmp_path / "b"
-    monkeypatch.setattr(bioreg.resume, "RNGStateCheckpoint", L.Callback)
+    monkeypatch.setattr(bioreg.lit.callbacks.resume, "RNGStateCheckpoint", L.Callback)
     kill_and_resume(b, monkeypatch)
     wa, wb = weights(a), weights(b)
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # trains (tiny runs, a few seconds each)
 def test_completed_run_is_skipped_and_its_record_kept(uninterrupted: Path) -> None:
     tmp_path = uninterrupted
     p, rec = record(tmp_path)
@@ -191,6 +109,32 @@ def test_checkpoint_dir_is_the_same_under_any_launcher(tmp_path: Path) -> None:
     assert key("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=5") == local
     assert key("hydra/launcher=local", "hydra.sweeper.max_batch_size=2", "eval=default") == local
     assert key("seed=3") == local  # the seed is a folder level of its own (seed<k>), not part of the key
-    assert key("optim.lr=0.01") != local
+    assert key("optim.optimizer.lr=0.01") != local
     paths = run_mod.RunPaths(cfg_for(tmp_path, "seed=3"), local)
     assert paths.ckpt == tmp_path / "ckpt" / "demo" / local / "seed3"
+
+
+@pytest.mark.slow  # trains (three tiny runs)
+def test_moved_checkpoint_folder_resumes_to_the_uninterrupted_best_epoch(tmp_path: Path, monkeypatch) -> None:
+    """A run killed after 2 of its 3 epochs whose checkpoint folder is then moved (copied to another
+    ckpt_dir, the old one deleted) and relaunched there resumes from the copy and ends with the best epoch
+    and score of the uninterrupted run. With a learning rate too small to change any prediction, every
+    epoch's validation accuracy ties: the best stays the first epoch. Lightning's ModelCheckpoint, which
+    forgets the best score when its folder changed, would take the resumed epoch 2 as the best instead."""
+    flat = ("optim.optimizer.lr=1e-9",)
+    a, b, moved = tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere"
+    run_mod.run(cfg_for(a, *flat))
+    _, ra = record(a)
+    assert ra["status"] == "completed" and ra["best_epoch"] == 0  # the scenario: later epochs only tie
+    kill(b, monkeypatch, extra=flat)  # SIGTERM after epoch 1: last.ckpt of epoch 1 in b/ckpt
+    shutil.copytree(b / "ckpt", moved)
+    shutil.rmtree(b / "ckpt")
+    run_mod.run(cfg_for(b, *flat, ckpt_dir=moved))  # resumes from the copy's last.ckpt, trains epoch 2
+    _, rb = record(b)
+    assert rb["status"] == "completed" and rb["ckpt_dir"].startswith(str(moved))
+    assert (rb["best_epoch"], rb["best_val_acc"]) == (ra["best_epoch"], ra["best_val_acc"])
+    assert rb["summary"] == ra["summary"]  # evaluated with the same (best) weights
+    (best,) = moved.rglob("best.ckpt")
+    assert torch.load(best, map_location="cpu", weights_only=True)["epoch"] == ra["best_epoch"]
+    (last,) = moved.rglob("last.ckpt")
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2

@@ -1,4 +1,4 @@
-"""Run-level behaviour of bioreg.run.run that the tables depend on: smoke runs stay out of the
+"""Run-level behaviour of bioreg.app.run.run that the tables depend on: smoke runs stay out of the
 record index, a rerun with new evaluators adds them without retraining, Singh's overfitting column."""
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from bioreg.run import run
-from hydra_helpers import compose
+from bioreg.app.run import run
+from helpers.configs import compose
 
 TINY = ["+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dirs(tmp_path):
@@ -69,7 +68,7 @@ def test_rerun_with_a_new_evaluator_adds_its_section_without_retraining(tmp_path
     ("disabled", {"project": "mine", "mode": "online"}, "disabled", "mine"),
 ])
 def test_wandb_is_offline_unless_a_mode_or_project_is_set(monkeypatch, env, kw, mode, project):
-    from bioreg.run import wandb_kwargs
+    from bioreg.app.run import wandb_kwargs
 
     if env is None:
         monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -83,7 +82,7 @@ def test_logger_wandb_config_reaches_the_logger(monkeypatch, tmp_path):
     """logger=wandb composes to the documented defaults and builds a WandbLogger with them (mocked)."""
     import lightning.pytorch.loggers as pl_loggers
 
-    from bioreg.run import RunPaths, _loggers
+    from bioreg.app.run import RunPaths, _loggers
 
     seen = {}
 
@@ -106,7 +105,7 @@ def test_lightning_does_not_requeue_under_slurm(monkeypatch):
     """One party owns requeueing on SLURM (submitit): Lightning's SLURMEnvironment must not."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from bioreg.run import _slurm_plugins
+    from bioreg.app.run import _slurm_plugins
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert _slurm_plugins() == []

@@ -1,6 +1,8 @@
 """Sweep files, Make targets and launcher configs (conf/sweep/, conf/hydra/launcher/, mk/), and skip-existing.
 
-* every thesis table has a sweep over exactly the table's experiments and seeds 0-4;
+* every thesis table has a sweep over exactly the table's experiments and seeds 0-4, generated from its
+  table spec (bioreg.results.sweeps), as Hydra's sweeper expands it: all of them, without the spec's
+  ablation runs (``sweep_ablations=false``), and with the command line's ``seed=``/``+experiment=``;
 * every job of every sweep in conf/sweep/ (table sweeps and any other) composes, under its own
   experiment name, and no experiment name gets two different configurations across sweeps;
 * the SLURM and local launchers compose through ``train.py +sweep=... hydra/launcher=... --cfg hydra``
@@ -13,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from bioreg.results.sweeps import register_resolvers
+from bioreg.results.sweeps import sweep_params as resolved_sweep_params
 from bioreg.results.tables import all_specs, table_ids
+from helpers.runif import RunIf
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -35,7 +39,7 @@ pytestmark = pytest.mark.timeout(240)
 def sweep_params(stem: str) -> dict:
     text = (CONF / "sweep" / f"{stem}.yaml").read_text()
     assert text.splitlines()[0] == "# @package _global_", stem
-    return yaml.safe_load(text)["hydra"]["sweeper"]["params"]
+    return resolved_sweep_params(CONF / "sweep" / f"{stem}.yaml")
 
 
 def test_one_sweep_per_table() -> None:
@@ -52,6 +56,63 @@ def test_sweep_runs_the_tables_experiments_over_five_seeds(stem: str) -> None:
         assert params["eval"] == "attacks"  # Tables 3.4-3.6 need the attack / Fisher-Rao evaluators
     else:
         assert set(params) == {"+experiment", "seed"}
+
+
+def sweeper_jobs(stem: str, *cmdline: str) -> list[tuple[str, int]]:
+    """The (experiment, seed) of every job of ``train.py -m +sweep=<stem> <cmdline>``, as Hydra's sweeper
+    expands them: compose the master config, instantiate ``hydra.sweeper`` as Hydra does (this resolves
+    the experiment list from the table spec), then its own parse of params + command line and
+    ``split_arguments``."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.plugins import Plugins
+    from hydra.types import RunMode
+
+    register_resolvers()  # as train.py does at import
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = GlobalHydra.instance().hydra.compose_config("config", [f"+sweep={stem}", *cmdline],
+                                                          run_mode=RunMode.MULTIRUN)
+    sweeper = Plugins.instance()._instantiate(cfg.hydra.sweeper)  # what Plugins.instantiate_sweeper does
+    overrides = OverridesParser.create().parse_overrides([*sweeper._parse_config(), *cmdline])
+    (batch,) = type(sweeper).split_arguments(overrides, None)
+    jobs = []
+    for job in batch:
+        kv = dict(o.split("=", 1) for o in job)
+        jobs.append((kv["+experiment"], int(kv["seed"])))
+    return jobs
+
+
+@pytest.mark.parametrize("stem", sorted(SPECS))
+def test_hydras_sweeper_expands_each_sweep_into_the_tables_runs(stem: str) -> None:
+    spec = SPECS[stem]
+    assert sweeper_jobs(stem) == [(e, s) for e in spec.experiments for s in spec.seeds]
+    core = spec.sweep_experiments(ablations=False)
+    assert sweeper_jobs(stem, "sweep_ablations=false") == [(e, s) for e in core for s in spec.seeds]
+    assert set(core) == {a.experiment for a in (*spec.rows, *spec.columns)
+                         if a.experiment and not a.is_ablation} | {e for _, _, e, _ in spec.overrides if e}
+
+
+def test_command_line_seeds_and_experiments_replace_the_sweeps() -> None:
+    """make reproduce-table-2.5 SEEDS=0,1 EXPERIMENTS=...: the command line's lists win."""
+    assert sweeper_jobs("table_2_5", "seed=3,4") == [(e, s) for e in SPECS["table_2_5"].experiments for s in (3, 4)]
+    assert sweeper_jobs("table_2_5", "+experiment=corr_gaussian_layer1,allconvnet_baseline", "seed=1") == [
+        ("corr_gaussian_layer1", 1), ("allconvnet_baseline", 1)]
+
+
+def test_ablation_runs_are_the_specs_ablation_axes() -> None:
+    """Table 2.5's UG/CG std readings (compare_to) are left out by sweep_ablations=false, nothing else."""
+    spec = SPECS["table_2_5"]
+    left_out = [e for e in spec.experiments if e not in spec.sweep_experiments(ablations=False)]
+    assert left_out == ["uncorr_gaussian_std_layer1", "corr_gaussian_std_layer1"]
+    from bioreg.results.tables import spec_from_dict
+
+    d = {"id": "x", "title": "t", "seeds": [0], "rows": [{"label": "acc", "metric": "summary.test_acc"}],
+         "columns": [{"label": "A", "experiment": "a"}, {"label": "B", "experiment": "b", "ablation": True},
+                     {"label": "A2", "experiment": "a", "ablation": True}]}
+    s = spec_from_dict(d)
+    assert s.sweep_experiments() == ["a", "b"] and s.sweep_experiments(ablations=False) == ["a"]
+    assert s.ablations == []  # `ablation: true` alone pairs with no printed column (compare_to does)
 
 
 def test_tables_sharing_models_share_sweeps() -> None:
@@ -88,7 +149,7 @@ def _composed(stem: str, job: tuple[str, ...]) -> tuple[str, int, str]:
 
         exp, *extra = job
         cfg = _compose(f"+sweep={stem}", f"+experiment={exp}", "seed=4", *extra)
-        resolved = OmegaConf.to_container(cfg, resolve=True)  # as bioreg.run.run keys its records
+        resolved = OmegaConf.to_container(cfg, resolve=True)  # as bioreg.app.run.run keys its records
         resolved.pop("hydra", None)
         _COMPOSED[job] = (cfg.name, cfg.seed, config_key(resolved))
     return _COMPOSED[job]
@@ -134,7 +195,7 @@ def test_make_targets_cover_every_table() -> None:
     assert _mk_list(REPO / "mk" / "reproduce.mk", "REPRODUCE_IDS") == table_ids()
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@RunIf(executables=("make",))
 def test_reproduce_target_builds_the_launcher_overrides() -> None:
     def dry(*args: str) -> str:
         out = subprocess.run(["make", "-s", "-n", *args, "PY=python"], cwd=REPO, capture_output=True, text=True,
@@ -178,7 +239,7 @@ def test_slurm_launcher_composes_with_documented_overrides(monkeypatch, capsys) 
     # (Hydra takes --cfg without -m: the launcher and sweeper sections are those the multirun uses)
     _train(monkeypatch, "+sweep=table_2_5", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
            "hydra.launcher.gpus_per_node=2", "hydra.launcher.cpus_per_task=6", "hydra.launcher.timeout_min=90",
-           "hydra.launcher.mem_gb=40", "hydra.launcher.max_num_timeout=5", "--cfg", "hydra")
+           "hydra.launcher.mem_gb=40", "hydra.launcher.max_num_timeout=5", "--cfg", "all", "--resolve")
     cfg = yaml.safe_load(capsys.readouterr().out)["hydra"]
     la = cfg["launcher"]
     assert la["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -207,17 +268,14 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_runs_only_missing_seeds(tmp_path: Path, monkeypatch) -> None:
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        common = [*TINY, f"results_dir={tmp_path}/runs", f"ckpt_dir={tmp_path}/ckpt"]
-        _train(monkeypatch, "-m", *common, "seed=0", f"hydra.sweep.dir={tmp_path}/sweep1")
-        (rec0,) = list((tmp_path / "runs").rglob("seed0.json"))
-        before = rec0.read_bytes()
-        _train(monkeypatch, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep2")
-    finally:
-        torch.set_num_threads(torch_threads)
+    """Two real multiruns of a tiny training run (trains: slow)."""
+    common = [*TINY, f"results_dir={tmp_path}/runs", f"ckpt_dir={tmp_path}/ckpt"]
+    _train(monkeypatch, "-m", *common, "seed=0", f"hydra.sweep.dir={tmp_path}/sweep1")
+    (rec0,) = list((tmp_path / "runs").rglob("seed0.json"))
+    before = rec0.read_bytes()
+    _train(monkeypatch, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep2")
     assert rec0.read_bytes() == before  # seed 0 kept, not retrained
     (rec1,) = list((tmp_path / "runs").rglob("seed1.json"))
     assert json.loads(rec1.read_text())["status"] == "completed"

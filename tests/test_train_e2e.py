@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
+from bioreg.app.run import run
 from bioreg.config import ConfigError
-from bioreg.run import run
-from hydra_helpers import REPO, compose
+from helpers.configs import REPO, compose
 
 TINY = ["data=digits", "model=allconvnet_small", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
         "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none"]
@@ -94,7 +94,7 @@ def test_rerun_is_skipped_not_duplicated(tmp_path):
     cfg.on_existing = "error"
     with pytest.raises(ConfigError, match="already has a record"):
         run(cfg)
-    other = compose([*TINY, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c", "optim.lr=0.02"])
+    other = compose([*TINY, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c", "optim.optimizer.lr=0.02"])
     run(other)  # a different config is a different record, never mixed with the first
     assert len(records(tmp_path / "r")) == 2
 

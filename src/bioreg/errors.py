@@ -1,14 +1,14 @@
 """The one base class of every mistake a user can fix, and the one place Hydra's wrapping is undone.
 
 Every configuration, command-line or data error of the package derives from :class:`UserError`
-(``ConfigError``, ``RegularizerConfigError``, ``InsertionError``, ``DataError``,
-``EvaluatorConfigError``; each keeps its name and its ``ValueError``/``KeyError`` base). ``train.py``
-turns a ``UserError`` into exit status 2 and one line on stderr, ``error: <message>``, with no
-traceback and no run record (:func:`bioreg.cli.run_or_explain`). Every other exception is a bug or a
+(:class:`ConfigError` here, ``RegularizerConfigError``, ``InsertionError``, ``DataError``,
+``EvaluatorConfigError``, ``AnalysisError``; each keeps its name and its ``ValueError``/``KeyError``
+base). ``train.py`` turns a ``UserError`` into exit status 2 and one line on stderr,
+``error: <message>``, with no traceback and no run record (:func:`bioreg.app.cli.run_or_explain`). Every other exception is a bug or a
 fault of the machine and keeps its traceback.
 
 Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException``; :func:`instantiate` is
-the one helper that builds config nodes for :mod:`bioreg.run` and unwraps a ``UserError`` from it,
+the one helper that builds config nodes for :mod:`bioreg.app.run` and unwraps a ``UserError`` from it,
 so a bad ``data.batch_size`` takes the same path as a misspelt key.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["UserError", "instantiate", "user_error_in"]
+__all__ = ["UserError", "ConfigError", "instantiate", "user_error_in"]
 
 
 class UserError(Exception):
@@ -25,6 +25,11 @@ class UserError(Exception):
     The message names what is wrong (the key, value or file), and the fix (the valid choices, or
     the command that repairs it). It is shown as one line; keep it free of newlines.
     """
+
+
+class ConfigError(UserError, ValueError):
+    """A bad key or value in the composed config, or a place the run cannot use (checked at start-up by
+    :mod:`bioreg.config.validate`; raised by any layer that meets such a value)."""
 
 
 def user_error_in(exc: BaseException) -> UserError | None:

@@ -1,5 +1,5 @@
-"""File-system plumbing shared by the data sets: checksums, verification stamps,
-atomic writes, resumable downloads and safe tar extraction.
+"""File-system plumbing shared by the data sets: checksums, verification stamps (written with
+:func:`bioreg.io.atomic_write_bytes`), resumable downloads and safe tar extraction.
 
 Nothing here knows about a particular data set; the data set modules describe their
 files with :class:`FileSpec` and call :func:`verify_files`, :func:`download_url` and
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bioreg.io import atomic_write_bytes
+
 from .errors import DataError
 
 __all__ = [
     "FileSpec",
     "VerificationStamp",
-    "atomic_write_bytes",
     "download_url",
     "md5sum",
     "safe_extract_tar",
@@ -50,27 +51,6 @@ def md5sum(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> str:
         while block := fh.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old or the new file.
-
-    The bytes go to a temporary file in the same directory, are flushed to disk and
-    then renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class VerificationStamp:

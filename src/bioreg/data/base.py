@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .augment import BatchAugment
 from .corruptions import SEVERITIES, check_corruptions, check_severities
 from .device import (
-    BatchAugment,
     DeviceEvalLoader,
     DeviceTrainLoader,
     check_device_resident,

@@ -10,18 +10,10 @@ file is checked against torchvision's official MD5 list through :func:`bioreg.da
 Images are kept as uint8 and converted to float32 in [0, 1] per item (no normalisation: the model
 normalises with :attr:`mean` / :attr:`std`, the statistics of the 50 000 training images).
 
-Augmentation (``augment``), applied to the uint8 image before the conversion:
-
-* ``none``;
-* ``flip_crop``: random 32x32 crop after 4 px zero padding, horizontal flip with p = 0.5
-  (Strisciuglio et al. 2020);
-* ``singh2023``: the authors' public code for Singh (2023) §2.3.1 -- random crop (padding 4),
-  horizontal flip, random rotation up to 15 deg, and with p = 0.5 a random affine map
-  (translation up to 10 % of the size, scale 0.9-1.1). Nearest-neighbour interpolation and
-  zero fill, as torchvision's defaults on PIL images.
-
-With ``device_resident`` (default ``auto``: on for a GPU run) the same augmentations run batched on
-the device with the same distributions (:mod:`bioreg.data.device`, :meth:`CIFAR10DataModule.device_augmentation`).
+Augmentation (``augment``: ``none``, ``flip_crop``, ``singh2023``; :mod:`bioreg.data.augment`), applied
+to the uint8 image before the conversion. With ``device_resident`` (default ``auto``: on for a GPU run)
+the same preset runs batched on the device with the same distributions
+(:meth:`CIFAR10DataModule.device_augmentation`).
 """
 
 from __future__ import annotations
@@ -38,9 +30,9 @@ import numpy as np
 import torch
 import torchvision
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from ._io import FileSpec, verify_files
+from .augment import BatchAugment, batch_augmentation, build_augmentation
 from .base import BaseDataModule, resolve_count, stratified_split
 from .cifar10c import (
     OFFICIAL_LAYOUT,
@@ -50,17 +42,14 @@ from .cifar10c import (
     mismatched_label_blocks,
 )
 from .corruptions import CIFAR10C_CORRUPTIONS
-from .device import BatchAugment
 from .errors import DataError
 
 __all__ = [
-    "AUGMENTATIONS",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "CIFAR10DataModule",
     "CIFAR10Files",
     "UInt8ImageDataset",
-    "build_augmentation",
     "verify_cifar10",
 ]
 
@@ -69,27 +58,6 @@ log = logging.getLogger(__name__)
 #: per-channel mean and standard deviation of the 50 000 CIFAR-10 training images in [0, 1]
 CIFAR10_MEAN: tuple[float, float, float] = (0.49139968, 0.48215841, 0.44653091)
 CIFAR10_STD: tuple[float, float, float] = (0.24703223, 0.24348513, 0.26158784)
-
-AUGMENTATIONS: tuple[str, ...] = ("none", "flip_crop", "singh2023")
-
-
-def build_augmentation(name: str) -> v2.Compose | None:
-    """The training augmentation ``name`` (see the module docstring) on uint8 (3, 32, 32) tensors."""
-    if name == "none":
-        return None
-    if name == "flip_crop":
-        return v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(p=0.5)])
-    if name == "singh2023":
-        return v2.Compose(
-            [
-                v2.RandomCrop(32, padding=4),
-                v2.RandomHorizontalFlip(p=0.5),
-                v2.RandomRotation(15),
-                v2.RandomApply([v2.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.9, 1.1))], p=0.5),
-            ]
-        )
-    raise DataError(f"augment={name!r} is invalid; valid augmentations: {', '.join(AUGMENTATIONS)}")
-
 
 class CIFAR10Files(torchvision.datasets.CIFAR10):
     """torchvision's ``CIFAR10`` whose integrity check goes through :func:`_io.verify_files`.
@@ -267,8 +235,8 @@ class CIFAR10DataModule(BaseDataModule):
         self._test = UInt8ImageDataset(xt, yt)
 
     def device_augmentation(self) -> BatchAugment | None:
-        """:attr:`augment` batched on the device, same distributions (:mod:`bioreg.data.device`)."""
-        return BatchAugment.from_name(self.augment)
+        """:attr:`augment` batched on the device, same distributions (:mod:`bioreg.data.augment`)."""
+        return batch_augmentation(self.augment)
 
     def corruption_sets(self) -> dict[str, Dataset]:
         """CIFAR-10-C per corruption and severity; verifies the files first (MD5 stamped), loads nothing.

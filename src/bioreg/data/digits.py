@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .augment import BatchAugment
 from .base import BaseDataModule, TensorImageDataset, resolve_count, stratified_split
 from .corruptions import ON_THE_FLY_CORRUPTIONS, CorruptedDataset
-from .device import BatchAugment
 from .errors import DataError
 
 __all__ = ["DigitsDataModule", "RandomCropPad", "load_digits_tensor"]

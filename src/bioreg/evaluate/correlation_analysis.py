@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bioreg.errors import UserError
 from bioreg.layers.base import kernel_similarity
 from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_matrix
 
@@ -78,8 +79,9 @@ THESIS_LAYERS = (3, 5, 6, 8, 9)
 DISTANCE_SCALES = ("grid", "input_pixels")
 
 
-class AnalysisError(ValueError):
-    """A bad argument of the correlation analysis; the message is one line naming the valid choices."""
+class AnalysisError(UserError, ValueError):
+    """A bad argument of the correlation analysis; the message is one line naming the valid choices
+    (a :class:`bioreg.errors.UserError`)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -774,7 +776,7 @@ def save_bins(path: str, results: Mapping[str, LayerResult]) -> None:
     """All layers' bins in one compressed ``.npz`` (keys ``<layer>/<array>``), written atomically."""
     import io
 
-    from bioreg.results.io import atomic_write_bytes
+    from bioreg.io import atomic_write_bytes
 
     arrays = {f"{name}/{k}": v for name, r in results.items() for k, v in r.bins.to_numpy().items()}
     buf = io.BytesIO()

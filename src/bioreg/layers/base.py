@@ -54,7 +54,7 @@ registered as a sub-module, so the producer's parameters are not duplicated in
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -70,6 +70,7 @@ __all__ = [
     "BatchMixer",
     "ContextError",
     "RegularizerConfigError",
+    "reg_entries",
     "kernel_similarity",
     "check_probability",
     "float32_internals",
@@ -84,6 +85,34 @@ class RegularizerConfigError(UserError, ValueError):
 
 class ContextError(RegularizerConfigError):
     """A regularizer needs context its insertion point cannot give."""
+
+
+def reg_entries(reg_cfg: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """Normalise the ``reg`` config: a list of entries, or a mapping ``name -> entry``.
+
+    The mapping form is what the config group uses (so that several ``reg``
+    options compose, e.g. ``reg: [allconv_dropout, cg]``); entries whose value is
+    ``null`` are switched off. Each entry holds ``at`` (the insertion point),
+    optional ``mode`` (``after`` — default — or ``replace``) and the module
+    config with ``_target_``.
+    """
+    if reg_cfg is None:
+        return []
+    if isinstance(reg_cfg, Mapping):
+        items = [(str(k), v) for k, v in reg_cfg.items() if v is not None]
+    elif isinstance(reg_cfg, Sequence) and not isinstance(reg_cfg, str):
+        items = [(f"reg{i}", v) for i, v in enumerate(reg_cfg)]
+    else:
+        raise RegularizerConfigError(f"`reg` must be a list or a mapping of placements, got {type(reg_cfg).__name__}")
+    for name, e in items:
+        if not isinstance(e, Mapping) or "at" not in e or "_target_" not in e:
+            raise RegularizerConfigError(
+                f"regularizer entry {name!r} must be a mapping with `at: <point>` and `_target_: <class>`, got {e!r}"
+            )
+        mode = e.get("mode", "after")
+        if mode not in ("after", "replace"):
+            raise RegularizerConfigError(f"regularizer entry {name!r}: mode must be 'after' or 'replace', got {mode!r}")
+    return items
 
 
 @dataclass

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError, TrainingState
+from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError, TrainingState, reg_entries
 from bioreg.lit.finite import NonFiniteWatch
 from bioreg.lit.optim import build_optimizer, build_scheduler
 from bioreg.models.points import bind_all, distinct_points, insert, replace
 
-__all__ = ["Classifier", "LitClassifier", "find_mixer", "mixed_loss", "place_regularizers", "reg_entries"]
+__all__ = ["Classifier", "LitClassifier", "find_mixer", "mixed_loss", "place_regularizers"]
 
 
 class Classifier(nn.Module):
@@ -29,34 +29,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
-
-
-def reg_entries(reg_cfg: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """Normalise the ``reg`` config: a list of entries, or a mapping ``name -> entry``.
-
-    The mapping form is what the config group uses (so that several ``reg``
-    options compose, e.g. ``reg: [allconv_dropout, cg]``); entries whose value is
-    ``null`` are switched off. Each entry holds ``at`` (the insertion point),
-    optional ``mode`` (``after`` — default — or ``replace``) and the module
-    config with ``_target_``.
-    """
-    if reg_cfg is None:
-        return []
-    if isinstance(reg_cfg, Mapping):
-        items = [(str(k), v) for k, v in reg_cfg.items() if v is not None]
-    elif isinstance(reg_cfg, Sequence) and not isinstance(reg_cfg, str):
-        items = [(f"reg{i}", v) for i, v in enumerate(reg_cfg)]
-    else:
-        raise RegularizerConfigError(f"`reg` must be a list or a mapping of placements, got {type(reg_cfg).__name__}")
-    for name, e in items:
-        if not isinstance(e, Mapping) or "at" not in e or "_target_" not in e:
-            raise RegularizerConfigError(
-                f"regularizer entry {name!r} must be a mapping with `at: <point>` and `_target_: <class>`, got {e!r}"
-            )
-        mode = e.get("mode", "after")
-        if mode not in ("after", "replace"):
-            raise RegularizerConfigError(f"regularizer entry {name!r}: mode must be 'after' or 'replace', got {mode!r}")
-    return items
 
 
 def _instantiate(name: str, entry: Mapping[str, Any]):

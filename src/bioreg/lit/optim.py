@@ -1,23 +1,36 @@
-"""Optimizers and learning-rate schedules from config.
+"""Optimizers and learning-rate schedules from config (``optim.optimizer``, ``optim.scheduler``).
 
-Weight decay is applied to weights only — never to biases, BatchNorm affine
-parameters or other 1-D parameters (e.g. a push-pull layer's α) — following the
-regularisation notes of the EPFL lecture slides "Convolutional Nets, Regularization, Data
-augmentation, Dropout" (docs/references.md). Schedules step once per epoch.
+Both are ``_target_`` nodes with ``_partial_: true``, as in lightning-hydra-template::
+
+    optim:
+      optimizer: {_target_: torch.optim.SGD, _partial_: true, lr: 0.1, momentum: 0.9, weight_decay: 1e-4}
+      scheduler: {_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [80, 120]}
+      decay_bias_and_norm: false
+
+so any ``torch.optim`` optimizer or LR scheduler (or a class of one's own) is chosen by config and
+its keys are checked against its signature at start-up (:mod:`bioreg.config.validate`).
+:func:`build_optimizer` calls the optimizer with bioreg's parameter groups: weight decay
+(``optimizer.weight_decay``) is applied to weights only — never to biases, BatchNorm affine
+parameters or other 1-D parameters (e.g. a push-pull layer's α) — following the regularisation notes
+of the EPFL lecture slides "Convolutional Nets, Regularization, Data augmentation, Dropout"
+(docs/references.md), unless ``decay_bias_and_norm: true``. An empty ``scheduler`` (``optim/scheduler=
+constant``) keeps the learning rate constant; schedules step once per epoch, and a scheduler that
+takes ``T_max`` and is not given one gets ``trainer.max_epochs``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "param_groups", "build_optimizer", "build_scheduler"]
+from bioreg.errors import ConfigError, instantiate
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULERS = ("constant", "multistep", "cosine")
+__all__ = ["param_groups", "build_optimizer", "build_scheduler", "optimizer_factory", "scheduler_factory"]
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict]:
@@ -35,33 +48,47 @@ def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: boo
     return groups
 
 
+def _partial(node: Mapping[str, Any], where: str, called_with: str) -> functools.partial:
+    factory = instantiate(dict(node))
+    if not isinstance(factory, functools.partial):
+        raise ConfigError(f"{where} must be built with `_partial_: true` (bioreg calls it with "
+                          f"{called_with})")
+    return factory
+
+
+def optimizer_factory(cfg: Mapping[str, Any]) -> functools.partial:
+    """``optim.optimizer`` built with ``_partial_: true``: the optimizer class with its settings."""
+    node = cfg.get("optimizer") if isinstance(cfg, Mapping) else None
+    if not isinstance(node, Mapping):
+        hint = (" (a config in the bioreg 0.1 spelling: bioreg.config.legacy.upgrade_optim translates it)"
+                if isinstance(cfg, Mapping) and "name" in cfg else "")
+        raise ConfigError("optim needs an `optimizer` node "
+                          f"({{_target_: torch.optim.SGD, _partial_: true, lr: …}}){hint}")
+    factory = _partial(node, "optim.optimizer", "the parameter groups")
+    # YAML gives lists; torch's own type for betas and the like is a tuple (as bioreg 0.1 passed them)
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in factory.keywords.items()}
+    return functools.partial(factory.func, *factory.args, **kw)
+
+
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    name = str(cfg.get("name", "sgd")).lower()
-    groups = param_groups(model, float(cfg.get("weight_decay", 0.0)), bool(cfg.get("decay_bias_and_norm", False)))
-    lr = float(cfg["lr"])
-    if lr <= 0:
-        raise ValueError(f"optim.lr must be positive, got {lr}")
-    if name == "sgd":
-        momentum = float(cfg.get("momentum", 0.0))
-        nesterov = bool(cfg.get("nesterov", False))
-        if nesterov and momentum <= 0:
-            raise ValueError("optim.nesterov=true needs optim.momentum > 0")
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
-    if name == "adam":
-        betas = tuple(cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.Adam(groups, lr=lr, betas=betas)  # type: ignore[arg-type]
-    raise ValueError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
+    """The optimizer of ``cfg`` (the ``optim`` node) over ``model``'s parameter groups."""
+    factory = optimizer_factory(cfg)
+    decay = float(factory.keywords.get("weight_decay", 0.0))
+    return factory(param_groups(model, decay, bool(cfg.get("decay_bias_and_norm", False))))
+
+
+def scheduler_factory(cfg: Mapping[str, Any] | None, max_epochs: int) -> functools.partial | None:
+    """``optim.scheduler`` built with ``_partial_: true`` (``T_max`` filled from ``max_epochs`` when the
+    class takes one and none is given); None for no schedule (an empty or null node)."""
+    if not cfg:
+        return None
+    factory = _partial(cfg, "optim.scheduler", "the optimizer")
+    if "T_max" in inspect.signature(factory.func).parameters and not factory.keywords.get("T_max"):
+        factory = functools.partial(factory, T_max=max(int(max_epochs), 1))
+    return factory
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, max_epochs: int):
-    cfg = cfg or {}
-    name = str(cfg.get("name", "constant")).lower()
-    if name == "constant":
-        return None
-    if name == "multistep":
-        milestones: Iterable[int] = cfg.get("milestones", [])
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones), gamma=float(cfg.get("gamma", 0.1)))
-    if name == "cosine":
-        t_max = cfg.get("t_max") or max(max_epochs, 1)
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(t_max), eta_min=float(cfg.get("eta_min", 0.0)))
-    raise ValueError(f"unknown scheduler {name!r}; valid choices: {', '.join(SCHEDULERS)}")
+    """The LR scheduler of ``cfg`` (the ``optim.scheduler`` node) on ``opt``, or None (constant)."""
+    factory = scheduler_factory(cfg, max_epochs)
+    return None if factory is None else factory(opt)

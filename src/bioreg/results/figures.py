@@ -40,7 +40,6 @@ figure file of the sources the project writes, with its caption, for ``make figu
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -51,12 +50,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bioreg.results.io import atomic_write_bytes
+from bioreg.io import save_figure
 
 __all__ = [
     "FIGURE_KINDS", "FIGURE_OPTIONS", "SOURCE_FIGURES", "SourceFigure", "figure_options", "figure_kind",
     "metric_axis", "plot_table", "fig_occlusions", "occlusion_image", "fig_test_loss", "loss_histories",
-    "save_figure", "ewma",
+    "ewma",
 ]
 
 FIGURE_KINDS = ("auto", "bars", "panels", "curves", "grouped_stats", "none")
@@ -392,17 +391,6 @@ def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
 
 _PLOTTERS = {"bars": _plot_bars, "panels": _plot_panels, "grouped_stats": _plot_grouped_stats,
              "curves": _plot_curves}
-
-
-def save_figure(fig: Any, out_dir: str | Path, stem: str, formats: Sequence[str] = ("png",), dpi: int = 110
-                ) -> list[Path]:
-    """Write ``<stem>.<fmt>`` for each format atomically (a killed run never leaves half a file)."""
-    paths = []
-    for fmt in formats:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
-        paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
-    return paths
 
 
 def plot_table(res: Any, comparison: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("png",)

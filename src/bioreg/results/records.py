@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bioreg.results.io import atomic_write_json
+from bioreg.config.legacy import identity_view
+from bioreg.io import atomic_write_json
 
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
@@ -50,7 +51,7 @@ IDENTITY_EXCLUDE = (
     "data.download", "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices",
     "trainer.log_every_n_steps", "trainer.deterministic", "trainer.benchmark",
     "eval", "logger", "seed", "results_dir", "data_dir", "ckpt_dir", "on_existing", "ckpt_required", "hydra",
-    "launcher",
+    "launcher", "sweep_ablations",
 )
 
 
@@ -64,8 +65,11 @@ def _drop(d: Any, path: list[str]) -> None:
 
 
 def config_key(cfg: Mapping[str, Any], length: int = 10) -> str:
-    """Short stable hash of the parts of a resolved config that define the trained model."""
-    d = json.loads(json.dumps(cfg, default=str))
+    """Short stable hash of the parts of a resolved config that define the trained model.
+
+    Computed on the config as bioreg 0.1 spelled it (:func:`bioreg.config.legacy.identity_view`), so a
+    run keeps its key, its records and its checkpoints across the renames of 0.2."""
+    d = identity_view(json.loads(json.dumps(cfg, default=str)))
     for p in IDENTITY_EXCLUDE:
         _drop(d, p.split("."))
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))

@@ -32,10 +32,10 @@ from typing import Any
 
 import pandas as pd
 
+from bioreg.io import atomic_write_bytes, atomic_write_text
 from bioreg.results.aggregate import STD_DDOF, Records
 from bioreg.results.compare import FLAG_K, Claim, ClaimOutcome, compare_table, evaluate_claim
 from bioreg.results.figures import SOURCE_FIGURES, figure_kind, plot_table
-from bioreg.results.io import atomic_write_bytes, atomic_write_text
 from bioreg.results.tables import TableResult, TableSpec, build_table, format_cell, load_paper
 
 __all__ = ["TableSection", "ReportData", "collect", "summary_counts", "fill_command", "render_markdown",

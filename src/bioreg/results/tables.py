@@ -26,7 +26,9 @@ the other one (Singh's tables have experiments as rows, Dutta's as columns).
 An *ablation* row or column (``compare_to: <printed label>``, e.g. ``{label: UG (std = a),
 experiment: uncorr_gaussian_std_layer1, compare_to: UG}``) is not printed in the paper: it is
 placed after the printed ones and compared with the printed cells of ``compare_to`` (another
-reading of the same model), and claims leave it out unless they name it.
+reading of the same model), and claims leave it out unless they name it. An axis with ``ablation:
+true`` (and every ``compare_to`` axis) is an *ablation run*: the table's sweep (conf/sweep/,
+:mod:`bioreg.results.sweeps`) trains it unless ``sweep_ablations=false``.
 A cell that follows neither axis is listed under ``cells:`` (``{row, column, experiment?,
 metric?}``; what it gives replaces the axes' value), e.g. Table 3.2's Linear Exponential column.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
@@ -47,6 +49,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bioreg.io import atomic_write_text
 from bioreg.results.aggregate import (
     STD_DDOF,
     CellStats,
@@ -59,7 +62,6 @@ from bioreg.results.aggregate import (
     records_from_args,
     select_runs,
 )
-from bioreg.results.io import atomic_write_text
 
 __all__ = [
     "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
@@ -107,6 +109,11 @@ class Axis:
     metric: Metric | None = None
     compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
     paper: str | None = None  # its label in the paper CSV when that differs from ``label``
+    ablation: bool = False  # an ablation run (also every compare_to axis): left out by sweep_ablations=false
+
+    @property
+    def is_ablation(self) -> bool:
+        return self.ablation or self.compare_to is not None
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,14 @@ class TableSpec:
                 seen.setdefault(exp)
         return list(seen)
 
+    def sweep_experiments(self, ablations: bool = True) -> list[str]:
+        """:attr:`experiments` in order; without ``ablations``, those only ablation axes name are left out."""
+        if ablations:
+            return self.experiments
+        needed = {a.experiment for a in (*self.rows, *self.columns) if a.experiment and not a.is_ablation}
+        needed |= {exp for _, _, exp, _ in self.overrides if exp}
+        return [e for e in self.experiments if e in needed]
+
     @property
     def stem(self) -> str:
         return spec_stem(self.id)
@@ -219,7 +234,7 @@ def spec_path(table_id: str) -> Path:
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
               "columns", "description", "figure", "cells"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
-_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper"}
+_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -237,7 +252,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
                             compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
-                            paper=None if it.get("paper") is None else str(it["paper"])))
+                            paper=None if it.get("paper") is None else str(it["paper"]),
+                            ablation=bool(it.get("ablation", False))))
         return tuple(out)
 
     overrides = []

@@ -24,7 +24,7 @@ from typing import Any
 
 import lightning as L
 
-from bioreg.config import ConfigError
+from bioreg.errors import ConfigError
 
 __all__ = ["StopAtAccuracy"]
 

@@ -1,6 +1,6 @@
 """Importable probes for tests/test_lit_training.py (Hydra ``_target_``s must be importable).
 
-``tests/`` is on ``sys.path`` under pytest (rootdir conftest), as for ``hydra_helpers``.
+``tests/`` is on ``sys.path`` under pytest (rootdir conftest), so this is ``helpers.lit_probes``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   reads goes through :func:`safe_load` (``torch.load(weights_only=True)``): tensors, containers and
   plain values only; anything else is refused before any of it runs. bioreg's own checkpoints need
   nothing more (Lightning's state, the optimizer, and the RNG states that
-  :class:`bioreg.resume.RNGStateCheckpoint` stores as lists and tensors), so no extra
+  :class:`bioreg.lit.callbacks.resume.RNGStateCheckpoint` stores as lists and tensors), so no extra
   ``safe_globals`` are allowed. Lightning reads ``last.ckpt`` through :class:`AtomicCheckpointIO`,
   which forces ``weights_only=True`` whatever its caller asks for.
 * **Atomic saving.** :class:`AtomicCheckpointIO` serialises a checkpoint in memory, writes it to a
@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from bioreg.config import ConfigError
-from bioreg.results.io import atomic_write_bytes
+from bioreg.errors import ConfigError
+from bioreg.io import atomic_write_bytes
 
 __all__ = ["safe_load", "UnsafeCheckpointError", "AtomicCheckpointIO", "move_aside", "resume_point",
            "load_for_eval", "check_fits"]
@@ -160,8 +160,8 @@ def check_fits(module: torch.nn.Module, sd: dict[str, Any], what: str) -> None:
 def load_for_eval(lit: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Load the weights of a bioreg checkpoint (or a plain ``state_dict``) into ``lit`` (a
     ``LitClassifier``) for evaluation; returns the checkpoint's metadata (``epoch``, ``global_step``
-    when present). The one reload used after training (:mod:`bioreg.run`) and by
-    :func:`bioreg.evaluate.checkpoint.evaluate_checkpoint`."""
+    when present). The one reload used after training (:mod:`bioreg.app.run`) and by
+    :func:`bioreg.app.evaluate_checkpoint.evaluate_checkpoint`."""
     state = safe_load(path)
     sd = state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state
     if not isinstance(sd, dict):

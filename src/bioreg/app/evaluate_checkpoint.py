@@ -1,7 +1,7 @@
 """Run evaluators on a saved checkpoint of a finished run (no training).
 
 Used by ``scripts/evaluate_checkpoint.py`` (attacks etc. added to a record later) and by
-:func:`bioreg.run.run` when a completed run is launched again with evaluators its record does not
+:func:`bioreg.app.run.run` when a completed run is launched again with evaluators its record does not
 have yet: the evaluators are part of the *evaluation*, not of the trained model's identity
 (``eval`` is left out of the config key), so instead of retraining, the missing sections are
 computed on the run's ``best.ckpt`` and merged into the record.
@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 
-from bioreg.build import build
-from bioreg.ckpt_io import load_for_eval
+from bioreg.app.build import build
+from bioreg.app.ckpt_io import load_for_eval
+from bioreg.config.legacy import upgrade_config
 from bioreg.errors import instantiate
-from bioreg.results.io import atomic_write_json
+from bioreg.io import atomic_write_json
 from bioreg.results.records import utc_now
 
 __all__ = ["evaluate_checkpoint", "record_files", "add_sections"]
@@ -31,8 +32,9 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
                         progress: bool = True, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the weights in ``ckpt`` with ``evaluators`` (name -> ``{_target_: …}``).
 
-    ``config`` is a run's resolved config (the model and data are rebuilt from it with
-    :func:`bioreg.build.build`, without its fine-tuning start point ``ckpt``). ``record`` supplies
+    ``config`` is a run's resolved config, in any version's spelling (:func:`bioreg.config.legacy.
+    upgrade_config`; the model and data are rebuilt from it with :func:`bioreg.app.build.build`,
+    without its fine-tuning start point ``ckpt``). ``record`` supplies
     the metrics/summary the evaluators may read (e.g. the clean accuracy). Returns one section per
     evaluator, each with a ``provenance`` entry (checkpoint, epoch, time, device, wall time).
     """
@@ -40,7 +42,7 @@ def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators:
 
     from bioreg.evaluate.core import EvalContext
 
-    cfg = OmegaConf.create(dict(config))
+    cfg = OmegaConf.create(upgrade_config(config))
     cfg.ckpt = None  # the weights come from `ckpt`, not from a fine-tuning start point
     ckpt = Path(ckpt)
     dm, lit = build(cfg)

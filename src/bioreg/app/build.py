@@ -1,6 +1,6 @@
 """Build the data module and the LitClassifier of a composed config (no training).
 
-Shared by :mod:`bioreg.run` (training) and :mod:`bioreg.evaluate.checkpoint` (evaluating a saved
+Shared by :mod:`bioreg.app.run` (training) and :mod:`bioreg.app.evaluate_checkpoint` (evaluating a saved
 run), so that neither imports the other.
 """
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bioreg.ckpt_io import check_fits, safe_load
-from bioreg.config import ConfigError
-from bioreg.errors import instantiate
+from bioreg.app.ckpt_io import check_fits, safe_load
+from bioreg.errors import ConfigError, instantiate
 
 __all__ = ["build", "load_net_weights", "abs_path"]
 

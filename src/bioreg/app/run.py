@@ -11,10 +11,10 @@ stopped; a completed run is skipped (``on_existing=skip``) because its record
 exists.
 
 :func:`run` is a sequence of named stages (docs/interfaces.md, "Run stages"): :func:`validate` →
-:func:`prepare_places` → lock (:class:`bioreg.runlock.RunLock`, one process per config key + seed)
+:func:`prepare_places` → lock (:class:`bioreg.app.runlock.RunLock`, one process per config key + seed)
 → :func:`existing_record` → :func:`build_run` → :func:`fit` → :func:`evaluate` →
 :func:`write_record`. Checkpoints are read only with ``weights_only=True`` and written atomically
-(:mod:`bioreg.ckpt_io`).
+(:mod:`bioreg.app.ckpt_io`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bioreg.build import abs_path, build, load_net_weights
-from bioreg.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, resume_point
-from bioreg.config import ConfigError, validate_config
-from bioreg.errors import UserError, instantiate
-from bioreg.evaluate.checkpoint import add_sections, evaluate_checkpoint, record_files
+from bioreg.app.build import abs_path, build, load_net_weights
+from bioreg.app.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, resume_point
+from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
+from bioreg.app.runlock import RunLock
+from bioreg.config.validate import validate_config
+from bioreg.errors import ConfigError, UserError, instantiate
 from bioreg.lit.perf import configure_performance
 from bioreg.results.records import (
     RECORD_VERSION,
@@ -47,7 +48,6 @@ from bioreg.results.records import (
     package_versions,
     utc_now,
 )
-from bioreg.runlock import RunLock
 
 log = logging.getLogger("bioreg")
 
@@ -67,18 +67,21 @@ class RunPaths:
 
 
 def _callbacks(cfg: DictConfig, paths: RunPaths):
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 
-    from bioreg.model_summary import ModelSummaryNoFlops
-    from bioreg.resume import RNGStateCheckpoint
+    from bioreg.lit.callbacks.checkpoint import RelocatableModelCheckpoint
+    from bioreg.lit.callbacks.model_summary import ModelSummaryNoFlops
+    from bioreg.lit.callbacks.resume import RNGStateCheckpoint
 
     cbs: list[Any] = [
-        ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                        auto_insert_metric_name=False),
+        # ModelCheckpoints that keep their best score when the checkpoint folder moved (a copied folder,
+        # another ckpt_dir): a relaunch there picks the same best epoch as an uninterrupted run
+        RelocatableModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/acc", mode="max",
+                                   save_top_k=1, auto_insert_metric_name=False),
         # last.ckpt after *every* epoch (Lightning >= 2.5 writes `save_last` only when the monitored
         # checkpoint is written too, i.e. when val/acc improved): what a relaunched run resumes from
-        ModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
+        RelocatableModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1,
+                                   every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
         ModelSummaryNoFlops(),  # Lightning's summary would show "FLOPs 0" (no example input)
     ]
@@ -296,7 +299,7 @@ def new_record(plan: RunPlan) -> dict[str, Any]:
 
 def fit(built: Built, plan: RunPlan) -> None:
     """Stage 5: train, resuming from the run's ``last.ckpt`` (checked first, see
-    :func:`bioreg.ckpt_io.resume_point`); checkpoints are read with ``weights_only=True``."""
+    :func:`bioreg.app.ckpt_io.resume_point`); checkpoints are read with ``weights_only=True``."""
     resume = None if plan.smoke else resume_point(plan.paths.ckpt)
     if resume is not None:
         log.info("resuming from %s", resume)
@@ -388,7 +391,7 @@ def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> Non
     """Stage 7: write the record to the run dir and (not for a fast_dev_run) to the ``results_dir``
     store. Lightning's fast_dev_run is a smoke test: its record (``smoke: true``) stays out of the
     store, so its numbers never reach a table."""
-    from bioreg.results.io import atomic_write_json
+    from bioreg.io import atomic_write_json
 
     store, paths = plan.store, plan.paths
     record["finished"] = utc_now()

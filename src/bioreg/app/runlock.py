@@ -37,7 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bioreg.config import ConfigError
+from bioreg.errors import ConfigError
 
 __all__ = ["RunLock", "RunLockedError"]
 

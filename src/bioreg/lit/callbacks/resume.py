@@ -2,7 +2,7 @@
 
 Lightning's checkpoint restores the weights, optimizer, scheduler and loop
 counters, but not the global RNGs. After a relaunch the run is re-seeded from
-``seed`` (``bioreg.run.run``), so without this callback the next epoch would be
+``seed`` (``bioreg.app.run.run``), so without this callback the next epoch would be
 shuffled (and its noise / dropout masks drawn) from the *start-of-run* RNG state
 instead of the state the interrupted run had reached: a resumed run would end
 with other numbers than an uninterrupted one. :class:`RNGStateCheckpoint` saves

@@ -1,0 +1,10 @@
+"""Shared test helpers (``tests/`` is on ``sys.path`` under pytest, so this package is ``helpers``).
+
+* :mod:`helpers.configs` — compose the real Hydra config tree (``compose``, ``experiments``, ``REPO``);
+* :mod:`helpers.runs` — tiny real training runs, killed and resumed (``cfg_for``, ``kill_and_resume``, …);
+* :mod:`helpers.runif` — ``RunIf(...)``: skip marks by machine (GPU, executables, not root);
+* :mod:`helpers.cifar_files` — tiny CIFAR-10 / CIFAR-10-C files in the official formats;
+* :mod:`helpers.lit_probes` — importable Lightning probes for ``_target_``\\ s in test configs.
+
+Test modules import from here, never from each other.
+"""
