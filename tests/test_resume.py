@@ -114,11 +114,13 @@ def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ck
             run_mod.run(cfg_for(tmp))
     # Lightning's SIGTERMException (a SystemExit with status 0) becomes exit status 143 = 128 + SIGTERM
     assert exc.value.code == 143 and type(exc.value.__cause__).__name__ == "SIGTERMException"
-    _, failed = record(tmp)
-    assert failed["status"] == "failed" and "SIGTERM" in failed["error"]
+    _, stopped = record(tmp)
+    # stopped by a signal, not failed: the next launch resumes it (bioreg.launch.stints)
+    assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
+    assert [st["end"] for st in stopped["stints"]] == ["interrupted"]
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
-    run_mod.run(cfg_for(tmp))  # relaunch: the failed record does not count, last.ckpt is resumed
+    run_mod.run(cfg_for(tmp))  # relaunch: the interrupted record does not count, last.ckpt is resumed
 
 
 def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
@@ -128,6 +130,10 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
     _, rb = record(b)
     assert ra["status"] == rb["status"] == "completed"
     assert ra["config_key"] == rb["config_key"]
+    # the resumed record keeps both stints; its wall time is their sum
+    assert [st["end"] for st in rb["stints"]] == ["interrupted", "completed"]
+    assert rb["wall_time_s"] == pytest.approx(sum(st["wall_time_s"] for st in rb["stints"]), abs=1e-3)
+    assert rb["started"] == rb["stints"][0]["started"] and [st["end"] for st in ra["stints"]] == ["completed"]
     for k in ("best_epoch", "best_val_acc", "train", "metrics", "summary"):
         assert ra[k] == rb[k], k  # exact equality: CPU, deterministic
     wa, wb = weights(a), weights(b)
