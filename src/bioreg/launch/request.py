@@ -175,6 +175,7 @@ class Request:
     gpus: int = 0  # per node
     gpu_type: str | None = None
     gpu_key: str = "gpus_per_node"  # which setting asked for the GPUs
+    gpu_asked: str = "0"  # its value as given
     gres: list[tuple[str, str | None, int]] = field(default_factory=list)  # other than gpu
     mem_mb: int | None = None  # per node
     mem_key: str = "mem_gb"
@@ -209,15 +210,15 @@ class Request:
     def _gpus_and_gres(self, p: Mapping[str, Any]) -> None:
         for g, t, n in parse_gres(p.get("gres")):
             if g == "gpu":
-                self.gpus, self.gpu_type, self.gpu_key = n, t, "gres"
+                self.gpus, self.gpu_type, self.gpu_key, self.gpu_asked = n, t, "gres", str(p["gres"])
             else:
                 self.gres.append((g, t, n))
         if p.get("gpus_per_task"):
             self.gpu_type, n = _gpu_spec(p["gpus_per_task"])
-            self.gpus, self.gpu_key = n * self.tasks, "gpus_per_task"
+            self.gpus, self.gpu_key, self.gpu_asked = n * self.tasks, "gpus_per_task", str(p["gpus_per_task"])
         if p.get("gpus_per_node"):
             self.gpu_type, self.gpus = _gpu_spec(p["gpus_per_node"])
-            self.gpu_key = "gpus_per_node"
+            self.gpu_key, self.gpu_asked = "gpus_per_node", str(p["gpus_per_node"])
 
     def _memory(self, p: Mapping[str, Any]) -> None:
         if p.get("mem") is not None:
@@ -297,11 +298,12 @@ def _check_gpus(req: Request, part: Partition, nodes: list[Node], v: Verdict, ot
         best = max(n.count("gpu", req.gpu_type) for n in nodes)
         if req.gpus > best:
             kind = f" of type {req.gpu_type}" if req.gpu_type else ""
-            has = f"at most {best} GPUs{kind}" if best else f"no GPU{kind}"
-            value = best if req.gpu_key != "gres" else (f"gpu:{best}" if best else "null")
+            has = (f"at most {best} GPUs{kind}" if best else
+                   f"no GPU{kind} (sbatch: 'Invalid generic resource (gres) specification')")
+            value = best if req.gpu_key != "gres" else (f"gpu:{req.gpu_type + ':' if req.gpu_type else ''}{best}"
+                                                        if best else "null")
             hint = f"; partitions with GPUs: {', '.join(others)}" if others and not best else ""
-            v.errors.append(f"{req.gpu_key}={req.gpus} but its nodes have {has} (sbatch: 'Invalid generic "
-                            f"resource (gres) specification'); {fix(req.gpu_key, value)}{hint}")
+            v.errors.append(f"{req.gpu_key}={req.gpu_asked} but its nodes have {has}; {fix(req.gpu_key, value)}{hint}")
     for g, t, count in req.gres:
         best = max(n.count(g, t) for n in nodes)
         if count > best:
