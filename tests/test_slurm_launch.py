@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -164,6 +165,9 @@ def test_additional_parameters_win_as_in_sbatch() -> None:
                                                                     "mem": "8G"}})
     assert (req.time_min, req.mem_mb) == (1440, 8192)
     assert (req.gpus, req.gpu_key) == (1, "gpus_per_node")  # gpus_per_node is set too: sbatch gets both
+    parts, nodes = cluster("two")
+    (warning,) = check_request(Request.from_params({**DEFAULT, "partition": "gpu", "gres": "gpu:1"}), parts, nodes)
+    assert "gres=gpu:1 and gpus_per_node=1 both ask for GPUs" in warning
     req = Request.from_params({**DEFAULT, "gpus_per_node": None, "gpus_per_task": 2, "tasks_per_node": 2})
     assert (req.gpus, req.gpu_key, req.cpus) == (4, "gpus_per_task", 16)
 
@@ -413,6 +417,21 @@ def test_tables_treat_requeued_runs_as_incomplete(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the plugin
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_variables_for_the_other_slurm_settings() -> None:
+    args = ["make", "-s", "-n", "reproduce-table-2.5", "LAUNCHER=slurm", "PY=python", "SLURM_QOS=high",
+            "SLURM_CONSTRAINT=a100|h100", "SLURM_EXCLUDE=gpu[01-02]", "SLURM_GRES=gpu:a100:1", "SLURM_MEM_PER_CPU=4G"]
+    cmd = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout
+    for part in ("""'hydra.launcher.qos="high"'""", """'hydra.launcher.constraint="a100|h100"'""",
+                 """'hydra.launcher.exclude="gpu[01-02]"'""", """'hydra.launcher.gres="gpu:a100:1"'""",
+                 """'hydra.launcher.mem_per_cpu="4G"'""", "hydra.launcher.gpus_per_node=null",
+                 "hydra.launcher.mem_gb=null"):
+        assert part in cmd
+    cleared = subprocess.run([*args[:5], "SLURM_CONSTRAINT=null"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    assert "'hydra.launcher.constraint=null'" in cleared and "mem_gb" not in cleared
 
 
 def test_launcher_config_and_own_keys(tmp_path: Path) -> None:

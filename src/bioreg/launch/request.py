@@ -185,6 +185,7 @@ class Request:
     constraint: str | None = None
     exclude: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # settings sbatch refuses together
+    notes: list[str] = field(default_factory=list)  # settings that are odd together (warnings)
 
     @property
     def cpus(self) -> int:
@@ -217,6 +218,9 @@ class Request:
             self.gpu_type, n = _gpu_spec(p["gpus_per_task"])
             self.gpus, self.gpu_key, self.gpu_asked = n * self.tasks, "gpus_per_task", str(p["gpus_per_task"])
         if p.get("gpus_per_node"):
+            if self.gpu_key == "gres":
+                self.notes.append(f"gres={p['gres']} and gpus_per_node={p['gpus_per_node']} both ask for GPUs and "
+                                  "sbatch gets both; keep one (SLURM_GPUS=0 or SLURM_GRES=null)")
             self.gpu_type, self.gpus = _gpu_spec(p["gpus_per_node"])
             self.gpu_key, self.gpu_asked = "gpus_per_node", str(p["gpus_per_node"])
 
@@ -358,7 +362,7 @@ def _check_nodes(req: Request, part: Partition, nodes: list[Node], v: Verdict) -
 
 def check_partition(req: Request, part: Partition, nodes: list[Node], others: list[str] = ()) -> Verdict:
     """Every reason why ``part`` can never run ``req`` (``others``: partitions that have GPUs)."""
-    v = Verdict(errors=list(req.conflicts))
+    v = Verdict(errors=list(req.conflicts), warnings=list(req.notes))
     state = part.state.upper()
     if state in ("DRAIN", "INACTIVE"):
         v.errors.append(f"its state is {state}: it takes no new jobs; choose another with SLURM_PARTITION=<name>")
