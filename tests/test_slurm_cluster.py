@@ -4,11 +4,12 @@ tests/helpers/slurm_testbed.py stands up munged, slurmctld and slurmd (Debian's 
 munge, installed as root when absent) with **no accounting** — ``sacct`` cannot answer, the mode in
 which submitit alone waits forever for a job that died. One scenario, then one test per claim:
 
-* sweep A: ``hydra/launcher=slurm``, the digits demo, seeds 0 and 1 (one job array); when seed 1 has
-  finished an epoch the test runs ``scontrol requeue`` on its job: the run's record says
-  ``requeued`` while it waits, SLURM runs the job again, the run resumes from ``last.ckpt`` and ends
-  with the numbers and best-checkpoint weights of an uninterrupted run of seed 1 (run beside it
-  without SLURM), its record listing both stints;
+* sweep A: ``hydra/launcher=slurm``, the digits demo, seeds 0 and 1 (one job array); when both have
+  finished an epoch the test sends seed 0's job USR2 (submitit's time-limit signal: submitit
+  requeues it) and runs ``scontrol requeue`` on seed 1's job (as a preemption would): each record
+  says ``requeued`` while SLURM holds the job, SLURM runs the jobs again, the runs resume from
+  ``last.ckpt``, their records list both stints, and seed 1 ends with the numbers and
+  best-checkpoint weights of an uninterrupted run of seed 1 (run beside it without SLURM);
 * sweep C: two runs that fail — one with a config error (the run's own ``error: …`` line) and one
   cancelled (``scancel``) while it trains (noticed through ``scontrol``, without ``sacct``): one
   line each, exit status 1, no traceback on the terminal;
@@ -21,6 +22,7 @@ Skipped unless ``BIOREG_SLURM_TESTBED=1`` (``make test-slurm`` sets it). About 6
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -39,20 +41,39 @@ from helpers.slurm_testbed import Testbed, ensure_installed
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
-    pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800),
-    pytest.mark.skipif(os.environ.get("BIOREG_SLURM_TESTBED") != "1",
-                       reason="stands up a SLURM cluster here (root, apt): run `make test-slurm`"),
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(
+        os.environ.get("BIOREG_SLURM_TESTBED") != "1",
+        reason="stands up a SLURM cluster here (root, apt): run `make test-slurm`",
+    ),
 ]
 
 TINY = [
-    "+experiment=demo", "data=digits", "trainer.max_epochs=4", "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=2", "eval=clean", "eval.progress=false", "logger=none",
-    "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.deterministic=true",
-    "+callbacks.pause._target_=helpers.slow_epochs.PauseAfterEpoch", "+callbacks.pause.seconds=3",
+    "+experiment=demo",
+    "data=digits",
+    "trainer.max_epochs=4",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "eval=clean",
+    "eval.progress=false",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "+callbacks.pause._target_=helpers.slow_epochs.PauseAfterEpoch",
+    "+callbacks.pause.seconds=3",
 ]
 #: a request the testbed's partition can run (2 CPUs, no GPU, MaxTime 60 min)
-FITS = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=30", "hydra.launcher.poll_s=2"]
+FITS = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=30",
+    "hydra.launcher.poll_s=2",
+]
 WAIT_S = 900
 
 
@@ -85,11 +106,16 @@ class Scenario:
     procs: dict[str, Proc] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
     requeued_at: float = 0.0
-    waiting_record: dict = field(default_factory=dict)
+    waiting: dict[int, dict] = field(default_factory=dict)  # seed -> its record while SLURM holds the job
     cancelled_job: str = ""
 
     def start(self, bed: Testbed, name: str, *args: str) -> Proc:
-        env = {**bed.env(), "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **bed.env(),
+            "PYTHONPATH": str(REPO / "tests"),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         out, err = self.work / f"{name}.out", self.work / f"{name}.err"
         with out.open("w") as o, err.open("w") as e:
             p = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, stdout=o, stderr=e)
@@ -150,23 +176,39 @@ def _record_with_status(results: Path, seed: int, status: str) -> dict | None:
     return rec if rec.get("status") == status else None
 
 
-def _requeue_seed1(sc: Scenario, bed: Testbed) -> None:
-    """When seed 1 of sweep A has a last.ckpt past epoch 0: requeue its job, keep the waiting record."""
-    _until("seed 1 to finish an epoch", lambda: _epoch_done(sc.work / "a" / "ckpt", 1))
+def _requeue_both(sc: Scenario, bed: Testbed) -> None:
+    """When both runs of sweep A have a last.ckpt past epoch 0: send seed 0's job USR2 (submitit's
+    time-limit signal: its handler calls the launcher's checkpoint() and requeues the job) and requeue
+    seed 1's job from outside (``scontrol requeue``, as an administrator or a preemption would); keep
+    the records they leave while SLURM holds them."""
+    for seed in (0, 1):
+        _until(f"seed {seed} to finish an epoch", lambda seed=seed: _epoch_done(sc.work / "a" / "ckpt", seed))
     jobs = _jobs(bed)
     sc.names |= {n for n, _ in jobs.values()}
-    (job,) = [i for i, (n, s) in jobs.items() if n == "demo-s1" and s == "RUNNING"]
+    job = {
+        seed: [i for i, (n, s) in jobs.items() if n == f"demo-s{seed}" and s == "RUNNING"] for seed in (0, 1)
+    }
+    assert len(job[0]) == len(job[1]) == 1, jobs
     sc.requeued_at = time.time()
-    bed.run("scontrol", "requeue", job)
-    sc.waiting_record = _until("the requeued record",
-                               lambda: _record_with_status(sc.work / "a" / "runs", 1, "requeued"), timeout=120)
+    bed.run("scancel", "--signal=USR2", job[0][0])
+    bed.run("scontrol", "requeue", job[1][0])
+    for seed in (0, 1):
+        sc.waiting[seed] = _until(
+            f"the requeued record of seed {seed}",
+            lambda seed=seed: _record_with_status(sc.work / "a" / "runs", seed, "requeued"),
+            timeout=120,
+        )
 
 
 def _cancel_second_run(sc: Scenario, bed: Testbed, proc: Proc) -> None:
     """``scancel`` sweep C's second run once it trains (its first has a config error)."""
-    array = _until("sweep C's submission", lambda: (re.findall(r"as SLURM job (\d+)", proc.stdout) or [None])[0])
+    array = _until(
+        "sweep C's submission", lambda: (re.findall(r"as SLURM job (\d+)", proc.stdout) or [None])[0]
+    )
     sc.cancelled_job = f"{array}_1"
-    _until("sweep C's second run to train", lambda: list((sc.work / "c" / "ckpt").glob("demo/*/seed7/last.ckpt")))
+    _until(
+        "sweep C's second run to train", lambda: list((sc.work / "c" / "ckpt").glob("demo/*/seed7/last.ckpt"))
+    )
     bed.run("scancel", sc.cancelled_job)
 
 
@@ -176,9 +218,16 @@ def scenario(bed: Testbed, tmp_path_factory) -> Scenario:
     try:
         sc.start(bed, "refused", "-m", *TINY, "hydra/launcher=slurm", "seed=0", *sc.dirs("refused"))
         sc.start(bed, "a", "-m", *TINY, *FITS, "seed=0,1", *sc.dirs("a"))
-        sc.start(bed, "reference", *TINY, "seed=1", f"results_dir={sc.work}/ref/runs", f"ckpt_dir={sc.work}/ref/ckpt",
-                 f"hydra.run.dir={sc.work}/ref/out")
-        _requeue_seed1(sc, bed)
+        sc.start(
+            bed,
+            "reference",
+            *TINY,
+            "seed=1",
+            f"results_dir={sc.work}/ref/runs",
+            f"ckpt_dir={sc.work}/ref/ckpt",
+            f"hydra.run.dir={sc.work}/ref/out",
+        )
+        _requeue_both(sc, bed)
         c = sc.start(bed, "c", "-m", *TINY, *FITS, "seed=7", "data.batch_size=0,16", *sc.dirs("c"))
         _cancel_second_run(sc, bed, c)
         for p in sc.procs.values():
@@ -195,9 +244,15 @@ def test_impossible_request_is_refused_at_start_up_in_one_line(scenario: Scenari
     p = scenario.procs["refused"]
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.rc == 2, p.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: SLURM partition 'debug' can never run this request:")
-    for fix in ("SLURM_CPUS=2 (hydra.launcher.cpus_per_task=2)", "SLURM_GPUS=0 (hydra.launcher.gpus_per_node=0)",
-                "SLURM_TIME=60 (hydra.launcher.timeout_min=60)", "SLURM_MEM="):
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: SLURM partition 'debug' can never run this request:"
+    )
+    for fix in (
+        "SLURM_CPUS=2 (hydra.launcher.cpus_per_task=2)",
+        "SLURM_GPUS=0 (hydra.launcher.gpus_per_node=0)",
+        "SLURM_TIME=60 (hydra.launcher.timeout_min=60)",
+        "SLURM_MEM=",
+    ):
         assert fix in lines[0]
     assert not (scenario.work / "refused" / "sweep" / ".submitit").exists()  # nothing was submitted
 
@@ -211,18 +266,26 @@ def test_sweep_warns_without_accounting_and_completes(scenario: Scenario) -> Non
     assert {"demo-s0", "demo-s1"} <= scenario.names  # jobs carry the experiment and seed
 
 
-def test_requeued_run_is_recorded_as_requeued_then_resumes(scenario: Scenario) -> None:
-    waiting = scenario.waiting_record
-    assert waiting["status"] == "requeued" and "SIGTERM" in waiting["error"]
+@pytest.mark.parametrize("seed, how", [(0, "SystemExit: -1"), (1, "SIGTERM")])
+def test_requeued_run_is_recorded_as_requeued_then_resumes(scenario: Scenario, seed: int, how: str) -> None:
+    """Seed 0: submitit's own requeue (USR2, as before a time limit); seed 1: ``scontrol requeue``."""
+    waiting = scenario.waiting[seed]
+    assert waiting["status"] == "requeued" and how in waiting["error"]
     assert [s["end"] for s in waiting["stints"]] == ["requeued"]
-    done = _record(scenario.work / "a" / "runs", 1)
+    done = _record(scenario.work / "a" / "runs", seed)
     assert [s["end"] for s in done["stints"]] == ["requeued", "completed"]
     assert done["stints"][0]["slurm_job"] == done["stints"][1]["slurm_job"]  # the same job, run again
     assert done["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in done["stints"]), abs=0.01)
-    cost = time.mktime(time.strptime(done["stints"][1]["started"][:19], "%Y-%m-%dT%H:%M:%S")) - time.mktime(
-        time.strptime(done["stints"][0]["finished"][:19], "%Y-%m-%dT%H:%M:%S"))
-    print(f"\nrequeue cost (end of the interrupted stint to the resumed stint's training): {cost:.0f} s")
-    assert cost >= 110  # SLURM holds a requeued job (BeginTime) for about 2 minutes
+    gap = _seconds(done["stints"][1]["started"]) - _seconds(done["stints"][0]["finished"])
+    print(
+        f"\nrequeue cost, seed {seed} ({how}): {gap:.0f} s from the end of the interrupted stint to the "
+        "resumed stint's training"
+    )
+    assert gap >= 110  # SLURM holds a requeued job (BeginTime) for about 2 minutes
+
+
+def _seconds(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
 
 
 def test_resumed_run_equals_an_uninterrupted_one(scenario: Scenario) -> None:
@@ -244,8 +307,13 @@ def test_failed_runs_are_one_line_each(scenario: Scenario) -> None:
     assert "Traceback" not in c.stderr and "UncompletedJobError" not in c.stderr
     array = scenario.cancelled_job.split("_")[0]
     assert len(lines) == 3, lines
-    assert lines[0].startswith(f"failed: demo seed 7 (SLURM job {array}_0): error: ") and "batch_size" in lines[0]
-    assert lines[1].startswith(f"failed: demo seed 7 (SLURM job {array}_1): was cancelled (SLURM state CANCELLED")
+    assert (
+        lines[0].startswith(f"failed: demo seed 7 (SLURM job {array}_0): error: ")
+        and "batch_size" in lines[0]
+    )
+    assert lines[1].startswith(
+        f"failed: demo seed 7 (SLURM job {array}_1): was cancelled (SLURM state CANCELLED"
+    )
     assert lines[2].startswith("error: 2 of 2 runs of the sweep failed")
     log0 = Path(lines[0].rsplit("; log: ", 1)[1])
     assert "Traceback" in log0.read_text()  # the traceback is kept in the job's log

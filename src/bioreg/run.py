@@ -363,7 +363,8 @@ def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan) -> 
     not look successful."""
     if isinstance(e, UserError):  # a mistake in the config or data, not a failed run: no record
         return
-    record.update({"status": stop_status(e), "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+    record.update({"status": stop_status(e), "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc()})
     write_record(record, t0, plan, overwrite=True)
     if type(e).__name__ == "SIGTERMException":
         raise SystemExit(128 + 15) from e  # 143 = SIGTERM
@@ -403,7 +404,8 @@ def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> Non
     atomic_write_json(paths.run_dir / "record.json", record)  # first: kept even if results_dir fails now
     if plan.smoke:
         log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
-    elif record["status"] != "completed" and store.completed(record["name"], record["config_key"], record["seed"]):
+    elif record["status"] != "completed" and store.completed(record["name"], record["config_key"],
+                                                             record["seed"]):
         log.error("run %s; the existing completed record is kept", record["status"])
     else:
         p = store.write(record, overwrite=overwrite)

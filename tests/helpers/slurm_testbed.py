@@ -43,8 +43,10 @@ def ensure_installed() -> None:
     if not missing_commands():
         return
     if os.geteuid() != 0:
-        raise RuntimeError(f"make test-slurm needs {', '.join(PACKAGES)} (missing: {', '.join(missing_commands())}); "
-                           "run it as root to let it apt-get install them")
+        raise RuntimeError(
+            f"make test-slurm needs {', '.join(PACKAGES)} (missing: {', '.join(missing_commands())}); "
+            "run it as root to let it apt-get install them"
+        )
     made_policy = not POLICY_RC.exists()
     if made_policy:  # the packages must not start their system services
         POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
@@ -52,12 +54,16 @@ def ensure_installed() -> None:
     try:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], check=True, env=env
+        )
     finally:
         if made_policy:
             POLICY_RC.unlink(missing_ok=True)
     if missing_commands():
-        raise RuntimeError(f"after installing {', '.join(PACKAGES)}: still missing {', '.join(missing_commands())}")
+        raise RuntimeError(
+            f"after installing {', '.join(PACKAGES)}: still missing {', '.join(missing_commands())}"
+        )
 
 
 def _free_port() -> int:
@@ -132,8 +138,9 @@ class Testbed:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def run(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), env=self.env(), capture_output=True, text=True, check=check,
-                              timeout=timeout)
+        return subprocess.run(
+            list(args), env=self.env(), capture_output=True, text=True, check=check, timeout=timeout
+        )
 
     # -- starting --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,8 +155,13 @@ class Testbed:
             self._start_daemon("slurmctld", [_sbin("slurmctld"), "-f", str(self.conf)])
             _wait("slurmctld", lambda: self.run("scontrol", "ping", check=False).returncode == 0)
             self._start_daemon("slurmd", [_sbin("slurmd"), "-f", str(self.conf), "-N", self.node])
-            _wait("the node", lambda: self.run("sinfo", "-h", "-N", "-o", "%T", check=False).stdout.strip()
-                  in ("idle", "mixed", "allocated"))
+            _wait(
+                "the node",
+                lambda: (
+                    self.run("sinfo", "-h", "-N", "-o", "%T", check=False).stdout.strip()
+                    in ("idle", "mixed", "allocated")
+                ),
+            )
         except BaseException:
             self.stop()
             raise
@@ -159,9 +171,18 @@ class Testbed:
         subprocess.run([_sbin("mungekey"), "--create", f"--keyfile={key}"], check=True, capture_output=True)
         key.chmod(0o600)
         pidfile = self.root / "run" / "munged.pid"
-        subprocess.run([_sbin("munged"), f"--key-file={key}", f"--socket={self.munge_socket}",
-                        f"--pid-file={pidfile}", f"--log-file={self.root / 'log' / 'munged.log'}",
-                        f"--seed-file={self.root / 'munge' / 'munged.seed'}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                _sbin("munged"),
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={pidfile}",
+                f"--log-file={self.root / 'log' / 'munged.log'}",
+                f"--seed-file={self.root / 'munge' / 'munged.seed'}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         _wait("munged", pidfile.exists, 20)
         self.pids["munged"] = int(pidfile.read_text().split()[0])
 
@@ -173,22 +194,46 @@ class Testbed:
         out = subprocess.run([_sbin("slurmd"), "-C"], capture_output=True, text=True, check=True).stdout
         fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok and not tok.startswith("UpTime"))
         fields["NodeName"] = self.node
-        keep = ("NodeName", "CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
+        keep = (
+            "NodeName",
+            "CPUs",
+            "Boards",
+            "SocketsPerBoard",
+            "CoresPerSocket",
+            "ThreadsPerCore",
+            "RealMemory",
+        )
         return " ".join(f"{k}={fields[k]}" for k in keep if k in fields) + " NodeAddr=127.0.0.1 State=UNKNOWN"
 
     def _write_conf(self) -> None:
         r = self.root
         lines = [
-            "ClusterName=bioregtest", f"SlurmctldHost={self.node}(127.0.0.1)",
-            f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
-            "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={self.munge_socket}",
-            "SlurmUser=root", "SlurmdUser=root", f"StateSaveLocation={r / 'state'}", f"SlurmdSpoolDir={r / 'spool'}",
-            f"SlurmctldPidFile={r / 'run' / 'slurmctld.pid'}", f"SlurmdPidFile={r / 'run' / 'slurmd.pid'}",
-            f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}", f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none", "MpiDefault=none",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "SchedulerType=sched/backfill",
-            "ReturnToService=2", "DefMemPerCPU=1024",
+            "ClusterName=bioregtest",
+            f"SlurmctldHost={self.node}(127.0.0.1)",
+            f"SlurmctldPort={_free_port()}",
+            f"SlurmdPort={_free_port()}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={r / 'state'}",
+            f"SlurmdSpoolDir={r / 'spool'}",
+            f"SlurmctldPidFile={r / 'run' / 'slurmctld.pid'}",
+            f"SlurmdPidFile={r / 'run' / 'slurmd.pid'}",
+            f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/none",
+            "MpiDefault=none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "SchedulerType=sched/backfill",
+            "ReturnToService=2",
+            "DefMemPerCPU=1024",
             self._node_line(),
             f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=60 State=UP",
         ]

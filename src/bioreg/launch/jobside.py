@@ -58,7 +58,9 @@ def rename_job(name: str) -> None:
         return
     res = run_slurm(["scontrol", "update", f"JobId={job}", f"JobName={name}"], 30.0)
     if res is None or res.returncode != 0:
-        log.info("could not name SLURM job %s %s: %s", job, name, one_line(res.stderr) if res else "no scontrol")
+        log.info(
+            "could not name SLURM job %s %s: %s", job, name, one_line(res.stderr) if res else "no scontrol"
+        )
 
 
 def _signal_status(code: Any) -> bool:

@@ -19,23 +19,63 @@ from dataclasses import dataclass
 
 from bioreg.launch.slurm_cmd import parse_records, run_slurm, slurm_config
 
-__all__ = ["JobState", "JobWatcher", "ACTIVE", "GONE", "accounting", "states_from_scontrol", "states_from_sacct",
-           "expand_tasks"]
+__all__ = [
+    "JobState",
+    "JobWatcher",
+    "ACTIVE",
+    "GONE",
+    "accounting",
+    "states_from_scontrol",
+    "states_from_sacct",
+    "expand_tasks",
+]
 
 log = logging.getLogger("bioreg")
 
 #: states of a job that has not ended (a requeued job passes through REQUEUED/PENDING)
-ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
-                    "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"})
+ACTIVE = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "COMPLETING",
+        "CONFIGURING",
+        "SUSPENDED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+        "SPECIAL_EXIT",
+    }
+)
 #: a job slurmctld and accounting no longer know
 GONE = "GONE"
 #: reasons for which a pending job never starts as asked
-NEVER_STARTS = frozenset({"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints",
-                          "InvalidAccount", "InvalidQOS", "PartitionDown", "PartitionInactive"})
+NEVER_STARTS = frozenset(
+    {
+        "PartitionConfig",
+        "PartitionTimeLimit",
+        "PartitionNodeLimit",
+        "BadConstraints",
+        "InvalidAccount",
+        "InvalidQOS",
+        "PartitionDown",
+        "PartitionInactive",
+    }
+)
 _WHAT = {
-    "FAILED": "failed", "CANCELLED": "was cancelled", "TIMEOUT": "hit its time limit and was not requeued",
-    "OUT_OF_MEMORY": "ran out of memory", "NODE_FAIL": "lost its node", "BOOT_FAIL": "its node failed to boot",
-    "DEADLINE": "passed its deadline", "PREEMPTED": "was preempted and not requeued", "COMPLETED": "ended",
+    "FAILED": "failed",
+    "CANCELLED": "was cancelled",
+    "TIMEOUT": "hit its time limit and was not requeued",
+    "OUT_OF_MEMORY": "ran out of memory",
+    "NODE_FAIL": "lost its node",
+    "BOOT_FAIL": "its node failed to boot",
+    "DEADLINE": "passed its deadline",
+    "PREEMPTED": "was preempted and not requeued",
+    "COMPLETED": "ended",
 }
 
 
@@ -67,8 +107,10 @@ class JobState:
     def describe(self) -> str:
         """``was cancelled (SLURM state CANCELLED, signal 15)`` and the like."""
         if self.state == GONE:
-            return ("ended without a result; its SLURM state is lost (slurmctld forgets an ended job after "
-                    "MinJobAge and accounting is off)")
+            return (
+                "ended without a result; its SLURM state is lost (slurmctld forgets an ended job after "
+                "MinJobAge and accounting is off)"
+            )
         detail = [f"SLURM state {self.state}"]
         if self.signal:
             detail.append(f"signal {self.signal}")
@@ -92,8 +134,12 @@ def states_from_scontrol(text: str) -> dict[str, JobState]:
     """``scontrol show job -o`` output as ``{job id: state}`` (array tasks as ``<array>_<task>``)."""
     out: dict[str, JobState] = {}
     for r in parse_records(text):
-        st = JobState(state=r.get("JobState", "UNKNOWN").split()[0], reason=r.get("Reason", ""),
-                      exit_code=r.get("ExitCode", ""), restarts=int(r.get("Restarts", "0") or 0))
+        st = JobState(
+            state=r.get("JobState", "UNKNOWN").split()[0],
+            reason=r.get("Reason", ""),
+            exit_code=r.get("ExitCode", ""),
+            restarts=int(r.get("Restarts", "0") or 0),
+        )
         array, tasks = r.get("ArrayJobId"), r.get("ArrayTaskId")
         if array and tasks:
             for t in expand_tasks(tasks):
@@ -159,7 +205,9 @@ class JobWatcher:
     def _from_accounting(self, job_id: str) -> JobState:
         if not self.use_sacct:
             return JobState(GONE)
-        res = self.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", job_id.split("_")[0]], 60.0)
+        res = self.run(
+            ["sacct", "-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", job_id.split("_")[0]], 60.0
+        )
         if res is None or res.returncode != 0:
             return JobState(GONE)
         return states_from_sacct(res.stdout).get(job_id, JobState(GONE))
@@ -168,8 +216,13 @@ class JobWatcher:
         for j, s in states.items():
             if s.state == "PENDING" and s.reason in NEVER_STARTS and j not in self._warned:
                 self._warned.add(j)
-                log.warning("job %s is pending with Reason=%s: SLURM will not start it as asked (scontrol show "
-                            "job %s); scancel it and change the request", j, s.reason, j)
+                log.warning(
+                    "job %s is pending with Reason=%s: SLURM will not start it as asked (scontrol show "
+                    "job %s); scancel it and change the request",
+                    j,
+                    s.reason,
+                    j,
+                )
             elif s.state in ("REQUEUE_HOLD", "SPECIAL_EXIT") and j not in self._warned:
                 self._warned.add(j)
                 log.warning("job %s is held (%s): `scontrol release %s` lets it run again", j, s.state, j)

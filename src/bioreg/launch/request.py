@@ -34,15 +34,37 @@ from typing import Any
 from bioreg.errors import UserError
 from bioreg.launch.slurm_cmd import expand_hostlist, parse_records, slurm_output
 
-__all__ = ["Request", "Partition", "Node", "SlurmRequestError", "check_request", "preflight", "parse_gres",
-           "parse_minutes", "parse_mem_mb", "read_cluster", "FIXES"]
+__all__ = [
+    "Request",
+    "Partition",
+    "Node",
+    "SlurmRequestError",
+    "check_request",
+    "preflight",
+    "parse_gres",
+    "parse_minutes",
+    "parse_mem_mb",
+    "read_cluster",
+    "FIXES",
+]
 
 #: launcher key -> Make variable that sets it (None: only the hydra.launcher.* override)
 FIXES: dict[str, str | None] = {
-    "partition": "SLURM_PARTITION", "cpus_per_task": "SLURM_CPUS", "gpus_per_node": "SLURM_GPUS",
-    "mem_gb": "SLURM_MEM", "timeout_min": "SLURM_TIME", "constraint": "SLURM_CONSTRAINT",
-    "exclude": "SLURM_EXCLUDE", "gres": "SLURM_GRES", "mem_per_cpu": "SLURM_MEM_PER_CPU", "qos": "SLURM_QOS",
-    "gpus_per_task": None, "mem_per_gpu": None, "nodes": None, "signal_delay_s": None, "tasks_per_node": None,
+    "partition": "SLURM_PARTITION",
+    "cpus_per_task": "SLURM_CPUS",
+    "gpus_per_node": "SLURM_GPUS",
+    "mem_gb": "SLURM_MEM",
+    "timeout_min": "SLURM_TIME",
+    "constraint": "SLURM_CONSTRAINT",
+    "exclude": "SLURM_EXCLUDE",
+    "gres": "SLURM_GRES",
+    "mem_per_cpu": "SLURM_MEM_PER_CPU",
+    "qos": "SLURM_QOS",
+    "gpus_per_task": None,
+    "mem_per_gpu": None,
+    "nodes": None,
+    "signal_delay_s": None,
+    "tasks_per_node": None,
 }
 
 
@@ -130,10 +152,14 @@ class Node:
     @classmethod
     def from_record(cls, r: Mapping[str, str]) -> Node:
         feats = r.get("AvailableFeatures", "(null)")
-        return cls(name=r["NodeName"], cpus=int(r.get("CPUEfctv") or r.get("CPUTot") or 0),
-                   mem_mb=int(r.get("RealMemory") or 0), gres=parse_gres(r.get("Gres")),
-                   features=set() if feats in ("(null)", "") else set(feats.split(",")),
-                   partitions=set(filter(None, r.get("Partitions", "").split(","))))
+        return cls(
+            name=r["NodeName"],
+            cpus=int(r.get("CPUEfctv") or r.get("CPUTot") or 0),
+            mem_mb=int(r.get("RealMemory") or 0),
+            gres=parse_gres(r.get("Gres")),
+            features=set() if feats in ("(null)", "") else set(feats.split(",")),
+            partitions=set(filter(None, r.get("Partitions", "").split(","))),
+        )
 
     def count(self, name: str, typ: str | None = None) -> int:
         return sum(n for g, t, n in self.gres if g == name and (typ is None or t == typ))
@@ -157,11 +183,17 @@ class Partition:
             v = r.get(key, "UNLIMITED")
             return None if v in ("UNLIMITED", "0", "") else int(v)
 
-        return cls(name=r["PartitionName"], default=r.get("Default") == "YES", state=r.get("State", "UP"),
-                   max_time_min=parse_minutes(r.get("MaxTime")), max_nodes=limit("MaxNodes"),
-                   max_cpus_per_node=limit("MaxCPUsPerNode"), max_mem_per_node=limit("MaxMemPerNode"),
-                   max_mem_per_cpu=limit("MaxMemPerCPU"),
-                   node_names=expand_hostlist(r.get("Nodes", "")) if r.get("Nodes") not in (None, "(null)") else [])
+        return cls(
+            name=r["PartitionName"],
+            default=r.get("Default") == "YES",
+            state=r.get("State", "UP"),
+            max_time_min=parse_minutes(r.get("MaxTime")),
+            max_nodes=limit("MaxNodes"),
+            max_cpus_per_node=limit("MaxCPUsPerNode"),
+            max_mem_per_node=limit("MaxMemPerNode"),
+            max_mem_per_cpu=limit("MaxMemPerCPU"),
+            node_names=expand_hostlist(r.get("Nodes", "")) if r.get("Nodes") not in (None, "(null)") else [],
+        )
 
 
 @dataclass
@@ -199,11 +231,16 @@ class Request:
             p[str(k).replace("-", "_")] = v
         if "time" in p:
             p["timeout_min"] = parse_minutes(p["time"])
-        req = cls(partition=p.get("partition") or None, nodes=int(p.get("nodes") or 1),
-                  tasks=int(p.get("tasks_per_node") or p.get("ntasks_per_node") or 1),
-                  cpus_per_task=int(p.get("cpus_per_task") or 1), time_min=int(p.get("timeout_min") or 60),
-                  signal_delay_s=int(p.get("signal_delay_s") or 0), constraint=p.get("constraint") or None,
-                  exclude=expand_hostlist(str(p["exclude"])) if p.get("exclude") else [])
+        req = cls(
+            partition=p.get("partition") or None,
+            nodes=int(p.get("nodes") or 1),
+            tasks=int(p.get("tasks_per_node") or p.get("ntasks_per_node") or 1),
+            cpus_per_task=int(p.get("cpus_per_task") or 1),
+            time_min=int(p.get("timeout_min") or 60),
+            signal_delay_s=int(p.get("signal_delay_s") or 0),
+            constraint=p.get("constraint") or None,
+            exclude=expand_hostlist(str(p["exclude"])) if p.get("exclude") else [],
+        )
         req._gpus_and_gres(p)
         req._memory(p)
         return req
@@ -219,8 +256,10 @@ class Request:
             self.gpus, self.gpu_key, self.gpu_asked = n * self.tasks, "gpus_per_task", str(p["gpus_per_task"])
         if p.get("gpus_per_node"):
             if self.gpu_key == "gres":
-                self.notes.append(f"gres={p['gres']} and gpus_per_node={p['gpus_per_node']} both ask for GPUs and "
-                                  "sbatch gets both; keep one (SLURM_GPUS=0 or SLURM_GRES=null)")
+                self.notes.append(
+                    f"gres={p['gres']} and gpus_per_node={p['gpus_per_node']} both ask for GPUs and "
+                    "sbatch gets both; keep one (SLURM_GPUS=0 or SLURM_GRES=null)"
+                )
             self.gpu_type, self.gpus = _gpu_spec(p["gpus_per_node"])
             self.gpu_key, self.gpu_asked = "gpus_per_node", str(p["gpus_per_node"])
 
@@ -229,11 +268,16 @@ class Request:
             self.mem_mb, self.mem_key = parse_mem_mb(p["mem"]), "mem_gb"
         elif p.get("mem_gb") is not None:
             self.mem_mb, self.mem_key = int(float(p["mem_gb"]) * 1024), "mem_gb"
-        asked = [k for k in ("mem_gb", "mem_per_cpu", "mem_per_gpu")
-                 if p.get(k) is not None or (k == "mem_gb" and p.get("mem") is not None)]
+        asked = [
+            k
+            for k in ("mem_gb", "mem_per_cpu", "mem_per_gpu")
+            if p.get(k) is not None or (k == "mem_gb" and p.get("mem") is not None)
+        ]
         if len(asked) > 1:
-            self.conflicts.append(f"{' and '.join(asked)} are set together but sbatch takes one memory setting; "
-                                  f"set all but one to null (e.g. hydra.launcher.{asked[0]}=null)")
+            self.conflicts.append(
+                f"{' and '.join(asked)} are set together but sbatch takes one memory setting; "
+                f"set all but one to null (e.g. hydra.launcher.{asked[0]}=null)"
+            )
         if p.get("mem_per_cpu") is not None:
             self.mem_per_cpu_mb = parse_mem_mb(p["mem_per_cpu"])
             if self.mem_per_cpu_mb is not None:
@@ -266,15 +310,19 @@ def _eligible(req: Request, part: Partition, nodes: list[Node], v: Verdict) -> l
     mine = [n for n in nodes if part.name in n.partitions or n.name in part.node_names]
     left = [n for n in mine if n.name not in req.exclude]
     if mine and not left:
-        v.errors.append(f"exclude={','.join(req.exclude)} leaves none of its nodes "
-                        f"({', '.join(n.name for n in mine)}); {fix('exclude', 'null')}")
+        v.errors.append(
+            f"exclude={','.join(req.exclude)} leaves none of its nodes "
+            f"({', '.join(n.name for n in mine)}); {fix('exclude', 'null')}"
+        )
         return []
     if req.constraint and _checkable(req.constraint):
         fit = [n for n in left if _satisfies(n.features, req.constraint)]
         if not fit:
             have = sorted(set().union(*(n.features for n in left))) or ["none"]
-            v.errors.append(f"constraint={req.constraint} matches none of its nodes (their features: "
-                            f"{', '.join(have)}); {fix('constraint', 'null')} or name one of those")
+            v.errors.append(
+                f"constraint={req.constraint} matches none of its nodes (their features: "
+                f"{', '.join(have)}); {fix('constraint', 'null')} or name one of those"
+            )
         return fit
     if req.constraint:
         v.warnings.append(f"constraint={req.constraint} was not checked (only & and | are)")
@@ -293,8 +341,10 @@ def _check_cpus(req: Request, part: Partition, nodes: list[Node], v: Verdict) ->
     best = max(_cpu_limit(n, part) for n in nodes)
     if req.cpus > best:
         per_task = f" x tasks_per_node={req.tasks}" if req.tasks > 1 else ""
-        v.errors.append(f"cpus_per_task={req.cpus_per_task}{per_task} but its nodes have at most {best} CPUs "
-                        f"(the job would pend forever); {fix('cpus_per_task', max(1, best // req.tasks))}")
+        v.errors.append(
+            f"cpus_per_task={req.cpus_per_task}{per_task} but its nodes have at most {best} CPUs "
+            f"(the job would pend forever); {fix('cpus_per_task', max(1, best // req.tasks))}"
+        )
 
 
 def _check_gpus(req: Request, part: Partition, nodes: list[Node], v: Verdict, others: list[str]) -> None:
@@ -302,23 +352,35 @@ def _check_gpus(req: Request, part: Partition, nodes: list[Node], v: Verdict, ot
         best = max(n.count("gpu", req.gpu_type) for n in nodes)
         if req.gpus > best:
             kind = f" of type {req.gpu_type}" if req.gpu_type else ""
-            has = (f"at most {best} GPUs{kind}" if best else
-                   f"no GPU{kind} (sbatch: 'Invalid generic resource (gres) specification')")
-            value = best if req.gpu_key != "gres" else (f"gpu:{req.gpu_type + ':' if req.gpu_type else ''}{best}"
-                                                        if best else "null")
+            has = (
+                f"at most {best} GPUs{kind}"
+                if best
+                else f"no GPU{kind} (sbatch: 'Invalid generic resource (gres) specification')"
+            )
+            value = (
+                best
+                if req.gpu_key != "gres"
+                else (f"gpu:{req.gpu_type + ':' if req.gpu_type else ''}{best}" if best else "null")
+            )
             hint = f"; partitions with GPUs: {', '.join(others)}" if others and not best else ""
-            v.errors.append(f"{req.gpu_key}={req.gpu_asked} but its nodes have {has}; {fix(req.gpu_key, value)}{hint}")
+            v.errors.append(
+                f"{req.gpu_key}={req.gpu_asked} but its nodes have {has}; {fix(req.gpu_key, value)}{hint}"
+            )
     for g, t, count in req.gres:
         best = max(n.count(g, t) for n in nodes)
         if count > best:
-            v.errors.append(f"gres={g}{':' + t if t else ''}:{count} but its nodes have at most {best}; "
-                            f"{fix('gres', 'null')}")
+            v.errors.append(
+                f"gres={g}{':' + t if t else ''}:{count} but its nodes have at most {best}; "
+                f"{fix('gres', 'null')}"
+            )
 
 
 def _check_memory(req: Request, part: Partition, nodes: list[Node], v: Verdict) -> None:
     if req.mem_per_cpu_mb and part.max_mem_per_cpu and req.mem_per_cpu_mb > part.max_mem_per_cpu:
-        v.errors.append(f"mem_per_cpu={req.mem_per_cpu_mb}M is above the partition's MaxMemPerCPU="
-                        f"{part.max_mem_per_cpu}M; {fix('mem_per_cpu', f'{part.max_mem_per_cpu}M')}")
+        v.errors.append(
+            f"mem_per_cpu={req.mem_per_cpu_mb}M is above the partition's MaxMemPerCPU="
+            f"{part.max_mem_per_cpu}M; {fix('mem_per_cpu', f'{part.max_mem_per_cpu}M')}"
+        )
     if req.mem_mb is None:
         return
     best = max(_mem_limit(n, part) for n in nodes)
@@ -329,24 +391,33 @@ def _check_memory(req: Request, part: Partition, nodes: list[Node], v: Verdict) 
             value = f"{best // max(1, req.gpus)}M"
         else:
             value = best // 1024
-        v.errors.append(f"{req.mem_key} asks {req.mem_mb} MB per node but its nodes have at most {best} MB "
-                        f"(sbatch: 'Memory specification can not be satisfied'); {fix(req.mem_key, value)}")
+        v.errors.append(
+            f"{req.mem_key} asks {req.mem_mb} MB per node but its nodes have at most {best} MB "
+            f"(sbatch: 'Memory specification can not be satisfied'); {fix(req.mem_key, value)}"
+        )
 
 
 def _check_time(req: Request, part: Partition, v: Verdict) -> None:
     if part.max_time_min is not None and req.time_min > part.max_time_min:
-        v.errors.append(f"timeout_min={req.time_min} is above its MaxTime of {part.max_time_min} min (the job "
-                        f"would pend forever); {fix('timeout_min', part.max_time_min)} (longer runs are "
-                        "requeued and resume)")
+        v.errors.append(
+            f"timeout_min={req.time_min} is above its MaxTime of {part.max_time_min} min (the job "
+            f"would pend forever); {fix('timeout_min', part.max_time_min)} (longer runs are "
+            "requeued and resume)"
+        )
     if req.signal_delay_s >= req.time_min * 60:
-        v.errors.append(f"signal_delay_s={req.signal_delay_s} is not shorter than timeout_min={req.time_min} "
-                        f"min: the requeue signal would come at once; {fix('signal_delay_s', 60)}")
+        v.errors.append(
+            f"signal_delay_s={req.signal_delay_s} is not shorter than timeout_min={req.time_min} "
+            f"min: the requeue signal would come at once; {fix('signal_delay_s', 60)}"
+        )
 
 
 def _fits(req: Request, part: Partition, n: Node) -> bool:
-    return (_cpu_limit(n, part) >= req.cpus and n.count("gpu", req.gpu_type) >= req.gpus
-            and all(n.count(g, t) >= c for g, t, c in req.gres)
-            and (req.mem_mb is None or _mem_limit(n, part) >= req.mem_mb))
+    return (
+        _cpu_limit(n, part) >= req.cpus
+        and n.count("gpu", req.gpu_type) >= req.gpus
+        and all(n.count(g, t) >= c for g, t, c in req.gres)
+        and (req.mem_mb is None or _mem_limit(n, part) >= req.mem_mb)
+    )
 
 
 def _check_nodes(req: Request, part: Partition, nodes: list[Node], v: Verdict) -> None:
@@ -354,10 +425,13 @@ def _check_nodes(req: Request, part: Partition, nodes: list[Node], v: Verdict) -
     if not fit:
         v.errors.append("no single node of it has the CPUs, GPUs and memory asked for at once; ask for less")
     elif len(fit) < req.nodes:
-        v.errors.append(f"nodes={req.nodes} but only {len(fit)} of its nodes fit the request; "
-                        f"{fix('nodes', len(fit))}")
+        v.errors.append(
+            f"nodes={req.nodes} but only {len(fit)} of its nodes fit the request; {fix('nodes', len(fit))}"
+        )
     if part.max_nodes is not None and req.nodes > part.max_nodes:
-        v.errors.append(f"nodes={req.nodes} is above its MaxNodes={part.max_nodes}; {fix('nodes', part.max_nodes)}")
+        v.errors.append(
+            f"nodes={req.nodes} is above its MaxNodes={part.max_nodes}; {fix('nodes', part.max_nodes)}"
+        )
 
 
 def check_partition(req: Request, part: Partition, nodes: list[Node], others: list[str] = ()) -> Verdict:
@@ -365,7 +439,9 @@ def check_partition(req: Request, part: Partition, nodes: list[Node], others: li
     v = Verdict(errors=list(req.conflicts), warnings=list(req.notes))
     state = part.state.upper()
     if state in ("DRAIN", "INACTIVE"):
-        v.errors.append(f"its state is {state}: it takes no new jobs; choose another with SLURM_PARTITION=<name>")
+        v.errors.append(
+            f"its state is {state}: it takes no new jobs; choose another with SLURM_PARTITION=<name>"
+        )
     elif state != "UP":
         v.warnings.append(f"partition '{part.name}' is {state}: jobs wait until it is UP again")
     _check_time(req, part, v)
@@ -389,14 +465,18 @@ def _choose_partitions(req: Request, parts: dict[str, Partition]) -> list[Partit
     if req.partition is None:
         default = [p for p in parts.values() if p.default]
         if not default:
-            raise SlurmRequestError(f"no SLURM partition given and the cluster has no default one; "
-                                    f"{fix('partition', '<name>')} (partitions: {listing})")
+            raise SlurmRequestError(
+                f"no SLURM partition given and the cluster has no default one; "
+                f"{fix('partition', '<name>')} (partitions: {listing})"
+            )
         return default[:1]
     wanted = [s.strip() for s in str(req.partition).split(",") if s.strip()]
     unknown = [w for w in wanted if w not in parts]
     if unknown:
-        raise SlurmRequestError(f"SLURM partition '{unknown[0]}' does not exist; {fix('partition', '<name>')} "
-                                f"(partitions: {listing})")
+        raise SlurmRequestError(
+            f"SLURM partition '{unknown[0]}' does not exist; {fix('partition', '<name>')} "
+            f"(partitions: {listing})"
+        )
     return [parts[w] for w in wanted]
 
 
@@ -404,19 +484,26 @@ def check_request(req: Request, parts: dict[str, Partition], nodes: list[Node]) 
     """Warnings for a request some chosen partition can run; :class:`SlurmRequestError` (one line,
     every mismatch of the first chosen partition) when none can."""
     chosen = _choose_partitions(req, parts)
-    gpu_parts = sorted(p.name for p in parts.values()
-                       if any(n.count("gpu") for n in nodes if p.name in n.partitions or n.name in p.node_names))
+    gpu_parts = sorted(
+        p.name
+        for p in parts.values()
+        if any(n.count("gpu") for n in nodes if p.name in n.partitions or n.name in p.node_names)
+    )
     verdicts = [(p, check_partition(req, p, nodes, gpu_parts)) for p in chosen]
     for _, v in verdicts:
         if not v.errors:
             return v.warnings
     part, v = verdicts[0]
-    raise SlurmRequestError(f"SLURM partition '{part.name}' can never run this request: {'; '.join(v.errors)}")
+    raise SlurmRequestError(
+        f"SLURM partition '{part.name}' can never run this request: {'; '.join(v.errors)}"
+    )
 
 
 def read_cluster() -> tuple[dict[str, Partition], list[Node]]:
     """Partitions and nodes as ``scontrol`` reports them now."""
-    parts = [Partition.from_record(r) for r in parse_records(slurm_output(["scontrol", "show", "partition", "-o"]))]
+    parts = [
+        Partition.from_record(r) for r in parse_records(slurm_output(["scontrol", "show", "partition", "-o"]))
+    ]
     nodes = [Node.from_record(r) for r in parse_records(slurm_output(["scontrol", "show", "node", "-o"]))]
     return {p.name: p for p in parts}, nodes
 

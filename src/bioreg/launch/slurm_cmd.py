@@ -17,12 +17,22 @@ from collections.abc import Sequence
 
 from bioreg.errors import UserError
 
-__all__ = ["SlurmUnavailable", "run_slurm", "slurm_output", "parse_records", "slurm_config", "one_line",
-           "expand_hostlist", "NOT_ON_SLURM"]
+__all__ = [
+    "SlurmUnavailable",
+    "run_slurm",
+    "slurm_output",
+    "parse_records",
+    "slurm_config",
+    "one_line",
+    "expand_hostlist",
+    "NOT_ON_SLURM",
+]
 
 #: what to do when SLURM's commands are not there
-NOT_ON_SLURM = ("run it on a login node of the cluster (where sbatch works), or choose another launcher: "
-                "hydra/launcher=local or basic (make ... LAUNCHER=local or LAUNCHER=basic)")
+NOT_ON_SLURM = (
+    "run it on a login node of the cluster (where sbatch works), or choose another launcher: "
+    "hydra/launcher=local or basic (make ... LAUNCHER=local or LAUNCHER=basic)"
+)
 _KEY = re.compile(r"^[A-Za-z][\w:/.]*=")
 
 
@@ -50,16 +60,21 @@ def slurm_output(args: Sequence[str], timeout: float = 60.0) -> str:
     """The standard output of a SLURM command; :class:`SlurmUnavailable` when it is missing, does
     not answer or fails (its own message, one line)."""
     if shutil.which(args[0]) is None:
-        raise SlurmUnavailable(f"hydra/launcher=slurm needs SLURM's `{args[0]}` command, which is not on PATH; "
-                               f"{NOT_ON_SLURM}")
+        raise SlurmUnavailable(
+            f"hydra/launcher=slurm needs SLURM's `{args[0]}` command, which is not on PATH; {NOT_ON_SLURM}"
+        )
     try:
         out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise SlurmUnavailable(f"`{' '.join(args)}` did not answer within {timeout:.0f} s: is slurmctld "
-                               "reachable from here? (try `sinfo`)") from None
+        raise SlurmUnavailable(
+            f"`{' '.join(args)}` did not answer within {timeout:.0f} s: is slurmctld "
+            "reachable from here? (try `sinfo`)"
+        ) from None
     if out.returncode != 0:
-        raise SlurmUnavailable(f"`{' '.join(args)}` failed: {one_line(out.stderr or out.stdout) or 'no message'} "
-                               "(try `sinfo`; is this a login node of the cluster?)")
+        raise SlurmUnavailable(
+            f"`{' '.join(args)}` failed: {one_line(out.stderr or out.stdout) or 'no message'} "
+            "(try `sinfo`; is this a login node of the cluster?)"
+        )
     return out.stdout
 
 

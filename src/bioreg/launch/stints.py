@@ -31,8 +31,16 @@ from typing import Any
 from bioreg.launch.slurm_cmd import parse_records, run_slurm
 from bioreg.results.records import INCOMPLETE
 
-__all__ = ["INCOMPLETE", "note_requeue", "requeue_asked", "requeue_pending", "stop_status", "carry_stints",
-           "close_stint", "slurm_job_id"]
+__all__ = [
+    "INCOMPLETE",
+    "note_requeue",
+    "requeue_asked",
+    "requeue_pending",
+    "stop_status",
+    "carry_stints",
+    "close_stint",
+    "slurm_job_id",
+]
 
 _requeue_asked = False
 
@@ -112,16 +120,28 @@ def carry_stints(record: dict[str, Any], previous: Mapping[str, Any] | None, res
     if isinstance(old, list):
         record["stints"] = [dict(s) for s in old if isinstance(s, Mapping) and "wall_time_s" in s]
     elif isinstance(previous.get("wall_time_s"), (int, float)):  # a record from before stints
-        record["stints"] = [{"started": previous.get("started"), "finished": previous.get("finished"),
-                             "wall_time_s": float(previous["wall_time_s"]), "end": previous.get("status")}]
+        record["stints"] = [
+            {
+                "started": previous.get("started"),
+                "finished": previous.get("finished"),
+                "wall_time_s": float(previous["wall_time_s"]),
+                "end": previous.get("status"),
+            }
+        ]
 
 
 def close_stint(record: dict[str, Any], t0: float) -> None:
     """End this process's stint (started at ``t0``, ended now with ``record["status"]``): append it to
     ``record["stints"]``; ``wall_time_s`` becomes the sum of all stints, ``started`` the first's start."""
     now = time.time()
-    stint = {"started": _iso(t0), "finished": _iso(now), "wall_time_s": round(now - t0, 3),
-             "end": record.get("status"), "host": socket.gethostname(), "slurm_job": slurm_job_id()}
+    stint = {
+        "started": _iso(t0),
+        "finished": _iso(now),
+        "wall_time_s": round(now - t0, 3),
+        "end": record.get("status"),
+        "host": socket.gethostname(),
+        "slurm_job": slurm_job_id(),
+    }
     stints = [*record.get("stints", []), stint]
     record["stints"] = stints
     record["finished"] = stint["finished"]

@@ -36,8 +36,17 @@ from bioreg.launch.jobstate import JobState, JobWatcher, accounting
 from bioreg.launch.request import preflight
 from bioreg.launch.slurm_cmd import NOT_ON_SLURM, SlurmUnavailable, one_line
 
-__all__ = ["launch_sweep", "check_cluster", "wait_for", "Outcome", "outcome_of", "failure_line",
-           "report_failures", "SubmissionRefused", "last_error_line"]
+__all__ = [
+    "launch_sweep",
+    "check_cluster",
+    "wait_for",
+    "Outcome",
+    "outcome_of",
+    "failure_line",
+    "report_failures",
+    "SubmissionRefused",
+    "last_error_line",
+]
 
 log = logging.getLogger("bioreg")
 
@@ -46,7 +55,8 @@ RESULT_GRACE_S = 15.0
 NO_ACCOUNTING = (
     "SLURM accounting is off on this cluster (sacct cannot answer): the launcher follows the jobs with "
     "`scontrol show job` instead, which forgets a job {age} after it ends, so keep this command running "
-    "until the sweep ends (submitit's own watcher needs sacct and would wait forever for a job that died)")
+    "until the sweep ends (submitit's own watcher needs sacct and would wait forever for a job that died)"
+)
 
 
 class SubmissionRefused(UserError):
@@ -69,8 +79,10 @@ def check_cluster(params: dict[str, Any], check_request: bool) -> bool:
     """Step 1; returns whether ``sacct`` can answer (accounting on)."""
     missing = [c for c in ("sbatch", "scontrol", "srun") if shutil.which(c) is None]
     if missing:
-        raise SlurmUnavailable(f"hydra/launcher=slurm needs SLURM's commands {', '.join(missing)}, which are not "
-                               f"on PATH; {NOT_ON_SLURM}")
+        raise SlurmUnavailable(
+            f"hydra/launcher=slurm needs SLURM's commands {', '.join(missing)}, which are not "
+            f"on PATH; {NOT_ON_SLURM}"
+        )
     if check_request:
         for w in preflight(params):
             log.warning(w)
@@ -86,11 +98,19 @@ def make_executor(params: dict[str, Any]) -> Any:
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf
 
-    executor = submitit.AutoExecutor(cluster="slurm", folder=params["submitit_folder"],
-                                     slurm_max_num_timeout=params.get("max_num_timeout", 0))
+    executor = submitit.AutoExecutor(
+        cluster="slurm",
+        folder=params["submitit_folder"],
+        slurm_max_num_timeout=params.get("max_num_timeout", 0),
+    )
     generic = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()
-                                  if k not in ("submitit_folder", "max_num_timeout")})
+    executor.update_parameters(
+        **{
+            k if k in generic else f"slurm_{k}": v
+            for k, v in params.items()
+            if k not in ("submitit_folder", "max_num_timeout")
+        }
+    )
     return executor
 
 
@@ -103,13 +123,20 @@ def submit(executor: Any, fn: Any, job_params: list[tuple]) -> list[Any]:
         with contextlib.redirect_stderr(said):
             return executor.map_array(fn, *zip(*job_params, strict=True))
     except FailedJobError as e:
-        raise SubmissionRefused(f"sbatch refused the sweep's job array: {one_line(str(e) or said.getvalue())}; "
-                                "check the hydra.launcher settings (docs/slurm.md)") from None
+        raise SubmissionRefused(
+            f"sbatch refused the sweep's job array: {one_line(str(e) or said.getvalue())}; "
+            "check the hydra.launcher settings (docs/slurm.md)"
+        ) from None
 
 
-def wait_for(jobs: Sequence[Any], watcher: JobWatcher, poll_s: float, grace_s: float = RESULT_GRACE_S,
-             sleep: Callable[[float], None] = time.sleep,
-             clock: Callable[[], float] = time.monotonic) -> dict[str, JobState | None]:
+def wait_for(
+    jobs: Sequence[Any],
+    watcher: JobWatcher,
+    poll_s: float,
+    grace_s: float = RESULT_GRACE_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, JobState | None]:
     """Step 3: wait until every job has a result file (-> None) or has ended without one (-> its
     last state, seen ended for ``grace_s``); ``watcher`` is asked every 2 s at first, then every
     ``poll_s`` at most."""
@@ -178,8 +205,12 @@ def report_failures(outcomes: Sequence[Outcome]) -> None:
         return
     for o in failed:
         print(failure_line(o), file=sys.stderr)
-    print(f"error: {len(failed)} of {len(outcomes)} runs of the sweep failed (lines above; tracebacks in the "
-          "logs); relaunch the same command to retry them (completed runs are skipped)", file=sys.stderr, flush=True)
+    print(
+        f"error: {len(failed)} of {len(outcomes)} runs of the sweep failed (lines above; tracebacks in the "
+        "logs); relaunch the same command to retry them (completed runs are skipped)",
+        file=sys.stderr,
+        flush=True,
+    )
     raise SystemExit(1)
 
 
@@ -212,18 +243,34 @@ def launch_sweep(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_
     job_params = _job_params(launcher, job_overrides, initial_job_idx)
     jobs = submit(executor, launcher, job_params)
     array = jobs[0].job_id.split("_")[0]
-    log.info("submitted %d run(s) as SLURM job %s (squeue -j %s; logs in %s)", len(jobs), array, array,
-             jobs[0].paths.folder.parent)
+    log.info(
+        "submitted %d run(s) as SLURM job %s (squeue -j %s; logs in %s)",
+        len(jobs),
+        array,
+        array,
+        jobs[0].paths.folder.parent,
+    )
     try:
         ended = wait_for(jobs, JobWatcher(use_sacct), float(own.get("poll_s", 30.0)))
     except KeyboardInterrupt:
-        print(f"interrupted: the jobs of SLURM job {array} go on without this command (scancel {array} stops "
-              "them); relaunching the same command later skips the runs that completed", file=sys.stderr)
+        print(
+            f"interrupted: the jobs of SLURM job {array} go on without this command (scancel {array} stops "
+            "them); relaunching the same command later skips the runs that completed",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     outcomes = []
     for job, params in zip(jobs, job_params, strict=True):
         ret, reason = outcome_of(job, ended[job.job_id])
-        outcomes.append(Outcome(index=params[2], job_id=job.job_id, overrides=params[0], job_return=ret,
-                                reason=reason, log=job.paths.stderr))
+        outcomes.append(
+            Outcome(
+                index=params[2],
+                job_id=job.job_id,
+                overrides=params[0],
+                job_return=ret,
+                reason=reason,
+                log=job.paths.stderr,
+            )
+        )
     report_failures(outcomes)
     return [o.job_return for o in outcomes]

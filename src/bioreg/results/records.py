@@ -19,8 +19,9 @@ see :data:`INCOMPLETE` and :mod:`bioreg.launch.stints`),
 (python, torch, …), ``device``, ``started``/``finished`` (ISO-8601 UTC),
 ``wall_time_s`` (the sum of ``stints``: one ``{started, finished, wall_time_s, end, host,
 slurm_job}`` per launch that trained the run; records written before stints have none),
-``best_epoch``, ``best_val_acc``, ``train`` (final-epoch metrics), ``metrics`` (``{test_set_name: {"acc": %, "loss": …, "n": …}}`` for
-``test``, ``occlusion/<kind>``, ``corruption/<name>/<severity>``),
+``best_epoch``, ``best_val_acc``, ``train`` (final-epoch metrics), ``metrics``
+(``{test_set_name: {"acc": %, "loss": …, "n": …}}`` for ``test``, ``occlusion/<kind>``,
+``corruption/<name>/<severity>``),
 ``summary`` (derived numbers, e.g. per-corruption means over severities),
 ``extra`` (sections added by evaluators: attacks, robustness, Fisher-Rao, …),
 and for runs that did not complete ``error``.

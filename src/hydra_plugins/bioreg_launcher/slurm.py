@@ -15,8 +15,13 @@ Its config, ``bioreg_slurm`` in the ``hydra/launcher`` group, adds two keys to t
 ``check_request`` (ask the cluster before submitting, default true) and ``poll_s`` (at most this
 many seconds between two looks at the jobs' states, default 30).
 
-(No ``from __future__ import annotations`` here: Hydra's plugin scan executes this module without
-registering it in ``sys.modules``, where ``dataclass`` would look the annotations up.)
+Two consequences of how Hydra's plugin scan loads this module (it executes the module before
+registering it in ``sys.modules``, and executes it *again* if it was imported already, e.g. by
+unpickling a job): no ``from __future__ import annotations`` (``dataclass`` would look the
+annotations up in ``sys.modules``), and no ``super()`` in the methods — the instance a requeued job
+unpickles may belong to an earlier execution of this class than the module's current
+``BioregSlurmLauncher`` (``super(BioregSlurmLauncher, self)`` then raises ``TypeError``, as
+``make test-slurm`` showed), so the parent's methods are called by name.
 """
 
 from dataclasses import dataclass
@@ -37,14 +42,15 @@ class BioregSlurmQueueConf(SlurmQueueConf):
     poll_s: float = 30.0
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="bioreg_slurm", node=BioregSlurmQueueConf,
-                             provider="bioreg")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="bioreg_slurm", node=BioregSlurmQueueConf, provider="bioreg"
+)
 
 
 class BioregSlurmLauncher(SlurmLauncher):
     def __init__(self, **params: Any) -> None:
         own = {k: params.pop(k) for k in OWN_KEYS if k in params}
-        super().__init__(**params)
+        SlurmLauncher.__init__(self, **params)
         self.own = own
 
     def launch(self, job_overrides, initial_job_idx):  # type: ignore[no-untyped-def]
@@ -60,10 +66,10 @@ class BioregSlurmLauncher(SlurmLauncher):
     def __call__(self, *args: Any) -> Any:
         from bioreg.launch.jobside import guarded
 
-        return guarded(lambda: super(BioregSlurmLauncher, self).__call__(*args), args[0])
+        return guarded(lambda: SlurmLauncher.__call__(self, *args), args[0])
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from bioreg.launch.stints import note_requeue
 
         note_requeue()
-        return super().checkpoint(*args, **kwargs)
+        return SlurmLauncher.checkpoint(self, *args, **kwargs)
