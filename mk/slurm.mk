@@ -4,6 +4,6 @@
 # change to the launcher path (hydra_plugins/bioreg_launcher, src/bioreg/launch, conf/hydra/launcher).
 .PHONY: test-slurm
 
-test-slurm: install ## the SLURM launcher against a one-node SLURM stood up here (root; ~7 min; docs/slurm.md)
+test-slurm: install ## the SLURM launcher against a one-node SLURM stood up here (root; ~8 min; docs/slurm.md)
 	BIOREG_SLURM_TESTBED=1 $(UV) run --frozen pytest tests/test_slurm_cluster.py -m slurm \
 	  -p no:cacheprovider -s -v

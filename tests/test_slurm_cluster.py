@@ -16,7 +16,7 @@ which submitit alone waits forever for a job that died. One scenario, then one t
 * the launcher's default request (8 CPUs, 1 GPU, 32 GB, 720 min) on the 2-CPU, GPU-less partition
   with MaxTime 60 min: refused at start-up in one line naming the fixes, nothing submitted.
 
-Skipped unless ``BIOREG_SLURM_TESTBED=1`` (``make test-slurm`` sets it). About 6-8 minutes on a
+Skipped unless ``BIOREG_SLURM_TESTBED=1`` (``make test-slurm`` sets it). About 8 minutes on a
 2-core machine, most of it SLURM's hold of a requeued job (BeginTime, 2 minutes) and Python start-up.
 """
 
