@@ -354,8 +354,11 @@ def test_wait_for_result_files_dead_jobs_and_requeues(tmp_path: Path) -> None:
 def test_outcomes_and_the_one_line_summary(tmp_path: Path, capsys) -> None:
     from hydra.core.utils import JobReturn, JobStatus
     from submitit.core.utils import cloudpickle_dump
+    from submitit.slurm.slurm import SlurmJob
 
-    ok, raised, exited, killed = (FakeJob(tmp_path, f"8_{i}") for i in range(4))
+    ok, raised, exited, killed, exited_quietly = (SlurmJob(tmp_path / "%j", f"8_{i}") for i in range(5))
+    for job in (ok, raised, exited, killed, exited_quietly):
+        job.paths.folder.mkdir(parents=True)
     good = JobReturn(overrides=["seed=0"])
     good.status, good.return_value = JobStatus.COMPLETED, 97.5
     cloudpickle_dump(("success", good), ok.paths.result_pickle)
@@ -371,6 +374,12 @@ def test_outcomes_and_the_one_line_summary(tmp_path: Path, capsys) -> None:
     assert sweep.outcome_of(ok, None) == (good, None)
     assert sweep.outcome_of(raised, None) == (None, "FloatingPointError: loss is nan")
     assert sweep.outcome_of(exited, None) == (None, "error: reg.cg.tau=-1 is invalid; valid values: > 0")
+    # no `error: ...` line in its log: the exception line of the trace in its result file
+    cloudpickle_dump(
+        ("error", "Traceback ...\nRunExited: the run exited with status 3"),
+        exited_quietly.paths.result_pickle,
+    )
+    assert sweep.outcome_of(exited_quietly, None) == (None, "RunExited: the run exited with status 3")
     assert (
         sweep.outcome_of(killed, JobState("OUT_OF_MEMORY", exit_code="0:9"))[1]
         == "ran out of memory (SLURM state OUT_OF_MEMORY, signal 9)"

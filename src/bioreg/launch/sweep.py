@@ -148,6 +148,7 @@ def wait_for(
         for jid in [j for j, job in pending.items() if job.paths.result_pickle.exists()]:
             ended[jid] = None
             del pending[jid]
+            seen_ended.pop(jid, None)
         if pending and clock() >= next_poll:
             for jid, st in watcher.poll(pending).items():
                 if st.active:
@@ -155,6 +156,7 @@ def wait_for(
                 elif clock() - seen_ended.setdefault(jid, clock()) >= grace_s:
                     ended[jid] = st
                     del pending[jid]
+                    seen_ended.pop(jid)
             interval = min(poll_s, interval * 2)
             next_poll = clock() + (min(interval, grace_s) if seen_ended else interval)
         if pending:
@@ -172,24 +174,33 @@ def last_error_line(path: Path | None) -> str | None:
     return lines[-1] if lines else None
 
 
+def _raised(message: str) -> str:
+    """The exception line of the trace inside submitit's ``FailedJobError`` message (between its
+    dashed rulers), else its first line."""
+    parts = message.split("-" * 22)
+    trace = parts[1] if len(parts) >= 3 else message
+    lines = [ln for ln in trace.strip().splitlines() if ln.strip()]
+    return lines[-1] if len(parts) >= 3 and lines else (lines[0] if lines else "the job raised an error")
+
+
 def outcome_of(job: Any, state: JobState | None) -> tuple[Any, str | None]:
-    """(JobReturn, None) for a completed run, (None, reason) for a failed one."""
+    """(JobReturn, None) for a completed run, (None, reason) for a failed one. A job with a result
+    file is read through submitit's own ``job.results()`` (it is there: no waiting)."""
     from hydra.core.utils import JobStatus
-    from submitit.core.utils import pickle_load
+    from submitit.core.utils import FailedJobError
 
     err_log = job.paths.stderr
     if state is not None:  # ended without a result file
         said = last_error_line(err_log)
         return None, state.describe() + (f": {said}" if said else "")
-    kind, value = pickle_load(job.paths.result_pickle)
-    if kind == "success":
-        if getattr(value, "status", None) == JobStatus.FAILED:
-            exc = value._return_value
-            return None, str(exc) if isinstance(exc, RunFailed) else one_line(f"{type(exc).__name__}: {exc}")
-        return value, None
-    said = last_error_line(err_log)
-    tail = [ln for ln in str(value).strip().splitlines() if ln.strip()]
-    return None, said or one_line(tail[-1] if tail else "the job raised an error")
+    try:
+        (value,) = job.results()
+    except FailedJobError as e:  # the job raised (a user error's exit status, see jobside.guarded)
+        return None, last_error_line(err_log) or one_line(_raised(str(e)))
+    if getattr(value, "status", None) == JobStatus.FAILED:
+        exc = value._return_value
+        return None, str(exc) if isinstance(exc, RunFailed) else one_line(f"{type(exc).__name__}: {exc}")
+    return value, None
 
 
 def failure_line(o: Outcome) -> str:
