@@ -2,7 +2,7 @@
 
 * no import circle between bioreg's modules, counting imports inside functions (lazy imports) too;
 * layers: a module imports only from its own layer or lower ones (errors/io → layers, models, data →
-  lit → evaluate → config → results → app), counting lazy imports too;
+  lit → evaluate → config → results → app and launch), counting lazy imports too;
 * no test module imports another test module (shared pieces live in tests/helpers/);
 * the README's layout tree names every module of the package.
 """
@@ -25,7 +25,7 @@ LAYERS = [
     ("bioreg.evaluate",),
     ("bioreg.config",),
     ("bioreg.results",),
-    ("bioreg.app",),
+    ("bioreg.app", "bioreg.launch"),  # orchestration: runs, launchers, their infrastructure
 ]
 
 

@@ -43,6 +43,10 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
     _, rb = record(b)
     assert ra["status"] == rb["status"] == "completed"
     assert ra["config_key"] == rb["config_key"]
+    # the resumed record keeps both stints; its wall time is their sum
+    assert [st["end"] for st in rb["stints"]] == ["interrupted", "completed"]
+    assert rb["wall_time_s"] == pytest.approx(sum(st["wall_time_s"] for st in rb["stints"]), abs=1e-3)
+    assert rb["started"] == rb["stints"][0]["started"] and [st["end"] for st in ra["stints"]] == ["completed"]
     for k in ("best_epoch", "best_val_acc", "train", "metrics", "summary"):
         assert ra[k] == rb[k], k  # exact equality: CPU, deterministic
     wa, wb = weights(a), weights(b)

@@ -242,7 +242,8 @@ def test_slurm_launcher_composes_with_documented_overrides(monkeypatch, capsys) 
            "hydra.launcher.mem_gb=40", "hydra.launcher.max_num_timeout=5", "--cfg", "all", "--resolve")
     cfg = yaml.safe_load(capsys.readouterr().out)["hydra"]
     la = cfg["launcher"]
-    assert la["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert la["_target_"] == "hydra_plugins.bioreg_launcher.slurm.BioregSlurmLauncher"
+    assert la["check_request"] is True and la["poll_s"] > 0
     assert (la["partition"], la["gpus_per_node"], la["cpus_per_task"], la["timeout_min"], la["mem_gb"]) == (
         "gpu", 2, 6, 90, 40)
     assert la["max_num_timeout"] == 5 > 0

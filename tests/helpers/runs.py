@@ -88,7 +88,7 @@ def weights(tmp: Path, name: str = "last.ckpt", ckpt: str = "ckpt") -> dict[str,
 def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
          extra: Sequence[str] = ()) -> None:
     """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), then check the
-    failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``."""
+    interrupted record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``."""
     killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
     orig = run_mod._callbacks
     with monkeypatch.context() as m:
@@ -97,15 +97,17 @@ def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: i
             run_mod.run(cfg_for(tmp, *extra))
     # Lightning's SIGTERMException (a SystemExit with status 0) becomes exit status 143 = 128 + SIGTERM
     assert exc.value.code == 143 and type(exc.value.__cause__).__name__ == "SIGTERMException"
-    _, failed = record(tmp)
-    assert failed["status"] == "failed" and "SIGTERM" in failed["error"]
+    _, stopped = record(tmp)
+    # stopped by a signal, not failed: the next launch resumes it (bioreg.launch.stints)
+    assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
+    assert [st["end"] for st in stopped["stints"]] == ["interrupted"]
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
 
 
 def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
                     extra: Sequence[str] = ()) -> None:
-    """:func:`kill`, then relaunch the same config: the failed record does not count, ``last.ckpt``
+    """:func:`kill`, then relaunch the same config: the interrupted record does not count, ``last.ckpt``
     is resumed."""
     kill(tmp, monkeypatch, killer, ckpt_epoch, extra)
     run_mod.run(cfg_for(tmp, *extra))

@@ -38,6 +38,7 @@ from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, re
 from bioreg.app.runlock import RunLock
 from bioreg.config.validate import validate_config
 from bioreg.errors import ConfigError, UserError, instantiate
+from bioreg.launch.stints import carry_stints, close_stint, stop_status
 from bioreg.lit.perf import configure_performance
 from bioreg.results.records import (
     RECORD_VERSION,
@@ -175,6 +176,9 @@ def train_and_evaluate(plan: RunPlan) -> dict[str, Any]:
     replaced only with ``on_existing=overwrite`` (one that appeared meanwhile is not)."""
     built = build_run(plan)
     record = new_record(plan)
+    # a run that resumes its last.ckpt continues the record of its earlier stints (bioreg.launch.stints)
+    carry_stints(record, None if plan.smoke else plan.store.load(plan.name, plan.key, plan.seed),
+                 resuming=not plan.smoke and (plan.paths.ckpt / "last.ckpt").is_file())
     t0 = time.time()
     try:
         fit(built, plan)
@@ -355,12 +359,15 @@ def reload_best(built: Built) -> tuple[int, float | None]:
 
 
 def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan) -> None:
-    """Training had started and failed: write an honest ``failed`` record (not for a user error,
-    which leaves none). A SIGTERM (Lightning's ``SIGTERMException``, a ``SystemExit(None)``)
-    becomes exit status 143 so that a killed run does not look successful."""
+    """Training had started and stopped: write an honest record (not for a user error, which leaves
+    none): ``requeued`` or ``interrupted`` for a stop by a signal that the next launch resumes,
+    ``failed`` otherwise (:func:`bioreg.launch.stints.stop_status`). A SIGTERM (Lightning's
+    ``SIGTERMException``, a ``SystemExit(None)``) becomes exit status 143 so that a killed run does
+    not look successful."""
     if isinstance(e, UserError):  # a mistake in the config or data, not a failed run: no record
         return
-    record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+    record.update({"status": stop_status(e), "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc()})
     write_record(record, t0, plan, overwrite=True)
     if type(e).__name__ == "SIGTERMException":
         raise SystemExit(128 + 15) from e  # 143 = SIGTERM
@@ -394,15 +401,15 @@ def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> Non
     from bioreg.io import atomic_write_json
 
     store, paths = plan.store, plan.paths
-    record["finished"] = utc_now()
-    record["wall_time_s"] = round(time.time() - t0, 3)
+    close_stint(record, t0)  # finished, stints, wall_time_s (the sum of every stint)
     if plan.smoke:
         record["smoke"] = True
     atomic_write_json(paths.run_dir / "record.json", record)  # first: kept even if results_dir fails now
     if plan.smoke:
         log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
-    elif record["status"] == "failed" and store.completed(record["name"], record["config_key"], record["seed"]):
-        log.error("run failed; the existing completed record is kept")
+    elif record["status"] != "completed" and store.completed(record["name"], record["config_key"],
+                                                             record["seed"]):
+        log.error("run %s; the existing completed record is kept", record["status"])
     else:
         p = store.write(record, overwrite=overwrite)
         log.info("record written: %s", p)

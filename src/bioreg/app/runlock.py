@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bioreg.errors import ConfigError
+from bioreg.launch.stints import slurm_job_id as _slurm_job
 
 __all__ = ["RunLock", "RunLockedError"]
 
@@ -46,14 +47,6 @@ log = logging.getLogger("bioreg")
 
 class RunLockedError(ConfigError):
     """The same run (config key and seed) is already running."""
-
-
-def _slurm_job() -> str | None:
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return None
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{job}_{task}" if task and os.environ.get("SLURM_ARRAY_JOB_ID") else job
 
 
 def _pid_start(pid: int) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from bioreg.results.records import UNREADABLE, RecordStore
+from bioreg.results.records import INCOMPLETE, UNREADABLE, RecordStore
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
@@ -218,6 +218,10 @@ class Selection:
             if f["status"] == UNREADABLE:
                 out.append(f"unreadable: {f['name']} seed {f['seed']} [{f['config_key']}]: {f.get('path')}: "
                            f"{f['error']}{tail}")
+                continue
+            if f["status"] in INCOMPLETE:  # stopped by a signal: not a failure, resumes when relaunched
+                out.append(f"incomplete: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['status']}, "
+                           f"resumes from its last.ckpt when relaunched{tail}")
                 continue
             out.append(f"failed: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['error'] or 'no error text'}"
                        f"{tail}")

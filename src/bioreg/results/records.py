@@ -12,15 +12,19 @@ written into the Hydra run directory (``record.json``).
 
 Record fields (``RECORD_VERSION`` 1):
 
-``name, seed, config_key, status`` (``"completed"`` or ``"failed"``),
+``name, seed, config_key, status`` (``"completed"``, ``"failed"``, or — for a run stopped by a
+signal that resumes from its ``last.ckpt`` when launched again — ``"requeued"``/``"interrupted"``,
+see :data:`INCOMPLETE` and :mod:`bioreg.launch.stints`),
 ``config`` (the resolved config), ``git`` (commit, dirty flag), ``versions``
 (python, torch, …), ``device``, ``started``/``finished`` (ISO-8601 UTC),
-``wall_time_s``, ``best_epoch``, ``best_val_acc``, ``train`` (final-epoch
-metrics), ``metrics`` (``{test_set_name: {"acc": %, "loss": …, "n": …}}`` for
-``test``, ``occlusion/<kind>``, ``corruption/<name>/<severity>``),
+``wall_time_s`` (the sum of ``stints``: one ``{started, finished, wall_time_s, end, host,
+slurm_job}`` per launch that trained the run; records written before stints have none),
+``best_epoch``, ``best_val_acc``, ``train`` (final-epoch metrics), ``metrics``
+(``{test_set_name: {"acc": %, "loss": …, "n": …}}`` for ``test``, ``occlusion/<kind>``,
+``corruption/<name>/<severity>``),
 ``summary`` (derived numbers, e.g. per-corruption means over severities),
 ``extra`` (sections added by evaluators: attacks, robustness, Fisher-Rao, …),
-and for failed runs ``error``.
+and for runs that did not complete ``error``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from bioreg.io import atomic_write_json
 
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
-    "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE",
+    "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE", "INCOMPLETE",
 ]
 
 RECORD_VERSION = 1
@@ -80,6 +84,8 @@ class DuplicateRecordError(RuntimeError):
     pass
 
 
+#: ``status`` of a run that stopped by a signal and resumes when launched again: not done, not failed
+INCOMPLETE = ("requeued", "interrupted")
 #: ``status`` of a record file that is not a run record (see :func:`read_record`)
 UNREADABLE = "unreadable"
 #: identity fields a record must give with these types when it has them
