@@ -340,6 +340,9 @@ class TableResult:
     cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
     selection: Selection
     missing_metrics: list[str] = field(default_factory=list)
+    #: the per-seed values behind each cell, ``{(row, column): {seed: value}}`` (what the mean and std
+    #: summarise; the seed-level statistics of ``bioreg.results.claim_stats`` read them)
+    values: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -370,6 +373,7 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
     cache: dict[tuple[str, int], dict[str, float]] = {}
     missing: dict[tuple[str, str], list[int]] = {}
     rows = []
+    per_seed: dict[tuple[str, str], dict[int, float]] = {}
     for r in spec.rows:
         for c in spec.columns:
             exp, metric = spec.cell(r, c)
@@ -386,6 +390,7 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
                 else:
                     vals[seed] = v
             st = cell_stats(vals, len(spec.seeds))
+            per_seed[(r.label, c.label)] = vals
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
                          "seeds": ";".join(str(s) for s in st.seeds)})
@@ -393,7 +398,7 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
                                         "seeds"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
              f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
-    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes)
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, values=per_seed)
 
 
 # ----------------------------------------------------------------------------- rendering
