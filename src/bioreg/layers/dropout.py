@@ -25,8 +25,9 @@ from torch's global RNG (what the modules do).
 
 All randomness is drawn for the whole batch at once (no Python loop over
 examples); the kernel-similarity ranking (argsort of eq 2.16's similarities,
-computed from the *live* weights of the producing convolution, for the distinct
-maps chosen in the batch) is done once per forward pass and gathered per example. Design notes:
+computed from the *live* weights of the producing convolution, for the maps
+chosen in the batch) is done once per forward pass, with shapes fixed by the batch and
+the number of maps (no ``unique``, no host read: graph-safe). Design notes:
 ``docs/decisions/dropout.md``.
 """
 
@@ -205,18 +206,22 @@ def most_similar_maps(weight: torch.Tensor, chosen: torch.Tensor, k: int, *,
     """``(N, k)``: for each example's chosen map, the ``k`` maps most similar to it (itself first).
 
     ``weight`` is the ``(C, …)`` kernel tensor of the producing convolution, ``chosen`` the ``(N,)``
-    chosen map per example. The ranking (eq 2.16) is computed for the distinct chosen maps only
-    (rows of the ``C x C`` matrix, :func:`similarity_rows`; at most ``min(N, C)`` rows, so never more
-    work than the full matrix), then gathered per example. Exact ties (identical or zero kernels) are
+    chosen map per example. The ranking (eq 2.16) is computed from rows of the ``C x C`` similarity
+    matrix (:func:`similarity_rows`): one per example when ``N < C``, else the whole matrix, gathered
+    per example. Every shape is fixed by ``N`` and ``C`` alone (no ``unique`` of the chosen maps, no
+    host read), so the step can be captured as a graph. Exact ties (identical or zero kernels) are
     broken by a random order of the maps drawn once per call (from ``generator``), not by index.
     """
-    channels = weight.shape[0]
-    rows, inverse = torch.unique(chosen.to(weight.device), return_inverse=True)
-    sim = similarity_rows(weight, rows)  # (U, C)
-    sim[torch.arange(len(rows), device=sim.device), rows] = 2.0  # each map first in its ranking
+    channels, n = weight.shape[0], chosen.shape[0]
+    chosen_w = chosen.to(weight.device)
+    if n < channels:
+        sim = similarity_rows(weight, chosen_w)  # (N, C)
+    else:
+        sim = similarity_rows(weight, torch.arange(channels, device=weight.device))[chosen_w]
+    sim[torch.arange(n, device=sim.device), chosen_w] = 2.0  # each map first in its ranking
     perm = torch.randperm(channels, device=sim.device, generator=generator)
     order = torch.argsort(sim[:, perm], dim=1, descending=True, stable=True)[:, :k]
-    return perm[order][inverse].to(chosen.device)
+    return perm[order].to(chosen.device)
 
 
 def similarity_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,6 @@ class DenseSampler(CorrelatedNormalSampler):
         self.ncm_method = ncm_method
         self.ncm_kw = dict(ncm_kw or {})
         self.dtype = dtype
-        self.n_clipped = 0
         self._factor: Tensor | None = None
         self._shared: Tensor | None = None
 
@@ -70,12 +69,12 @@ class DenseSampler(CorrelatedNormalSampler):
         sigma = correlation_matrix(weight, h, w, self.params, dtype=self.dtype)
         shared = None
         if self.ncm_method == "spectral":
-            factor, shared, self.n_clipped = _spectral_parts(sigma, self.params.c)
-            self.repaired = self.n_clipped > 0
-        else:
+            factor, shared, self._n_clipped = _spectral_parts(sigma, self.params.c)
+            self._repaired = self._n_clipped > 0  # a device tensor: not read back here
+        else:  # the Cholesky outcome chooses the procedure of eq 2.17: a host read, by necessity
             factor, info = torch.linalg.cholesky_ex(sigma)
-            self.repaired = int(info) != 0
-            if self.repaired:
+            self._repaired = int(info) != 0
+            if self._repaired:
                 sigma = nearest_correlation(sigma, self.ncm_method, **self.ncm_kw)
                 factor = safe_factor(sigma)
         del sigma

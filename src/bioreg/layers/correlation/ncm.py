@@ -155,7 +155,17 @@ def nearest_correlation(a: Tensor, method: str = "higham", **kw: object) -> Tens
     return _ncm_cvxpy(a, **kw)  # type: ignore[arg-type]
 
 
-def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int]:
+def _check_positive_variance(var: Tensor, what: str) -> None:
+    """Every unit of a repaired Sigma must keep a positive variance: raise on the CPU; elsewhere a
+    device-side assert (no host read in the refresh)."""
+    if var.device.type == "cpu":
+        if not bool((var > 0).all()):
+            raise RuntimeError(f"{what} produced a unit with zero variance")
+        return
+    torch._assert_async((var > 0).all(), f"{what} produced a unit with zero variance")
+
+
+def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int | Tensor]:
     """Factor ``(F, s, n_clipped)`` with ``F F^T + s s^T`` = the spectral repair of ``sigma``.
 
     ``sigma`` must have unit diagonal and ``c`` is eq 2.14's floor. If ``A = sigma - c 11^T`` is
@@ -163,6 +173,8 @@ def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int
     determinant lemma) nothing is repaired: ``F`` is the Cholesky factor of ``sigma``, ``s`` is
     ``None``. Otherwise ``A = W diag(w) W^T`` (dense ``eigh``), ``F = D^-1/2 W diag(sqrt(max(w, 0)))``,
     ``s = D^-1/2 sqrt(c) 1`` with ``D = diag(P+(A)) + c``. ``sigma`` is overwritten in that case.
+    ``n_clipped`` is then a 0-dim tensor on ``sigma``'s device (not read back here); the test of
+    ``A`` (Cholesky + lemma) does read two numbers back, since it chooses the factor.
     """
     n = sigma.shape[0]
     chol, info = torch.linalg.cholesky_ex(sigma)
@@ -176,11 +188,10 @@ def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int
     a = sigma.sub_(c)  # T (x) S + delta I (the diagonal 1 - c = a + delta)
     w, f = torch.linalg.eigh(_sym(a))
     del a, sigma
-    n_clipped = int((w < 0).sum())
+    n_clipped = (w < 0).sum()
     f.mul_(w.clamp_min(0.0).sqrt())
     var = f.square().sum(dim=1) + c
-    if not bool((var > 0).all()):
-        raise RuntimeError("spectral correlation repair produced a unit with zero variance")
+    _check_positive_variance(var, "spectral correlation repair")
     inv_std = var.rsqrt()
     f.mul_(inv_std[:, None])
     shared = math.sqrt(c) * inv_std if c > 0 else None

@@ -46,7 +46,20 @@ class CorrelatedNormalSampler:
             )
         self.n = self.shape[0] * self.shape[1] * self.shape[2]
         self._ready = False
-        self.repaired = False  # whether the last refresh had to repair an invalid Sigma
+        # the last refresh's clipped-eigenvalue count, kept where it was computed (on the device): read
+        # back only when someone asks (n_clipped, repaired), never by the refresh itself
+        self._n_clipped: int | Tensor = 0
+        self._repaired: bool | Tensor = False
+
+    @property
+    def n_clipped(self) -> int:
+        """Eigenvalues clipped to 0 by the last refresh's spectral repair (0: none; a host read)."""
+        return int(self._n_clipped)
+
+    @property
+    def repaired(self) -> bool:
+        """Whether the last refresh had to repair an invalid Sigma (a host read)."""
+        return bool(self._repaired)
 
     def _check_ready(self) -> None:
         if not self._ready:
@@ -75,6 +88,8 @@ def _check_repair(ncm_method: str, ncm_kw: dict | None = None) -> None:
 
 
 def _check_batch(batch: int) -> int:
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
+    # torch.SymInt: a batch size that torch.compile traces symbolically (the last, smaller batch)
+    if not isinstance(batch, (int, torch.SymInt)) or isinstance(batch, bool) or batch < 0:
         raise RegularizerConfigError(f"batch must be a non-negative integer, got {batch!r}")
     return batch
+

@@ -143,7 +143,8 @@ def spatial_matrix(
     return (params.a - params.b * d).clamp_min(0.0)
 
 
-def _check_weight(weight: Tensor, channels: int | None = None) -> None:
+def _check_weight(weight: Tensor, channels: int | None = None, *, finite: bool = True) -> None:
+    """Shape checks; with ``finite`` also the values (a host read: the samplers skip it off the CPU)."""
     if not isinstance(weight, Tensor) or weight.dim() != 4:
         shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
         raise RegularizerConfigError(
@@ -153,13 +154,18 @@ def _check_weight(weight: Tensor, channels: int | None = None) -> None:
         raise RegularizerConfigError(
             f"weight has {weight.shape[0]} output channels but the layer has C={channels} feature maps"
         )
-    if not torch.isfinite(weight).all():
+    if finite and not torch.isfinite(weight).all():
         raise RegularizerConfigError("weight contains non-finite values (NaN or inf)")
 
 
 def tuning_matrix(weight: Tensor, params: CorrelationParams, *, dtype: torch.dtype = torch.float64) -> Tensor:
     """``T[i, j] = exp((k_ij - 1) / tau)``, ``k`` = cosine similarity of kernels (eqs 2.14, 2.16)."""
     _check_weight(weight)
+    return _tuning(weight, params, dtype)
+
+
+def _tuning(weight: Tensor, params: CorrelationParams, dtype: torch.dtype = torch.float64) -> Tensor:
+    """:func:`tuning_matrix` without the checks (no host read: the structured sampler's refresh)."""
     k = kernel_similarity(weight.detach().to(dtype))
     return torch.exp((k - 1.0) / params.tau)
 

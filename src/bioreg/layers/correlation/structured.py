@@ -12,7 +12,7 @@ from torch import Tensor
 
 from bioreg.layers.base import RegularizerConfigError
 from bioreg.layers.correlation.dense import DenseSampler
-from bioreg.layers.correlation.ncm import DEFAULT_REPAIR, _sym
+from bioreg.layers.correlation.ncm import DEFAULT_REPAIR, _check_positive_variance, _sym
 from bioreg.layers.correlation.sampler import (
     NCM_MAX_UNITS,
     CorrelatedNormalSampler,
@@ -23,8 +23,8 @@ from bioreg.layers.correlation.structure import (
     CorrelationParams,
     _check_shape,
     _check_weight,
+    _tuning,
     spatial_matrix,
-    tuning_matrix,
 )
 
 __all__ = ["SpatialEig", "spatial_eigh", "StructuredSampler"]
@@ -159,11 +159,22 @@ class StructuredSampler(CorrelatedNormalSampler):
         _, h, w = self.shape
         self._eig = spatial_eigh(h, w, self.params)
         self._dev_cache: dict[tuple[torch.device, torch.dtype], tuple] = {}
-        self.n_clipped = 0
-        self.clip_fro = 0.0
-        self.repair_used: str | None = None
+        self._clip_fro: float | Tensor = 0.0
         self._dense: DenseSampler | None = None  # the dense nearest-correlation procedure, when in use
         self._warned = False
+        self._warn_checked = False  # off the CPU the fallback warning is looked for at the first refresh only
+
+    @property
+    def clip_fro(self) -> float:
+        """Frobenius norm of the clipped (negative) part of ``T (x) S + delta I`` (a host read)."""
+        return float(self._clip_fro)
+
+    @property
+    def repair_used(self) -> str | None:
+        """``None`` (no repair), ``"spectral"`` or the nearest-correlation method (a host read)."""
+        if not self.repaired:
+            return None
+        return self.ncm_method if self._dense is not None else "spectral"
 
     def _spatial_on(self, device: torch.device, dtype: torch.dtype) -> tuple:
         key = (device, dtype)
@@ -184,40 +195,32 @@ class StructuredSampler(CorrelatedNormalSampler):
 
     @torch.no_grad()
     def refresh(self, weight: Tensor) -> None:
-        _check_weight(weight, self.shape[0])
+        """Recompute Sigma's factors from ``weight``. Nothing is read back to the host (a GPU does not
+        wait) except where the procedure must choose on the host: the dense eq 2.17 repair of a layer
+        of at most ``ncm_max_units`` units (is it needed?) and, off the CPU at the first refresh only,
+        whether to warn about the spectral fallback. ``torch.linalg.eigh`` itself checks its result
+        on the host on a GPU (PyTorch's error check), so a refresh still costs one wait there;
+        ``refresh_every`` spaces them out."""
+        _check_weight(weight, self.shape[0], finite=weight.device.type == "cpu")
         dev, dt = weight.device, weight.dtype
         blocks, q_y, q_xt, v2, mu = self._spatial_on(dev, dt)
-        t = tuning_matrix(weight, self.params)  # float64, on weight's device
-        lam, u = torch.linalg.eigh(t)
+        lam, u = torch.linalg.eigh(_tuning(weight, self.params))  # T: float64, on weight's device
         g2 = lam[:, None] * mu[None, :] + self.params.delta  # eigenvalues of T (x) S + delta I
-        neg = g2 < 0
-        self.n_clipped = int(neg.sum())
-        self.clip_fro = float(g2[neg].square().sum().sqrt()) if self.n_clipped else 0.0
+        self._n_clipped = (g2 < 0).sum()
+        self._clip_fro = g2.clamp_max(0.0).square().sum().sqrt()
         self._dense = None
-        self.repair_used = None
-        if self.n_clipped and self.ncm_method != "spectral":
+        if self.ncm_method != "spectral":
             if self.n <= self.ncm_max_units:
-                self._refresh_dense_ncm(weight)
-                return
-            if not self._warned:
-                warnings.warn(
-                    f"StructuredSampler{self.shape}: Sigma needs repair ({self.n_clipped} negative eigenvalues) "
-                    f"and n = {self.n} > ncm_max_units = {self.ncm_max_units}, where the nearest correlation "
-                    f"matrix (ncm_method={self.ncm_method!r}, eq 2.17) is not computed; using the spectral "
-                    "repair instead (about 2 % further from Sigma). For eq 2.17 use sampler=dense; to choose the "
-                    "spectral repair explicitly, ncm_method=spectral. See docs/decisions/correlation.md.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._warned = True
-        self.repaired = self.n_clipped > 0
-        if self.repaired:
-            self.repair_used = "spectral"
+                if self.n_clipped:  # the one host read: eq 2.17's repair is a host-side algorithm
+                    self._refresh_dense_ncm(weight)
+                    return
+            else:
+                self._warn_spectral_fallback(dev)
+        self._repaired = self._n_clipped > 0
         g2 = g2.clamp_min(0.0)
         # diagonal of (U (x) V) diag(g2) (U (x) V)^T + c 11^T, as a (C, HW) map
         var = (u.square() @ g2) @ v2.T + self.params.c
-        if not bool((var > 0).all()):
-            raise RuntimeError("structured correlation repair produced a unit with zero variance")
+        _check_positive_variance(var, "structured correlation repair")
         self._u = u.to(dtype=dt)
         self._g = g2.sqrt().to(dtype=dt)
         self._g2, self._u64, self._var = g2, u, var
@@ -226,13 +229,31 @@ class StructuredSampler(CorrelatedNormalSampler):
         self._sqrt_c = math.sqrt(self.params.c)
         self._ready = True
 
+    def _warn_spectral_fallback(self, device: torch.device) -> None:
+        """Warn (once) that Sigma needs a repair that eq 2.17 cannot give at this size. Looked for at
+        every refresh on the CPU, at the first refresh only elsewhere (a host read)."""
+        if self._warned or (self._warn_checked and device.type != "cpu"):
+            return
+        self._warn_checked = True
+        if not self.n_clipped:
+            return
+        warnings.warn(
+            f"StructuredSampler{self.shape}: Sigma needs repair ({self.n_clipped} negative eigenvalues) "
+            f"and n = {self.n} > ncm_max_units = {self.ncm_max_units}, where the nearest correlation "
+            f"matrix (ncm_method={self.ncm_method!r}, eq 2.17) is not computed; using the spectral "
+            "repair instead (about 2 % further from Sigma). For eq 2.17 use sampler=dense; to choose the "
+            "spectral repair explicitly, ncm_method=spectral. See docs/decisions/correlation.md.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._warned = True
+
     def _refresh_dense_ncm(self, weight: Tensor) -> None:
         """The dense nearest-correlation procedure (:class:`DenseSampler`) for this refresh."""
         dense = DenseSampler(self.shape, self.params, self.ncm_method, ncm_kw=self.ncm_kw or None)
         dense.refresh(weight)
         self._dense = dense
-        self.repaired = dense.repaired
-        self.repair_used = self.ncm_method if dense.repaired else None
+        self._repaired = dense.repaired
         self._ready = True
 
     def sample(self, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
