@@ -12,10 +12,10 @@ import warnings
 
 import pytest
 import torch
-from helpers.pre_graph_safe import StructuredSamplerV0, most_similar_maps_v0, spectral_parts_v0
 
 from bioreg.layers.correlation import CorrelationParams, DenseSampler, StructuredSampler, correlation_matrix
 from bioreg.layers.dropout import most_similar_maps
+from helpers.pre_graph_safe import StructuredSamplerV0, most_similar_maps_v0, spectral_parts_v0
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
