@@ -258,7 +258,7 @@ def bench_config(key: str, device: torch.device, args) -> dict[str, Any]:
 
 
 def model_family(target: str) -> str:
-    """``bioreg.models.VGG11`` -> ``vgg11`` (the key scripts/plan.py matches experiments by)."""
+    """``bioreg.models.VGG11`` -> ``vgg11`` (the key bioreg.results.plan matches experiments by)."""
     return str(target).rsplit(".", 1)[-1].lower()
 
 

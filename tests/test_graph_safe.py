@@ -54,7 +54,9 @@ def test_dense_spectral_refresh_equals_the_readback_version(params: CorrelationP
 
 @pytest.mark.parametrize("method,max_units", [("spectral", 4096), ("higham", 10)])
 @pytest.mark.parametrize("seed", [0, 5])
-def test_structured_refresh_and_sample_equal_the_readback_version(method: str, max_units: int, seed: int) -> None:
+def test_structured_refresh_and_sample_equal_the_readback_version(
+    method: str, max_units: int, seed: int
+) -> None:
     torch.manual_seed(seed)
     weight = torch.randn(6, 3, 3, 3)
     new = StructuredSampler((6, 7, 7), REPAIRED, method, ncm_max_units=max_units)
@@ -86,3 +88,177 @@ def test_structured_refresh_reads_nothing_back() -> None:
     spectral = StructuredSampler((6, 5, 5), REPAIRED, "spectral")
     spectral.refresh(torch.randn(6, 3, 3, 3, device="meta"))
     assert spectral.sample(2).device.type == "meta"
+
+
+# ------------------------------------------------------------------------------------------------
+# The training forward of every regularizer: one graph, the same one at every step
+# ------------------------------------------------------------------------------------------------
+
+from bioreg.layers.base import prepare_step  # noqa: E402
+from bioreg.layers.noise import _icdf_fixed_shapes, poisson_icdf_from_normal  # noqa: E402
+from bioreg.lit.module import check_mix_applied  # noqa: E402
+from hydra_helpers import CONF, compose  # noqa: E402
+
+#: every conf/reg option, placed in a model it fits (at its default points, as the experiments use
+#: them); options of one group are placed together (their entries renamed apart) and traced at once
+REG_GROUPS = [
+    ("allconvnet", ("none", "ug", "up", "cg", "cp", "allconv_dropout")),
+    ("vgg11", ("dropout", "spatialdropout", "spatialdropoutmod", "dropblock", "dropblockrandom", "corrdrop",
+               "mixup")),
+    ("vgg11", ("manifold_mixup",)),  # one batch mixer per model
+    ("vgg16", ("dropout_48_51", "normout_spatial_softmax", "normout_spatialmax",
+               "normout_spatiotemporal_softmax", "normout_spatiotemporalmax", "normout_temporal_softmax",
+               "normout_temporalmax")),
+    ("resnet20", ("pushpull",)),  # replacements of the same convolutions: one option per model
+    ("resnet20", ("pushpull_layer1",)),
+    ("resnet20", ("pushpull_all",)),
+]
+#: the noise modules need activations >= 0 (after a ReLU): one per point when placed together
+MOVED = {"up": "layer2", "cg": "layer4", "cp": "layer5"}
+
+
+def test_every_reg_option_is_traced() -> None:
+    traced = [o for _, options in REG_GROUPS for o in options]
+    assert sorted(traced) == sorted(p.stem for p in (CONF / "reg").glob("*.yaml"))
+
+
+def _lit_regs(model: str, overrides: tuple[str, ...], reg: dict | None = None):
+    """A LitClassifier of ``model`` (digits data) in graph-safe mode, training; ``reg`` replaces the
+    composed ``reg`` when given."""
+    from omegaconf import OmegaConf
+
+    from bioreg.errors import instantiate
+    from bioreg.lit.module import LitClassifier
+
+    cfg = compose([f"model={model}", "data=digits", *overrides])
+    dm = instantiate(cfg.data)
+    reg = OmegaConf.to_container(cfg.reg, resolve=True) if reg is None else reg
+    net = instantiate(cfg.model)
+    lit = LitClassifier(net, dm.mean, dm.std, dict(lr=0.1), reg=reg, input_shape=dm.input_shape)
+    lit.state.graph_safe = True
+    return lit.train()
+
+
+def _group_lit(model: str, options: tuple[str, ...]):
+    from omegaconf import OmegaConf
+
+    if len(options) == 1:  # as composed (interpolations between entries resolved by Hydra)
+        return _lit_regs(model, (f"reg={options[0]}",))
+    reg = {}
+    for option in options:
+        entries = OmegaConf.to_container(OmegaConf.load(CONF / "reg" / f"{option}.yaml"), resolve=True) or {}
+        for entry in entries.values():
+            entry["at"] = MOVED.get(option, entry["at"])
+        reg.update({f"{option}_{name}": entry for name, entry in entries.items()})
+    return _lit_regs(model, (), reg)
+
+
+def _graph_step(lit, x: torch.Tensor, epoch: int, fwd) -> torch.Tensor:
+    """One training forward as the LitClassifier runs it in graph-safe mode (without a Trainer)."""
+    lit.state.epoch, lit.state.max_epochs = epoch, 4  # DropBlock's schedule moves every epoch
+    prepare_step(list(lit.model.modules()))
+    plan = None
+    if lit._mixer is not None:
+        plan = lit.state.mix = lit._mixer.plan_mix(len(x)).with_tensors(x.device)
+    try:
+        out = fwd(x)
+    finally:
+        lit.state.mix = None
+    if plan is not None:
+        check_mix_applied(plan, len(lit._mixer.points))
+    return out
+
+
+@pytest.mark.parametrize("model,options", REG_GROUPS, ids=[f"{m}-{o[0]}" for m, o in REG_GROUPS])
+def test_training_forward_is_one_graph_at_every_step(model: str, options: tuple[str, ...]) -> None:
+    """``fullgraph=True`` fails on any graph break; the counting backend shows that the changing
+    per-step values (Σ, the DropBlock schedule, mixup's λ and point) cause no recompilation."""
+    from torch._dynamo.testing import CompileCounter
+
+    lit = _group_lit(model, options)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    fwd = torch.compile(lit.model, backend=counter, fullgraph=True)
+    x = torch.rand(4, 3, 32, 32)
+    for epoch in range(3):
+        assert _graph_step(lit, x, epoch, fwd).shape == (4, 10)
+    assert counter.frame_count == 1, f"{options}: recompiled {counter.frame_count - 1} times"
+    torch._dynamo.reset()
+
+
+def test_graph_safe_mixing_gives_the_eager_numbers() -> None:
+    """In graph-safe mode every tap blends with torch.where: float32, the same tensor as the eager mix."""
+    from bioreg.layers.base import MixPlan
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 4, 5, 5)
+    plan = MixPlan(lam=0.3141, perm=torch.randperm(6), point="layer2", index=2).with_tensors("cpu")
+    assert torch.equal(plan.mix_at(a, 2), MixPlan(0.3141, plan.perm, "layer2").mix(a))
+    assert torch.equal(plan.mix_at(a, 1), a)
+
+
+@pytest.mark.parametrize("scale", [0.03, 3.0, 300.0])
+def test_fixed_shape_poisson_quantile_equals_the_compacted_one(scale: float) -> None:
+    """The compiled step's Poisson quantile (fixed shapes, masked search) gives the same integers;
+    zeros, extreme normal scores and small rates (the ones that need the search) included."""
+    g = torch.Generator().manual_seed(7)
+    lam = torch.rand(20000, generator=g, dtype=torch.float64) * scale
+    lam[::5] = 0.0
+    x = torch.randn(20000, generator=g, dtype=torch.float64)  # marginally N(0, 1), as the copula draws
+    x[:50] = torch.linspace(-8.2, 8.2, 50, dtype=torch.float64)
+    z = x.clamp(-8.2, 8.2)
+    k_fixed = _icdf_fixed_shapes(lam, z, torch.special.ndtr(z))
+    assert torch.equal(k_fixed, poisson_icdf_from_normal(x, lam))
+
+
+def test_fixed_shape_poisson_quantile_refuses_more_searches_than_its_capacity() -> None:
+    lam = torch.full((4000,), 1e-3, dtype=torch.float64)
+    z = torch.full((4000,), 6.0, dtype=torch.float64)  # every start off by more than one
+    with pytest.raises(RuntimeError, match="capacity"):
+        _icdf_fixed_shapes(lam, z, torch.special.ndtr(z))
+
+
+def _two_steps(lit, fwd, seed: int) -> tuple[list[float], list[torch.Tensor]]:
+    """Two SGD steps (forward through ``fwd``, backward, update) in graph-safe mode; losses and weights."""
+    from bioreg.lit.module import mixed_loss
+
+    params = [p for p in lit.model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(99)
+    x, y = torch.rand(8, 3, 32, 32, generator=g), torch.randint(10, (8,), generator=g)
+    torch.manual_seed(seed)
+    losses = []
+    for epoch in range(2):
+        lit.state.epoch, lit.state.max_epochs = epoch + 1, 4
+        prepare_step(list(lit.model.modules()))
+        plan = lit.state.mix = lit._mixer.plan_mix(len(x)).with_tensors("cpu") if lit._mixer else None
+        loss, _ = mixed_loss(fwd(x), y, plan)
+        lit.state.mix = None
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses, [p.detach().clone() for p in params]
+
+
+@pytest.mark.slow  # compiles forward and backward (AOTAutograd) of two networks: ~1 min on the CPU
+@pytest.mark.parametrize("model,regs", [
+    ("allconvnet_small", ("reg=[cg,cp,allconv_dropout]", "reg.cp.at=layer4")),
+    ("vgg11", ("reg=[corrdrop,dropblockrandom,manifold_mixup]", "reg.dropblockrandom.at=layer3")),
+])
+def test_fullgraph_training_steps_match_eager(model: str, regs: tuple[str, ...]) -> None:
+    """Forward and backward compiled whole (``fullgraph=True``, AOTAutograd, backend ``aot_eager``:
+    the graphs PyTorch's compilers see, run by eager kernels) train like the eager graph-safe code:
+    the same random draws in the same order, so losses and weights agree to 1e-5 (relative)."""
+    torch.manual_seed(0)
+    eager = _lit_regs(model, regs)
+    torch.manual_seed(0)
+    compiled = _lit_regs(model, regs)
+    torch._dynamo.reset()
+    fwd = torch.compile(compiled.model, backend="aot_eager", fullgraph=True)
+    loss_e, w_e = _two_steps(eager, eager.model, seed=5)
+    loss_c, w_c = _two_steps(compiled, fwd, seed=5)
+    torch._dynamo.reset()
+    assert loss_c == pytest.approx(loss_e, rel=1e-5)
+    for a, b in zip(w_c, w_e, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -76,7 +76,7 @@ class TrainerConfig:
     max_time: Any = None
     # not Trainer arguments: applied to the network by bioreg.lit.perf.configure_performance
     channels_last: bool = False
-    compile: Any = False  # false | true | a torch.compile backend name
+    compile: Any = False  # false | true | reduce-overhead (CUDA graphs) | an Inductor mode | a backend
 
 
 @dataclass
@@ -266,6 +266,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
             _type_check(group, c[group], schema)
     if isinstance(c.get("trainer"), Mapping):
         check_training_length(c["trainer"])
+        from bioreg.lit.perf import check_compile
+
+        check_compile(c["trainer"].get("compile", False))
     if c.get("on_existing", "skip") not in ON_EXISTING:
         raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}; got {c.get('on_existing')!r}")
     for group in ("model", "data"):

@@ -17,8 +17,9 @@ from bioreg.layers.dropout import similarity_rows
 
 
 @torch.no_grad()
-def most_similar_maps_v0(weight: torch.Tensor, chosen: torch.Tensor, k: int, *,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+def most_similar_maps_v0(
+    weight: torch.Tensor, chosen: torch.Tensor, k: int, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """bioreg.layers.dropout.most_similar_maps with ``torch.unique`` of the chosen maps."""
     channels = weight.shape[0]
     rows, inverse = torch.unique(chosen.to(weight.device), return_inverse=True)
@@ -36,7 +37,9 @@ def spectral_parts_v0(sigma: torch.Tensor, c: float):
     if int(info) == 0 and bool(torch.isfinite(chol).all()):
         if c == 0:
             return chol, None, 0
-        y = torch.linalg.solve_triangular(chol, torch.ones(n, 1, dtype=chol.dtype, device=chol.device), upper=False)
+        y = torch.linalg.solve_triangular(
+            chol, torch.ones(n, 1, dtype=chol.dtype, device=chol.device), upper=False
+        )
         if c * float(y.square().sum()) < 1.0:
             return chol, None, 0
     del chol

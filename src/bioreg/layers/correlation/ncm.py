@@ -181,7 +181,9 @@ def _spectral_parts(sigma: Tensor, c: float) -> tuple[Tensor, Tensor | None, int
     if int(info) == 0 and bool(torch.isfinite(chol).all()):
         if c == 0:
             return chol, None, 0
-        y = torch.linalg.solve_triangular(chol, torch.ones(n, 1, dtype=chol.dtype, device=chol.device), upper=False)
+        y = torch.linalg.solve_triangular(
+            chol, torch.ones(n, 1, dtype=chol.dtype, device=chol.device), upper=False
+        )
         if c * float(y.square().sum()) < 1.0:
             return chol, None, 0
     del chol

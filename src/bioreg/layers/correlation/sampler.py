@@ -84,7 +84,9 @@ def _check_repair(ncm_method: str, ncm_kw: dict | None = None) -> None:
             f"unknown repair / nearest-correlation method {ncm_method!r}; choose one of {REPAIR_METHODS}"
         )
     if ncm_kw and ncm_method == "spectral":
-        raise RegularizerConfigError(f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'")
+        raise RegularizerConfigError(
+            f"ncm_kw {sorted(ncm_kw)} apply to ncm_method in {NCM_METHODS}, not to 'spectral'"
+        )
 
 
 def _check_batch(batch: int) -> int:
@@ -92,4 +94,3 @@ def _check_batch(batch: int) -> int:
     if not isinstance(batch, (int, torch.SymInt)) or isinstance(batch, bool) or batch < 0:
         raise RegularizerConfigError(f"batch must be a non-negative integer, got {batch!r}")
     return batch
-

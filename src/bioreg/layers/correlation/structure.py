@@ -38,10 +38,16 @@ def check_distance_scale(value: Any) -> float | str:
             value = float(value)
         except ValueError:
             raise RegularizerConfigError(
-                f"distance_scale must be one of {DISTANCE_SCALES} or a number > 0 (grid: units of the layer's "
+                f"distance_scale must be one of {DISTANCE_SCALES} or a number > 0 (grid: units of the "
+                "layer's "
                 f"own grid, = 1; input: input pixels, = the layer's cumulative stride), got {value!r}"
             ) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise RegularizerConfigError(
             f"distance_scale must be one of {DISTANCE_SCALES} or a finite number > 0, got {value!r}"
         )
@@ -58,11 +64,14 @@ def resolve_distance_scale(value: float | str, ctx: Any = None, who: str = "dist
     if isinstance(value, float):
         return value
     if ctx is None:
-        raise RegularizerConfigError(f"{who}: distance_scale=input needs the insertion context (bind it first)")
+        raise RegularizerConfigError(
+            f"{who}: distance_scale=input needs the insertion context (bind it first)"
+        )
     sy, sx = ctx.cumulative_stride(who)
     if sy != sx:
         raise RegularizerConfigError(
-            f"{who}: the point {ctx.point!r} has different strides along y and x ({sy}, {sx}); eq 2.14 has one "
+            f"{who}: the point {ctx.point!r} has different strides along y and x ({sy}, {sx}); "
+            "eq 2.14 has one "
             "distance scale: give distance_scale a number"
         )
     return float(sy)
