@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bioreg.errors import require_extra
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, float32_internals
 from bioreg.layers.correlation import (
     REPAIR_METHODS,
@@ -611,6 +612,8 @@ class _Correlated(nn.Module):
             raise RegularizerConfigError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
         if ncm_method not in REPAIR_METHODS:
             raise RegularizerConfigError(f"ncm_method must be one of {REPAIR_METHODS}, got {ncm_method!r}")
+        if ncm_method == "cvxpy":
+            require_extra("cvxpy", "cvxpy", "ncm_method=cvxpy")
         self.distance_scale = check_distance_scale(distance_scale)
         # validates eq 2.14's parameters (a, b >= 0, c in [0, 1], tau > 0, distance_scale > 0); a named
         # scale is resolved to its number in bind()

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from bioreg.errors import require_extra
 from bioreg.layers.base import RegularizerConfigError
 
 __all__ = [
@@ -110,6 +111,7 @@ def _ncm_cvxpy(a: Tensor, solver: str = "SCS", **solver_kw: object) -> Tensor:
     slower). The raw solution is returned (symmetrised, unit diagonal); :func:`safe_factor` copes
     with its slightly negative eigenvalues.
     """
+    require_extra("cvxpy", "cvxpy", "nearest_correlation(method='cvxpy')")
     import cvxpy as cp
     import numpy as np
 
