@@ -11,7 +11,9 @@ check() {  # name, python, extra uv arguments...
   local out
   if out="$(uv pip compile pyproject.toml --python-version "$py" --python-platform x86_64-manylinux_2_28 \
       --no-header --no-annotate --quiet "$@" 2>&1)"; then
-    echo "RESULT check-deps case=$name status=ok python=$py $(echo "$out" | grep -E '^(torch|torchvision|lightning|hydra-core|numpy)==' | tr '\n' ' ')"
+    local pins
+    pins="$(echo "$out" | grep -E '^(torch|torchvision|lightning|hydra-core|numpy)==' | tr '\n' ' ')"
+    echo "RESULT check-deps case=$name status=ok python=$py $pins"
   else
     echo "RESULT check-deps case=$name status=FAILED python=$py"; echo "$out" | tail -5; fail=1
   fi

@@ -22,15 +22,17 @@ else
     t0=$(date +%s)
     PIP_NO_INDEX=1 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
       --disable-pip-version-check --target "$SITE" "$WHEELS"/*.whl
-    echo "gpu_check.sh: installed $(ls "$WHEELS"/*.whl | wc -l) wheels of $WHEELS into $SITE in $(( $(date +%s) - t0 )) s"
+    n=$(ls "$WHEELS"/*.whl | wc -l)
+    echo "gpu_check.sh: installed $n wheels of $WHEELS into $SITE in $(( $(date +%s) - t0 )) s"
   else
     echo "gpu_check.sh: no wheels in $WHEELS; using what $PYTHON has (make wheelhouse fills $WHEELS)"
   fi
   # the node's own packages (torch ...) come first: the wheelhouse only adds what it lacks
-  export PYTHONPATH="$PWD/src:${PYTHONPATH:+$PYTHONPATH:}$("$PYTHON" -c 'import site, sys; print(":".join(site.getsitepackages()))'):$SITE"
+  node_site="$("$PYTHON" -c 'import site; print(":".join(site.getsitepackages()))')"
+  export PYTHONPATH="$PWD/src:${PYTHONPATH:+$PYTHONPATH:}$node_site:$SITE"
 fi
 "$PYTHON" -c "import bioreg, hydra, omegaconf" || {
-  echo "error: bioreg's dependencies are missing: run make wheelhouse where the registry is reachable and copy .whl/" >&2
+  echo "error: bioreg's dependencies are missing: make wheelhouse (with the registry), copy .whl/" >&2
   exit 2
 }
 exec "$PYTHON" scripts/gpu_check.py "$@"

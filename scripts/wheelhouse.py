@@ -48,9 +48,22 @@ def resolve(requirements: list[str], python: str, platform: str) -> dict[str, st
         req = Path(tmp) / "requirements.in"
         req.write_text("\n".join(requirements) + "\n")
         out = subprocess.run(
-            [uv(), "pip", "compile", str(req), "--python-version", python, "--python-platform",
-             uv_platform(platform), "--no-header", "--no-annotate", "--quiet"],
-            capture_output=True, text=True)
+            [
+                uv(),
+                "pip",
+                "compile",
+                str(req),
+                "--python-version",
+                python,
+                "--python-platform",
+                uv_platform(platform),
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+        )
     if out.returncode != 0:
         raise SystemExit(f"error: resolution failed:\n{out.stderr}")
     pins = {}
@@ -69,7 +82,9 @@ def uv_platform(platform: str) -> str:
     """``manylinux_2_28_x86_64`` -> uv's ``x86_64-manylinux_2_28``."""
     m = re.fullmatch(r"manylinux_(\d+)_(\d+)_(x86_64|aarch64)", platform)
     if not m:
-        raise SystemExit(f"error: --platform {platform!r}: give a manylinux_2_N_<arch> tag (x86_64 or aarch64)")
+        raise SystemExit(
+            f"error: --platform {platform!r}: give a manylinux_2_N_<arch> tag (x86_64 or aarch64)"
+        )
     return f"{m.group(3)}-manylinux_{m.group(1)}_{m.group(2)}"
 
 
@@ -92,18 +107,47 @@ def runtime_requirements() -> list[str]:
 def download(name: str, version: str, args, dest: Path) -> Path:
     """One wheel into ``dest`` (built here from the source archive when none is published)."""
     plat = [x for t in pip_platforms(args.platform) for x in ("--platform", t)]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest",
-           str(dest), "--python-version", args.python_version, "--implementation", "cp", *plat,
-           f"{name}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+        "--python-version",
+        args.python_version,
+        "--implementation",
+        "cp",
+        *plat,
+        f"{name}=={version}",
+    ]
     before = set(dest.glob("*.whl"))
     if subprocess.run(cmd).returncode != 0:  # no wheel: build one (pure Python only)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest),
-                        f"{name}=={version}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(dest),
+                f"{name}=={version}",
+            ],
+            check=True,
+        )
     new = sorted(set(dest.glob("*.whl")) - before)
     if len(new) != 1:
         raise SystemExit(f"error: {name}=={version}: expected one wheel, got {[p.name for p in new]}")
-    if "-none-any" not in new[0].name and f"cp{args.python_version.replace('.', '')}" not in new[0].name \
-            and "abi3" not in new[0].name:
+    if (
+        "-none-any" not in new[0].name
+        and f"cp{args.python_version.replace('.', '')}" not in new[0].name
+        and "abi3" not in new[0].name
+    ):
         raise SystemExit(f"error: {new[0].name} does not fit CPython {args.python_version}")
     return new[0]
 
@@ -112,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--python-version", default="3.12")
     ap.add_argument("--platform", default="manylinux_2_28_x86_64")
-    ap.add_argument("--have", default=DEFAULT_HAVE, help="requirements the node has (space or comma separated)")
+    ap.add_argument(
+        "--have", default=DEFAULT_HAVE, help="requirements the node has (space or comma separated)"
+    )
     ap.add_argument("--dest", default=str(REPO / ".whl"))
     args = ap.parse_args(argv)
     have = [h for h in re.split(r"[\s,]+", args.have) if h]
@@ -126,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     wheels = [download(n, v, args, dest) for n, v in missing.items()]
     size = sum(w.stat().st_size for w in wheels) / 2**20
     (dest / "MANIFEST.txt").write_text(
-        f"# wheels for CPython {args.python_version} on {args.platform}, for a node that has: {' '.join(have)}\n"
-        + "".join(f"{w.name}\t{w.stat().st_size}\n" for w in wheels))
+        f"# wheels for CPython {args.python_version} on {args.platform}, "
+        f"for a node that has: {' '.join(have)}\n"
+        + "".join(f"{w.name}\t{w.stat().st_size}\n" for w in wheels)
+    )
     for w in sorted(wheels, key=lambda w: -w.stat().st_size):
         print(f"{w.stat().st_size / 2**20:7.2f} MB  {w.name}")
-    print(f"RESULT wheelhouse wheels={len(wheels)} size_mb={size:.1f} target_mb={TARGET_MB:g} "
-          f"python={args.python_version} platform={args.platform} dest={dest}")
+    print(
+        f"RESULT wheelhouse wheels={len(wheels)} size_mb={size:.1f} target_mb={TARGET_MB:g} "
+        f"python={args.python_version} platform={args.platform} dest={dest}"
+    )
     return 0 if size <= TARGET_MB else 1
 
 

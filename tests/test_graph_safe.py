@@ -262,3 +262,29 @@ def test_fullgraph_training_steps_match_eager(model: str, regs: tuple[str, ...])
     assert loss_c == pytest.approx(loss_e, rel=1e-5)
     for a, b in zip(w_c, w_e, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # two Lightning training steps of a compiled (aot_eager) network: ~1 min on the CPU
+def test_lightning_trains_a_compiled_network_in_graph_safe_mode() -> None:
+    """trainer.compile through the real path (configure_performance, the Trainer, the LitClassifier's
+    prepare_step before every step): CG's Σ is refreshed once per step, DropBlock's p_now follows the
+    schedule, manifold mixup blends by tensors; the loss is finite."""
+    import lightning as L
+
+    from bioreg.build import build
+    from bioreg.lit.perf import configure_performance
+
+    torch.manual_seed(0)
+    dm, lit = build(compose(["model=allconvnet_small", "data=digits", "optim=adam",
+                             "reg=[cg,dropblock,manifold_mixup]", "reg.dropblock.at=layer4"]))
+    configure_performance(lit, compile="aot_eager")
+    assert lit.state.graph_safe
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(lit, datamodule=dm)
+    cg = next(m for m in lit.modules() if type(m).__name__ == "CorrelatedGaussian")
+    drop = next(m for m in lit.modules() if type(m).__name__ == "DropBlock")
+    assert cg.refreshes == cg.calls == 4  # prepare_step: one refresh per training step
+    assert float(drop.p_now) == pytest.approx(drop.current_drop_prob()) and drop.current_drop_prob() > 0
+    assert torch.isfinite(torch.tensor(float(trainer.callback_metrics["train/loss"])))

@@ -113,7 +113,8 @@ def _hide(monkeypatch, module: str) -> None:
     ("cvxpy", "cvxpy", lambda: __import__("bioreg.layers.noise", fromlist=["x"]).CorrelatedGaussian(
         ncm_method="cvxpy")),
     ("sklearn", "digits", lambda: __import__("bioreg.data.digits", fromlist=["x"]).DigitsDataModule()),
-    ("torchattacks", "attacks", lambda: __import__("bioreg.evaluate.attacks", fromlist=["x"]).AdversarialEvaluator()),
+    ("torchattacks", "attacks",
+     lambda: __import__("bioreg.evaluate.attacks", fromlist=["x"]).AdversarialEvaluator()),
 ])
 def test_a_missing_extra_is_one_error_naming_it(monkeypatch, module: str, extra: str, make) -> None:
     from bioreg.errors import MissingExtraError, UserError

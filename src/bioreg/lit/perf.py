@@ -55,22 +55,17 @@ def check_compile(value: Any) -> bool | str:
     name known to ``torch._dynamo.list_backends``; anything else is a :class:`CompileOptionError`."""
     if value is None or isinstance(value, bool):
         return bool(value)
+    import torch._dynamo
+
+    backends = sorted(torch._dynamo.list_backends(exclude_tags=()))
     if isinstance(value, str):
         if value.lower() in ("true", "false"):
             return value.lower() == "true"
-        if value in COMPILE_MODES:
+        if value in COMPILE_MODES or value in backends:
             return value
-        import torch._dynamo
-
-        backends = sorted(torch._dynamo.list_backends(exclude_tags=()))
-        if value in backends:
-            return value
-    else:
-        backends = []
-    known = ", ".join(backends) or "torch._dynamo.list_backends()"
     raise CompileOptionError(
         f"trainer.compile must be false, true, an Inductor mode ({', '.join(COMPILE_MODES)}; reduce-overhead "
-        f"= CUDA graphs) or a torch.compile backend ({known}); got {value!r}"
+        f"= CUDA graphs) or a torch.compile backend ({', '.join(backends)}); got {value!r}"
     )
 
 
