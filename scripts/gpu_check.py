@@ -448,7 +448,7 @@ def markdown(parts: list[Part], ctx: Ctx, header: dict[str, Any]) -> str:
             f"# make gpu-check ({ctx.device}, size {ctx.size})",
             "",
             f"Device: {header['device_name']}; torch {header['torch']}; {header['date']}; "
-            f"total {header['total_s']:.0f} s of the 480 s budget.",
+            f"total {header['total_s']:.0f} s" + (" of the 480 s budget." if ctx.device == "cuda" else " (budgets x4)."),
             "",
             "| part | status | seconds / budget | last RESULT line |",
             "|---|---|---|---|",
