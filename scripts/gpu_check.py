@@ -443,12 +443,13 @@ def markdown(parts: list[Part], ctx: Ctx, header: dict[str, Any]) -> str:
         f"| {p.name} | {p.status} | {p.seconds:.1f} / {p.budget_s:.0f} | {p.lines[-1] if p.lines else ''} |"
         for p in parts
     ]
+    note = "(budget: 480 s)" if ctx.device == "cuda" else f"(a dry run: budgets x{CPU_BUDGET_FACTOR})"
     return "\n".join(
         [
             f"# make gpu-check ({ctx.device}, size {ctx.size})",
             "",
             f"Device: {header['device_name']}; torch {header['torch']}; {header['date']}; "
-            f"total {header['total_s']:.0f} s" + (" of the 480 s budget." if ctx.device == "cuda" else " (budgets x4)."),
+            f"total {header['total_s']:.0f} s {note}",
             "",
             "| part | status | seconds / budget | last RESULT line |",
             "|---|---|---|---|",
