@@ -30,6 +30,11 @@ process's CPU seconds (``time.process_time``; run single-threaded, ``--threads 1
 shared CPU wall time measures the other processes. Real and pure epochs are measured alternately
 ``--repeats`` times and the minimum of each is used.
 
+``--compile MODE`` sets ``trainer.compile`` (``true``, ``reduce-overhead`` = CUDA graphs, a backend);
+compiled runs use whole batches only. ``--batches B`` shortens the epoch (packing, dry runs).
+``--c10c-only`` runs only the CIFAR-10-C evaluation. ``make gpu-check`` (``scripts/gpu_check.py``)
+drives all of these with deadlines.
+
 ``--concurrent N`` measures packing: N copies of this script run at once on the same device,
 each on ``--configs`` (one family), and the aggregate images/s of their real epochs is printed
 (``packing_speedup`` = aggregate / single-run images/s).
@@ -190,6 +195,7 @@ def pure_epoch(lit, device: torch.device, batch: int, n_batches: int, precision:
     """One epoch of the same network and optimizer on batches already on the device: the limit."""
     import torch.nn.functional as F
 
+    from bioreg.layers.base import prepare_step
     from bioreg.lit.optim import build_optimizer
 
     model = lit.model.to(device).train()
@@ -200,7 +206,11 @@ def pure_epoch(lit, device: torch.device, batch: int, n_batches: int, precision:
     amp = precision.startswith("bf16") or precision.startswith("16")
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
 
+    modules = list(model.modules())
+
     def step(x, y):
+        if lit.state.graph_safe:  # compiled: the per-step host work the LitClassifier does (layers/base.py)
+            prepare_step(modules)
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -217,23 +227,31 @@ def pure_epoch(lit, device: torch.device, batch: int, n_batches: int, precision:
 
 
 def bench_config(key: str, device: torch.device, args) -> dict[str, Any]:
-    cfg = compose(CONFIGS[key], device, [f"data.device_resident={args.device_resident}", "data.num_workers="
-                                          f"{args.num_workers}"])
+    extra = [f"data.device_resident={args.device_resident}", f"data.num_workers={args.num_workers}"]
+    if args.batch_size:
+        extra.append(f"data.batch_size={args.batch_size}")
+    if args.compile:
+        extra.append(f"trainer.compile={args.compile}")
+    cfg = compose(CONFIGS[key], device, extra)
     from omegaconf import OmegaConf
 
     from bioreg.data.base import resolve_count
 
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     batch = int(data_cfg["batch_size"])
-    if device.type == "cuda":
+    if device.type == "cuda" and not args.batches:
         n_val = resolve_count(data_cfg["val_size"], FULL_TRAIN_POOL)
         n_train = FULL_TRAIN_POOL - n_val
-        n_batches = -(-n_train // batch)
+        # compiled: whole batches only (the last, smaller one would be one more compilation to time)
+        n_batches = n_train // batch if args.compile else -(-n_train // batch)
     else:
-        n_batches = args.cpu_batches
+        n_batches = args.batches or args.cpu_batches
         n_train, n_val = n_batches * batch, batch
     dm = synthetic_datamodule(data_cfg, n_train, n_val)
     lit = build_lit(cfg, dm)
+    n_train = min(n_train, n_batches * batch)
+    if args.start_at:  # packing: the concurrent runs start their epochs together
+        time.sleep(max(0.0, args.start_at - time.time()))
     real, pure = [], []
     for _ in range(args.repeats):  # alternate, so that load changes hit both alike
         real += real_epochs(cfg, dm, lit, device, n_batches, 2)
@@ -247,7 +265,7 @@ def bench_config(key: str, device: torch.device, args) -> dict[str, Any]:
         "channels_last": bool(cfg.trainer.get("channels_last")), "epoch_s": r, "pure_s": p,
         "epoch_s_all": real, "pure_s_all": pure, "images_per_s": n_train / r, "pure_images_per_s": n_train / p,
         "pipeline_ratio": r / p, "full_epoch_images": full_train, "s_per_full_epoch": r * full_train / n_train,
-        "max_epochs": int(cfg.trainer.max_epochs),
+        "max_epochs": int(cfg.trainer.max_epochs), "compile": args.compile or False,
     }  # fmt: skip
     print(f"{key:20s} {out['model']:10s} batch {batch:4d} x {n_batches:4d}: real {r:8.3f} s  pure {p:8.3f} s  "
           f"ratio {r / p:6.3f}  {n_train / r:9.0f} img/s  (full epoch ~{out['s_per_full_epoch']:.1f} s)", flush=True)
@@ -258,7 +276,7 @@ def bench_config(key: str, device: torch.device, args) -> dict[str, Any]:
 
 
 def model_family(target: str) -> str:
-    """``bioreg.models.VGG11`` -> ``vgg11`` (the key scripts/plan.py matches experiments by)."""
+    """``bioreg.models.VGG11`` -> ``vgg11`` (the key bioreg.results.plan matches experiments by)."""
     return str(target).rsplit(".", 1)[-1].lower()
 
 
@@ -338,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrent", type=int, default=0, help="measure N concurrent runs of --configs (one config)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="JSON output (default results/bench/throughput_<device>.json)")
+    p.add_argument("--compile", default=None, help="trainer.compile (true, reduce-overhead, aot_eager, ...)")
+    p.add_argument("--batches", type=int, default=None, help="batches per epoch (default: full on a GPU)")
+    p.add_argument("--start-at", type=float, default=None, help=argparse.SUPPRESS)  # packing: time.time()
+    p.add_argument("--c10c-only", action="store_true", help="only the CIFAR-10-C evaluation")
+    p.add_argument("--batch-size", type=int, default=None, help="data.batch_size (default: the preset's)")
     args = p.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -361,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"device: {name}; load average at start: {load}", flush=True)
     if device.type == "cpu":
-        print(f"reduced epoch on the CPU: {args.cpu_batches} batches of each preset's batch size per epoch; "
+        print(f"reduced epoch on the CPU: {args.batches or args.cpu_batches} batches per epoch; "
               "epoch times are this process's CPU seconds (the machine may be shared)", flush=True)
     result: dict[str, Any] = {"device": device.type, "device_name": name, "torch": torch.__version__,
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": load}
@@ -376,17 +399,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"RESULT device={device.type} config={keys[0]} concurrent={pack['n']} "
               f"packing_speedup={pack['packing_speedup']:.3f} aggregate_images_per_s={pack['aggregate_images_per_s']:.0f}")
         return 0
-    result["configs"] = [bench_config(k, device, args) for k in keys]
+    result["configs"] = []
+    for k in [] if args.c10c_only else keys:  # written after each config: a deadline keeps what was measured
+        result["configs"].append(bench_config(k, device, args))
+        write(result, args, device)
     if not args.no_c10c:
         k = args.c10c_per_severity or (10_000 if device.type == "cuda" else 100)
         result["c10c"] = bench_c10c(device, k, args)
-    worst = max(result["configs"], key=lambda c: c["pipeline_ratio"])
-    result["worst_pipeline_ratio"] = worst["pipeline_ratio"]
-    result["worst_config"] = worst["config"]
     result["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     write(result, args, device)
     c10c = result.get("c10c")
-    size = "full" if device.type == "cuda" else f"{args.cpu_batches}_batches_per_epoch"
+    if not result["configs"]:
+        print(f"RESULT device={device.type} c10c_eval_s={c10c['eval_s']:.2f} c10c_images={c10c['images']} "
+              f"c10c_eval_s_full_est={c10c['eval_s_full']:.1f}")
+        return 0
+    worst = max(result["configs"], key=lambda c: c["pipeline_ratio"])
+    result["worst_pipeline_ratio"] = worst["pipeline_ratio"]
+    result["worst_config"] = worst["config"]
+    write(result, args, device)
+    size = "full" if device.type == "cuda" and not args.batches else \
+        f"{args.batches or args.cpu_batches}_batches_per_epoch"
     tail = (f" c10c_eval_s={c10c['eval_s']:.2f} c10c_images={c10c['images']} c10c_eval_s_full_est={c10c['eval_s_full']:.1f}"
             if c10c else " c10c_eval_s=nan")
     print(f"RESULT device={device.type} worst_pipeline_ratio={worst['pipeline_ratio']:.3f} "

@@ -108,3 +108,59 @@ def test_version_comes_from_the_package_metadata(monkeypatch) -> None:
         monkeypatch.undo()
         importlib.reload(bioreg)
     assert bioreg.__version__ == importlib.metadata.version("bioreg")
+
+
+def test_optional_parts_are_not_imported_by_training() -> None:
+    """W&B, CVXPY and scikit-learn are extras: building and running the CIFAR training path imports none
+    of them (a fresh interpreter, so that nothing imported by other tests counts)."""
+    code = textwrap.dedent("""
+        import sys
+        import bioreg.app.run, bioreg.app.cli, bioreg.layers.noise, bioreg.layers.correlation, bioreg.data.cifar10
+        from bioreg.layers.noise import CorrelatedGaussian
+        CorrelatedGaussian()
+        heavy = sorted(m for m in ("wandb", "cvxpy", "sklearn") if m in sys.modules)  # scipy: Lightning's own
+        print("HEAVY", heavy)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout
+
+
+def _hide(monkeypatch, module: str) -> None:
+    """``importlib.util.find_spec`` finds no ``module`` (as if it were not installed)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    def find_spec(name, *args):
+        return None if name == module else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+@pytest.mark.parametrize("module,extra,make", [
+    ("cvxpy", "cvxpy", lambda: __import__("bioreg.layers.noise", fromlist=["x"]).CorrelatedGaussian(
+        ncm_method="cvxpy")),
+    ("sklearn", "digits", lambda: __import__("bioreg.data.digits", fromlist=["x"]).DigitsDataModule()),
+    ("torchattacks", "attacks",
+     lambda: __import__("bioreg.evaluate.attacks", fromlist=["x"]).AdversarialEvaluator()),
+])
+def test_a_missing_extra_is_one_error_naming_it(monkeypatch, module: str, extra: str, make) -> None:
+    from bioreg.errors import MissingExtraError, UserError
+
+    _hide(monkeypatch, module)
+    want = rf"not installed: install bioreg's '{extra}' extra \(pip install 'bioreg\[{extra}\]'"
+    with pytest.raises(MissingExtraError, match=want) as e:
+        make()
+    assert isinstance(e.value, UserError)  # train.py: exit status 2, one line
+
+
+def test_logger_wandb_without_wandb_is_a_start_up_error(monkeypatch, tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from bioreg.errors import MissingExtraError
+    from bioreg.app.run import _loggers
+
+    _hide(monkeypatch, "wandb")
+    cfg = OmegaConf.create({"name": "x", "seed": 0, "logger": {"csv": False, "wandb": {"mode": "offline"}}})
+    with pytest.raises(MissingExtraError, match=r"logger=wandb needs the package 'wandb'.*bioreg\[wandb\]"):
+        _loggers(cfg, type("P", (), {"run_dir": tmp_path})())

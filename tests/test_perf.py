@@ -37,3 +37,34 @@ def test_defaults_change_nothing():
     configure_performance(model)
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous() and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("value,expected", [(False, False), ("false", False), (True, True), ("true", True),
+                                            ("reduce-overhead", "reduce-overhead"), ("eager", "eager"),
+                                            ("aot_eager", "aot_eager"), (None, False)])
+def test_compile_values(value, expected):
+    from bioreg.lit.perf import check_compile
+
+    assert check_compile(value) == expected
+
+
+@pytest.mark.parametrize("bad", ["reduce_overhead", "cudagraphs-please", 3])
+def test_a_bad_compile_value_is_one_error_naming_the_choices(bad):
+    from bioreg.errors import UserError
+    from bioreg.lit.perf import check_compile
+
+    with pytest.raises(UserError, match=r"trainer.compile must be false, true, an Inductor mode \(default, "
+                                        r"reduce-overhead, max-autotune.*aot_eager.*got"):
+        check_compile(bad)
+
+
+def test_compiling_switches_the_model_to_graph_safe_mode_and_keeps_plain_optimizers_off_the_gpu():
+    from bioreg.layers.base import TrainingState
+    from bioreg.lit.perf import fused_if_possible
+
+    model = small_model()
+    model.state = TrainingState()
+    configure_performance(model, compile="eager")
+    assert model.state.graph_safe
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    assert fused_if_possible(opt) is opt  # CPU parameters: PyTorch's fused SGD is for GPUs

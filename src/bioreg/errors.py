@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["UserError", "ConfigError", "instantiate", "user_error_in"]
+__all__ = ["UserError", "ConfigError", "MissingExtraError", "instantiate", "require_extra", "user_error_in"]
 
 
 class UserError(Exception):
@@ -30,6 +30,25 @@ class UserError(Exception):
 class ConfigError(UserError, ValueError):
     """A bad key or value in the composed config, or a place the run cannot use (checked at start-up by
     :mod:`bioreg.config.validate`; raised by any layer that meets such a value)."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional part of bioreg was asked for but its package is not installed."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Raise :class:`MissingExtraError` naming the extra to install when ``module`` cannot be imported.
+
+    ``what`` is the setting that needs it (``"logger=wandb"``). Checked with
+    ``importlib.util.find_spec``, without importing the (heavy) module itself.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{what} needs the package {module!r}, which is not installed: install bioreg's {extra!r} extra "
+            f"(pip install 'bioreg[{extra}]', or uv sync --extra {extra}; uv sync installs every extra)"
+        )
 
 
 def user_error_in(exc: BaseException) -> UserError | None:

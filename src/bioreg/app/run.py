@@ -37,7 +37,7 @@ from bioreg.app.ckpt_io import AtomicCheckpointIO, load_for_eval, move_aside, re
 from bioreg.app.evaluate_checkpoint import add_sections, evaluate_checkpoint, record_files
 from bioreg.app.runlock import RunLock
 from bioreg.config.validate import validate_config
-from bioreg.errors import ConfigError, UserError, instantiate
+from bioreg.errors import ConfigError, UserError, instantiate, require_extra
 from bioreg.launch.stints import carry_stints, close_stint, stop_status
 from bioreg.lit.perf import configure_performance
 from bioreg.results.records import (
@@ -105,10 +105,9 @@ def _loggers(cfg: DictConfig, paths: RunPaths):
         loggers.append(CSVLogger(save_dir=str(paths.run_dir), name="csv", version=""))
     wb = cfg.logger.get("wandb")
     if wb:
-        try:
-            from lightning.pytorch.loggers import WandbLogger
-        except ImportError as e:  # pragma: no cover
-            raise ConfigError("logger=wandb needs the wandb package (uv sync installs it)") from e
+        require_extra("wandb", "wandb", "logger=wandb")  # imported by Lightning's logger, only here
+        from lightning.pytorch.loggers import WandbLogger
+
         kw = wandb_kwargs(OmegaConf.to_container(wb, resolve=True))
         kw.setdefault("name", f"{cfg.name}-s{cfg.seed}")
         kw.setdefault("save_dir", str(paths.run_dir))

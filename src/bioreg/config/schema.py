@@ -63,7 +63,7 @@ class TrainerConfig:
     max_time: Any = None
     # not Trainer arguments: applied to the network by bioreg.lit.perf.configure_performance
     channels_last: bool = False
-    compile: Any = False  # false | true | a torch.compile backend name
+    compile: Any = False  # false | true | reduce-overhead (CUDA graphs) | an Inductor mode | a backend
 
 
 @dataclass

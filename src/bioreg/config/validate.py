@@ -33,6 +33,7 @@ from bioreg.config.schema import (
 from bioreg.errors import ConfigError
 from bioreg.layers.base import reg_entries
 from bioreg.lit.optim import build_optimizer, build_scheduler
+from bioreg.lit.perf import check_compile
 
 __all__ = ["validate_config", "check_training_length", "check_target", "check_fields", "check_optim",
            "torch_classes"]
@@ -245,6 +246,7 @@ def _check_fixed_groups(c: Mapping) -> None:
             _type_check(group, c[group], schema)
     if isinstance(c.get("trainer"), Mapping):
         check_training_length(c["trainer"])
+        check_compile(c["trainer"].get("compile", False))
     if isinstance(c.get("optim"), Mapping):
         check_optim(c["optim"], int((c.get("trainer") or {}).get("max_epochs", 1)))
 

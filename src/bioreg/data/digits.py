@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from bioreg.errors import require_extra
+
 from .augment import BatchAugment
 from .base import BaseDataModule, TensorImageDataset, resolve_count, stratified_split
 from .corruptions import ON_THE_FLY_CORRUPTIONS, CorruptedDataset
@@ -94,6 +96,7 @@ class DigitsDataModule(BaseDataModule):
         corruption_seed: int = 0,
         device_resident: bool | str = "auto",
     ) -> None:
+        require_extra("sklearn", "digits", "data=digits (scikit-learn's bundled digits)")
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bioreg.errors import require_extra
 from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.stats import acc_entry
 
@@ -326,6 +327,7 @@ class AdversarialEvaluator:
         confidence: float = 0.95,
         progress: bool | None = None,
     ):
+        require_extra("torchattacks", "attacks", "the attacks evaluator (eval=attacks)")
         self.n = _check_int("n", n, 1, allow_none=True)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.eps_linf = _check_nonneg("eps_linf", eps_linf)

@@ -35,7 +35,18 @@ the point. The context holds:
     LitClassifier keeps ``epoch``, ``max_epochs`` and ``global_step`` up to date,
     so schedules read it (DropBlock's linear ramp: ``bioreg.layers.dropout.linear_ramp(ctx.state)``,
     which reaches its target in the last epoch, ``epoch = max_epochs - 1``), and
-    ``mix``, the :class:`MixPlan` of the current training batch (or ``None``).
+    ``mix``, the :class:`MixPlan` of the current training batch (or ``None``). ``graph_safe``
+    is set when the network is compiled (``trainer.compile``): see below.
+
+**Graph-safe mode** (``state.graph_safe``, set by :func:`bioreg.lit.perf.configure_performance`
+when ``trainer.compile`` is on): the training forward must be one graph that ``torch.compile`` can
+capture whole (CUDA graphs included): no host reads, no data-dependent shapes, and no Python number
+that changes from step to step (each would be a new graph). A module whose forward needs such
+per-step work implements ``prepare_step()`` (:class:`StepPrepared`): the LitClassifier calls it
+before every training forward, outside the compiled graph, and the forward then reads only
+tensors (the correlated noise refreshes Σ there; DropBlock writes its scheduled probability into
+a device tensor). Without ``graph_safe`` nothing changes: modules do that work in their forward as
+before, with the same numbers.
 
 Regularizers that mix whole batches (input / manifold mixup) change the loss,
 not only the activations: they implement the :class:`BatchMixer` protocol. Such
@@ -68,6 +79,8 @@ __all__ = [
     "TrainingState",
     "MixPlan",
     "BatchMixer",
+    "StepPrepared",
+    "prepare_step",
     "ContextError",
     "RegularizerConfigError",
     "reg_entries",
@@ -120,24 +133,51 @@ class MixPlan:
     """How one training batch is mixed (Dutta 2019 eq 3.1): ``lam·a + (1 − lam)·a[perm]`` at ``point``.
 
     ``perm`` is a permutation of the batch (each example's partner); ``point`` is the one insertion
-    point where the activations are mixed. The loss uses the same ``lam`` and ``perm``:
-    ``lam·CE(y) + (1 − lam)·CE(y[perm])``. ``applied`` counts the taps that mixed under this plan;
-    the LitClassifier checks that it is exactly one after the forward pass.
+    point where the activations are mixed (``index``: its position among the mixer's eligible
+    points). The loss uses the same ``lam`` and ``perm``: ``lam·CE(y) + (1 − lam)·CE(y[perm])``.
+    ``applied`` counts the taps that mixed under this plan; the LitClassifier checks that it is
+    exactly one after the forward pass. In graph-safe mode (:meth:`with_tensors`) ``lam``,
+    ``1 − lam`` and ``index`` are also 0-dim device tensors, every tap blends with ``torch.where``
+    (the same numbers where it mixes, ``a`` itself elsewhere) and ``applied`` counts the taps passed.
     """
 
     lam: float
     perm: torch.Tensor
     point: str
     applied: int = 0
+    index: int = 0
+    lam_t: torch.Tensor | None = None
+    rest_t: torch.Tensor | None = None
+    choice: torch.Tensor | None = None
 
-    def mix(self, a: torch.Tensor) -> torch.Tensor:
-        """Mix a batch with its permuted self (counts one application)."""
+    def with_tensors(self, device: torch.device | str) -> MixPlan:
+        """Add the graph-safe tensors (float32 ``lam`` and ``1 − lam`` as eq 3.1 computes them from
+        the float ``lam``, the chosen point's index) on ``device``; returns ``self``."""
+        self.lam_t = torch.tensor(self.lam, dtype=torch.float32).to(device)
+        self.rest_t = torch.tensor(1.0 - self.lam, dtype=torch.float32).to(device)
+        self.choice = torch.tensor(self.index).to(device)
+        return self
+
+    def _check_batch(self, a: torch.Tensor) -> None:
         if a.shape[0] != self.perm.numel():
             raise RuntimeError(
                 f"mixing plan for {self.perm.numel()} examples met a batch of {a.shape[0]} at point {self.point!r}"
             )
+
+    def mix(self, a: torch.Tensor) -> torch.Tensor:
+        """Mix a batch with its permuted self (counts one application)."""
+        self._check_batch(a)
         self.applied += 1
         return self.lam * a + (1.0 - self.lam) * a[self.perm.to(a.device)]
+
+    def mix_at(self, a: torch.Tensor, index: int) -> torch.Tensor:
+        """Graph-safe mode: the mixed batch if ``index`` is the chosen point, else ``a`` (a tensor
+        choice, no Python branch on the plan); counts one tap passed."""
+        assert self.lam_t is not None and self.rest_t is not None and self.choice is not None
+        self._check_batch(a)
+        self.applied += 1
+        mixed = self.lam_t * a.float() + self.rest_t * a[self.perm].float()
+        return torch.where(self.choice == index, mixed.to(a.dtype), a)
 
 
 @runtime_checkable
@@ -175,12 +215,27 @@ class TrainingState:
     max_epochs: int = 1
     global_step: int = 0
     mix: MixPlan | None = None  # the current training batch's mixing plan (set only during its forward pass)
+    graph_safe: bool = False  # the training forward is compiled: per-step work in prepare_step (module doc)
 
     @property
     def progress(self) -> float:
         if self.max_epochs <= 0:
             return 1.0
         return min(max(self.epoch / self.max_epochs, 0.0), 1.0)
+
+
+@runtime_checkable
+class StepPrepared(Protocol):
+    """A regularizer with host-side work per training step (graph-safe mode, module docstring)."""
+
+    def prepare_step(self) -> None: ...
+
+
+def prepare_step(modules: Sequence[nn.Module]) -> None:
+    """Call ``prepare_step()`` of every :class:`StepPrepared` module (before a training forward)."""
+    for m in modules:
+        if isinstance(m, StepPrepared):
+            m.prepare_step()
 
 
 @dataclass

@@ -25,8 +25,9 @@ from torch's global RNG (what the modules do).
 
 All randomness is drawn for the whole batch at once (no Python loop over
 examples); the kernel-similarity ranking (argsort of eq 2.16's similarities,
-computed from the *live* weights of the producing convolution, for the distinct
-maps chosen in the batch) is done once per forward pass and gathered per example. Design notes:
+computed from the *live* weights of the producing convolution, for the maps
+chosen in the batch) is done once per forward pass, with shapes fixed by the batch and
+the number of maps (no ``unique``, no host read: graph-safe). Design notes:
 ``docs/decisions/dropout.md``.
 """
 
@@ -78,7 +79,8 @@ def n_selected(fraction: float, channels: int) -> int:
     return int(math.floor(fraction * channels + 0.5))
 
 
-def block_gamma(drop_prob: float, block_size: int, height: int, width: int) -> float:
+def block_gamma(drop_prob: float | torch.Tensor, block_size: int, height: int,
+                width: int) -> float | torch.Tensor:
     """Seed probability gamma of eq 4.1 (Ghiasi et al. 2018, eq 1), for ``H x W`` maps.
 
     ``gamma = drop_prob / block_size**2 * H * W / ((H - block_size + 1) * (W - block_size + 1))``.
@@ -89,14 +91,16 @@ def block_gamma(drop_prob: float, block_size: int, height: int, width: int) -> f
     ``block_size * (H - block_size + 1) >= H`` (same for W); the modules reject any effective
     probability > 1 at construction (:class:`DropBlockRandom`/:class:`CorrDrop` check
     ``drop_prob / fraction <= 1``); gamma reaches 1 only for ``block_size = 1`` at probability 1
-    (every unit dropped), and the clamp guards direct calls.
+    (every unit dropped), and the clamp guards direct calls. A tensor ``drop_prob`` (graph-safe
+    mode) gives a tensor.
     """
     valid = (height - block_size + 1) * (width - block_size + 1)
-    return min(1.0, drop_prob * height * width / (block_size**2 * valid))
+    gamma = drop_prob * height * width / (block_size**2 * valid)
+    return gamma.clamp_max(1.0) if isinstance(gamma, torch.Tensor) else min(1.0, gamma)
 
 
 def block_keep_mask(
-    n: int, height: int, width: int, block_size: int, gamma: float,
+    n: int, height: int, width: int, block_size: int, gamma: float | torch.Tensor,
     *, device: torch.device | None = None, dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -115,10 +119,16 @@ def block_keep_mask(
     (DropBlockRandom/CorrDrop), and a normalisation over those maps only; it
     also rejects even block sizes and fails for gamma > 1. The sampling is the
     same (``bernoulli_`` on the seed grid), so with the same generator state this
-    mask equals torchvision's for one channel (tested).
+    mask equals torchvision's for one channel (tested). A tensor ``gamma`` (graph-safe mode: the
+    scheduled rate lives on the device) draws the seeds as ``U(0, 1) < gamma``: the same
+    distribution, another random stream than ``bernoulli_`` with a number.
     """
-    seeds = torch.empty((n, 1, height - block_size + 1, width - block_size + 1), device=device, dtype=dtype)
-    seeds.bernoulli_(gamma, generator=generator)
+    shape = (n, 1, height - block_size + 1, width - block_size + 1)
+    if isinstance(gamma, torch.Tensor):
+        seeds = (torch.rand(shape, device=device, dtype=dtype, generator=generator) < gamma).to(dtype)
+    else:
+        seeds = torch.empty(shape, device=device, dtype=dtype)
+        seeds.bernoulli_(gamma, generator=generator)
     pad = block_size - 1
     dropped = F.max_pool2d(F.pad(seeds, [pad, pad, pad, pad]), kernel_size=block_size, stride=1)
     return 1.0 - dropped
@@ -205,18 +215,22 @@ def most_similar_maps(weight: torch.Tensor, chosen: torch.Tensor, k: int, *,
     """``(N, k)``: for each example's chosen map, the ``k`` maps most similar to it (itself first).
 
     ``weight`` is the ``(C, …)`` kernel tensor of the producing convolution, ``chosen`` the ``(N,)``
-    chosen map per example. The ranking (eq 2.16) is computed for the distinct chosen maps only
-    (rows of the ``C x C`` matrix, :func:`similarity_rows`; at most ``min(N, C)`` rows, so never more
-    work than the full matrix), then gathered per example. Exact ties (identical or zero kernels) are
+    chosen map per example. The ranking (eq 2.16) is computed from rows of the ``C x C`` similarity
+    matrix (:func:`similarity_rows`): one per example when ``N < C``, else the whole matrix, gathered
+    per example. Every shape is fixed by ``N`` and ``C`` alone (no ``unique`` of the chosen maps, no
+    host read), so the step can be captured as a graph. Exact ties (identical or zero kernels) are
     broken by a random order of the maps drawn once per call (from ``generator``), not by index.
     """
-    channels = weight.shape[0]
-    rows, inverse = torch.unique(chosen.to(weight.device), return_inverse=True)
-    sim = similarity_rows(weight, rows)  # (U, C)
-    sim[torch.arange(len(rows), device=sim.device), rows] = 2.0  # each map first in its ranking
+    channels, n = weight.shape[0], chosen.shape[0]
+    chosen_w = chosen.to(weight.device)
+    if n < channels:
+        sim = similarity_rows(weight, chosen_w)  # (N, C)
+    else:
+        sim = similarity_rows(weight, torch.arange(channels, device=weight.device))[chosen_w]
+    sim[torch.arange(n, device=sim.device), chosen_w] = 2.0  # each map first in its ranking
     perm = torch.randperm(channels, device=sim.device, generator=generator)
     order = torch.argsort(sim[:, perm], dim=1, descending=True, stable=True)[:, :k]
-    return perm[order][inverse].to(chosen.device)
+    return perm[order].to(chosen.device)
 
 
 def similarity_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -278,7 +292,7 @@ def spatial_dropout_mod(x: torch.Tensor, weight: torch.Tensor, p: float, trainin
     return x * (keep / (1.0 - p))[:, :, None, None]
 
 
-def drop_block(x: torch.Tensor, drop_prob: float, block_size: int, training: bool = True, *,
+def drop_block(x: torch.Tensor, drop_prob: float | torch.Tensor, block_size: int, training: bool = True, *,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """DropBlock with one mask per example shared by all maps: the core of :class:`DropBlock`.
 
@@ -290,7 +304,8 @@ def drop_block(x: torch.Tensor, drop_prob: float, block_size: int, training: boo
     return _subset_drop_block(x, drop_prob, block_size, 1.0, None, "DropBlock", training, generator)
 
 
-def drop_block_random(x: torch.Tensor, drop_prob: float, block_size: int, fraction: float = 0.5,
+def drop_block_random(x: torch.Tensor, drop_prob: float | torch.Tensor, block_size: int,
+                      fraction: float = 0.5,
                       training: bool = True, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """The DropBlock mask on a random ``fraction`` of the maps of each example (§4.2, control): the
     core of :class:`DropBlockRandom`. ``drop_prob`` (in use, before the ÷ ``fraction``) is divided by
@@ -303,7 +318,7 @@ def drop_block_random(x: torch.Tensor, drop_prob: float, block_size: int, fracti
     return _subset_drop_block(x, drop_prob, block_size, fraction, select, "DropBlockRandom", training, generator)
 
 
-def corr_drop(x: torch.Tensor, weight: torch.Tensor | None, drop_prob: float, block_size: int,
+def corr_drop(x: torch.Tensor, weight: torch.Tensor | None, drop_prob: float | torch.Tensor, block_size: int,
               fraction: float = 0.5, training: bool = True, *,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """CorrDrop (Dutta 2019 §4.2): the core of :class:`CorrDrop`.
@@ -329,7 +344,7 @@ def _check_kernels(who: str, weight: torch.Tensor | None, channels: int) -> torc
     return weight
 
 
-def _subset_drop_block(x: torch.Tensor, drop_prob: float, block_size: int, fraction: float,
+def _subset_drop_block(x: torch.Tensor, drop_prob: float | torch.Tensor, block_size: int, fraction: float,
                        select, who: str, training: bool, generator: torch.Generator | None) -> torch.Tensor:
     """DropBlock (Algorithm 1) on the maps ``select(n, C, k)`` picks per example (all maps if ``None``)."""
     if not training:
@@ -337,11 +352,14 @@ def _subset_drop_block(x: torch.Tensor, drop_prob: float, block_size: int, fract
     _check_4d(x, who)
     block_size = _check_block_size(block_size)
     _check_block_fits(who, block_size, x.shape[2], x.shape[3])
-    if drop_prob == 0.0:
+    if isinstance(drop_prob, torch.Tensor):  # graph-safe mode: no branch on the value (checked by the module)
+        _check_fraction(fraction)
+    elif drop_prob == 0.0:
         return x
-    check_probability(drop_prob, "drop_prob")
-    if select is not None:
-        _check_subset_prob(who, drop_prob, _check_fraction(fraction))
+    else:
+        check_probability(drop_prob, "drop_prob")
+        if select is not None:
+            _check_subset_prob(who, drop_prob, _check_fraction(fraction))
     n, c, h, w = x.shape
     gamma = block_gamma((1.0 / fraction) * drop_prob, block_size, h, w)  # DropBlock: fraction 1, drop_prob itself
     mask = block_keep_mask(n, h, w, block_size, gamma, device=x.device, dtype=x.dtype, generator=generator)
@@ -463,6 +481,9 @@ class DropBlock(nn.Module):
         self.schedule = _check_schedule(schedule)
         self.state: TrainingState | None = None  # set by bind (the model's shared state)
         self.ctx: InsertionContext | None = None
+        # graph-safe mode: the scheduled drop_prob on the device, written by prepare_step (not saved)
+        self.register_buffer("p_now", torch.zeros(()), persistent=False)
+        self._p_written: float | None = None
 
     def bind(self, ctx: InsertionContext) -> None:
         _check_ctx_4d(ctx, self.who)
@@ -481,9 +502,23 @@ class DropBlock(nn.Module):
     def current_gamma(self, h: int, w: int) -> float:
         return block_gamma(self.prob_factor * self.current_drop_prob(), self.block_size, h, w)
 
+    def prepare_step(self) -> None:
+        """Graph-safe mode: write the scheduled probability into ``p_now`` (on the device), so that the
+        compiled forward reads a tensor, not a number that changes each epoch."""
+        p = self.current_drop_prob()
+        if p != self._p_written:
+            self.p_now.fill_(p)
+            self._p_written = p
+
+    def drop_prob_in_use(self) -> float | torch.Tensor:
+        """What the forward passes to the functional core: ``p_now`` in graph-safe mode, else the number."""
+        if self.state is not None and self.state.graph_safe:
+            return self.p_now
+        return self.current_drop_prob()
+
     @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_block(x, self.current_drop_prob(), self.block_size, self.training)
+        return drop_block(x, self.drop_prob_in_use(), self.block_size, self.training)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}, schedule={self.schedule!r}"
@@ -533,7 +568,7 @@ class DropBlockRandom(_SubsetDropBlock):
 
     @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_block_random(x, self.current_drop_prob(), self.block_size, self.fraction, self.training)
+        return drop_block_random(x, self.drop_prob_in_use(), self.block_size, self.fraction, self.training)
 
 
 class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
@@ -555,6 +590,7 @@ class CorrDrop(_NeedsSimilarity, _SubsetDropBlock):
 
     @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.current_drop_prob()
-        weight = self._kernels(self.who, x) if self.training and p > 0.0 else None  # read only when used
+        p = self.drop_prob_in_use()
+        used = self.training and (isinstance(p, torch.Tensor) or p > 0.0)
+        weight = self._kernels(self.who, x) if used else None  # read only when used
         return corr_drop(x, weight, p, self.block_size, self.fraction, self.training)

@@ -63,7 +63,11 @@ class MixTap(nn.Module):
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         plan = self.ctx.state.mix if self.ctx is not None else None
-        if not self.training or plan is None or plan.point != self.point:
+        if not self.training or plan is None:
+            return a
+        if self.ctx.state.graph_safe:  # compiled step: blend by the plan's tensor choice, no branch on it
+            return plan.mix_at(a, self.mixer.points.index(self.point))
+        if plan.point != self.point:
             return a
         return plan.mix(a)
 
@@ -158,7 +162,7 @@ class ManifoldMixup(nn.Module):
             lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
         perm = torch.randperm(batch_size)
         k = int(torch.randint(len(self.points), ())) if len(self.points) > 1 else 0
-        return MixPlan(lam=lam, perm=perm.to(device), point=self.points[k])
+        return MixPlan(lam=lam, perm=perm.to(device), point=self.points[k], index=k)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:  # never in the forward path itself: the taps are
         return a

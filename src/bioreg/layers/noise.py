@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bioreg.errors import require_extra
 from bioreg.layers.base import InsertionContext, RegularizerConfigError, float32_internals
 from bioreg.layers.correlation import (
     REPAIR_METHODS,
@@ -120,7 +121,8 @@ def _check_activations(a: torch.Tensor, who: str) -> None:
     if a.numel() == 0:
         return
     lo, hi = torch.aminmax(a.detach())
-    if a.device.type != "cpu":  # no host sync in the training step: the device asserts (and aborts)
+    # no host sync in the training step (a GPU, or any compiled step): the device asserts (and aborts)
+    if a.device.type != "cpu" or torch.compiler.is_compiling():
         torch._assert_async((lo >= 0) & (hi < math.inf), f"{who} received negative or non-finite activations")
         return
     if not bool((lo >= 0) & (hi < math.inf)):  # NaN makes both comparisons False
@@ -221,12 +223,23 @@ def poisson_icdf_from_normal(
     else:
         z = x.detach().to(torch.float64).reshape(-1).clamp(-40.0, 40.0)
         u64 = u.detach().to(torch.float64).reshape(-1)
+    if torch.compiler.is_compiling():  # a compiled step: fixed shapes, the same integers
+        return _icdf_fixed_shapes(lam64, z, u64).reshape(lam.shape).to(out_dtype)
     k = torch.zeros_like(lam64)
     # lam = 0 (a ReLU zero) or u = 0: quantile 0 without any work; the rest is compacted
     idx = torch.nonzero((lam64 > 0) & (u64 > 0)).squeeze(1)
     if idx.numel() == 0:
         return k.reshape(lam.shape).to(out_dtype)
-    lm, zz, uu = lam64[idx], z[idx], u64[idx]
+    k0, kk, done = _first_guess(lam64[idx], z[idx], u64[idx])
+    rest = torch.nonzero(~done).squeeze(1)  # start off by more than one: bracket and bisect
+    if rest.numel():
+        kk[rest] = _poisson_search(k0[rest], lam64[idx][rest], u64[idx][rest], max_iter)
+    k[idx] = kk
+    return k.reshape(lam.shape).to(out_dtype)
+
+
+def _first_guess(lm: torch.Tensor, zz: torch.Tensor, uu: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Cornish–Fisher start ``k0``, the answer ``kk`` where ``done`` after one CDF step (float64, 1-D)."""
     k0 = torch.floor(lm + zz * lm.sqrt() + (zz * zz - 1.0) / 6.0).clamp_min_(0.0)
     # F(k0) and F of its neighbour (no further indexing): settles almost every entry. The neighbour's
     # CDF is F(k0) +- one pmf term (exp/lgamma are about half the cost of a second gammaincc)
@@ -237,12 +250,62 @@ def poisson_icdf_from_normal(
     pmf = torch.exp(kp * torch.log(lm) - lm - torch.lgamma(kp + 1.0))
     f1 = torch.where(below, f0 + pmf, (f0 - pmf).masked_fill_(k1 < 0, 0.0))
     done = torch.where(below, f1 >= uu, f1 < uu)
-    kk = torch.where(below, k1, k0)
-    rest = torch.nonzero(~done).squeeze(1)  # start off by more than one: bracket and bisect
-    if rest.numel():
-        kk[rest] = _poisson_search(k0[rest], lm[rest], uu[rest], max_iter)
-    k[idx] = kk
-    return k.reshape(lam.shape).to(out_dtype)
+    return k0, torch.where(below, k1, k0), done
+
+
+#: Steps of the fixed-shape search (:func:`_icdf_fixed_shapes`): widening by 1, 2, 4, ... covers a
+#: start that is off by up to 2**24, then as many halvings; a device assert checks that it converged.
+_FIXED_STEPS = 24
+
+
+def _icdf_fixed_shapes(lam64: torch.Tensor, z: torch.Tensor, u64: torch.Tensor) -> torch.Tensor:
+    """:func:`poisson_icdf_from_normal` with shapes fixed by the input's size alone (for a compiled,
+    CUDA-graph step): the same first step on every entry (rates 0 masked), then the exact search on at
+    most ``1024 + n // 128`` entries (``nonzero_static``; about 0.2 % need it even at rates <= 0.05)
+    with a fixed number of masked steps. Both searches find the smallest ``k`` with ``F(k) >= u``
+    from the same CDF, so the integers are the eager ones; a device assert guards both bounds."""
+    n = lam64.numel()
+    active = (lam64 > 0) & (u64 > 0)
+    lm = torch.where(active, lam64, torch.ones_like(lam64))  # inactive entries: a harmless problem
+    uu = torch.where(active, u64, torch.full_like(u64, 0.5))
+    k0, kk, done = _first_guess(lm, torch.where(active, z, torch.zeros_like(z)), uu)
+    rest = active & ~done
+    cap = 1024 + n // 128
+    torch._assert_async(rest.sum() <= cap, "poisson_icdf: more entries need the search than its capacity")
+    idx = torch.nonzero_static(rest, size=cap, fill_value=n).squeeze(1)  # n: a padding slot
+
+    def padded(t: torch.Tensor, v: float) -> torch.Tensor:
+        return torch.cat([t, t.new_full((1,), v)])
+
+    hi = _search_fixed_steps(padded(k0, 0.0)[idx], padded(lm, 1.0)[idx], padded(uu, 0.5)[idx])
+    kk = padded(kk, 0.0).index_put((idx,), hi)[:n]
+    return torch.where(active, kk, torch.zeros_like(kk))
+
+
+def _search_fixed_steps(k: torch.Tensor, lam: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`_poisson_search` with masks instead of compaction and ``_FIXED_STEPS`` steps per phase."""
+    below = _poisson_cdf(k, lam) < u
+    lo = torch.where(below, k, k - 1.0)
+    hi = torch.where(below, k + 1.0, k)
+    step = torch.ones_like(k)
+    up, down = below, ~below
+    for _ in range(_FIXED_STEPS):  # widen: upwards where F(hi) < u, downwards where F(lo) >= u
+        up = up & (_poisson_cdf(hi, lam) < u)
+        down = down & (lo >= 0) & (_poisson_cdf(lo, lam) >= u)
+        lo = torch.where(up, hi, lo)
+        hi = torch.where(down, lo, hi)
+        step = torch.where(up | down, step * 2.0, step)
+        hi = torch.where(up, lo + step, hi)
+        lo = torch.where(down, (hi - step).clamp_min(-1.0), lo)
+    for _ in range(_FIXED_STEPS):  # bisect
+        act = hi - lo > 1
+        mid = torch.floor((lo + hi) / 2)
+        go_up = _poisson_cdf(mid, lam) < u
+        lo = torch.where(act & go_up, mid, lo)
+        hi = torch.where(act & ~go_up, mid, hi)
+    converged = ~(up | down).any() & (hi - lo <= 1).all()
+    torch._assert_async(converged, "poisson_icdf: the fixed-step search did not converge")
+    return hi
 
 
 def poisson_icdf(u: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
@@ -549,6 +612,8 @@ class _Correlated(nn.Module):
             raise RegularizerConfigError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
         if ncm_method not in REPAIR_METHODS:
             raise RegularizerConfigError(f"ncm_method must be one of {REPAIR_METHODS}, got {ncm_method!r}")
+        if ncm_method == "cvxpy":
+            require_extra("cvxpy", "cvxpy", "ncm_method=cvxpy")
         self.distance_scale = check_distance_scale(distance_scale)
         # validates eq 2.14's parameters (a, b >= 0, c in [0, 1], tau > 0, distance_scale > 0); a named
         # scale is resolved to its number in bind()
@@ -616,10 +681,16 @@ class _Correlated(nn.Module):
                 f"{type(self).__name__} was bound to activations of shape {tuple(self.ctx.shape)} at point "
                 f"{self.ctx.point!r} but received {tuple(a.shape[1:])}"
             )
+        if not self.ctx.state.graph_safe:  # else prepare_step() did it, before the compiled forward
+            self.prepare_step()
+        return self.sampler
+
+    def prepare_step(self) -> None:
+        """Count one training step and refresh Σ on schedule (host work: eigendecomposition of T).
+        Called by the forward itself, or in graph-safe mode by the LitClassifier before the forward."""
         if self.calls % self.refresh_every == 0:
             self.refresh()
         self.calls += 1
-        return self.sampler
 
     def extra_repr(self) -> str:
         p = ", ".join(f"{k}={getattr(self.params, k)}" for k in ("a", "b", "c", "tau"))

@@ -10,9 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bioreg.layers.base import BatchMixer, MixPlan, RegularizerConfigError, TrainingState, reg_entries
+from bioreg.layers.base import (
+    BatchMixer,
+    MixPlan,
+    RegularizerConfigError,
+    TrainingState,
+    prepare_step,
+    reg_entries,
+)
 from bioreg.lit.finite import NonFiniteWatch
 from bioreg.lit.optim import build_optimizer, build_scheduler
+from bioreg.lit.perf import fused_if_possible
 from bioreg.models.points import bind_all, distinct_points, insert, replace
 
 __all__ = ["Classifier", "LitClassifier", "find_mixer", "mixed_loss", "place_regularizers"]
@@ -104,6 +112,17 @@ def mixed_loss(logits: torch.Tensor, y: torch.Tensor, plan: MixPlan | None, labe
     return loss, (logits.argmax(1) == dominant).float().mean()
 
 
+def check_mix_applied(plan: MixPlan, expected: int) -> None:
+    """After a mixed forward pass: the plan was applied once (graph-safe mode: every eligible tap
+    passed once), else the model's forward does not go through its points exactly once."""
+    if plan.applied != expected:
+        times = "once" if expected == 1 else f"{expected} times, once per eligible point"
+        raise RuntimeError(
+            f"the mixing plan for point {plan.point!r} was applied {plan.applied} times in one forward pass "
+            f"(expected {times}): does the model's forward pass go through that point exactly once?"
+        )
+
+
 class LitClassifier(L.LightningModule):
     """Cross-entropy classifier with config-placed regularizers.
 
@@ -147,22 +166,22 @@ class LitClassifier(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.state.global_step = int(self.global_step)
+        if self.state.graph_safe:  # per-step host work, outside the compiled forward (layers/base.py)
+            prepare_step(list(self.model.modules()))
 
     def _step(self, batch, stage: str):
         x, y = batch
         plan = None
         if stage == "train" and self._mixer is not None and self.training:
             plan = self._mixer.plan_mix(len(y), y.device)
+            if self.state.graph_safe:
+                plan.with_tensors(y.device)
             self.state.mix = plan
             try:
                 logits = self(x)
             finally:
                 self.state.mix = None
-            if plan.applied != 1:
-                raise RuntimeError(
-                    f"the mixing plan for point {plan.point!r} was applied {plan.applied} times in one forward pass "
-                    "(expected once): does the model's forward pass go through that point exactly once?"
-                )
+            check_mix_applied(plan, len(self._mixer.points) if self.state.graph_safe else 1)
         else:
             logits = self(x)
         loss, acc = mixed_loss(logits, y, plan, self.label_smoothing if stage == "train" else 0.0)
@@ -193,6 +212,8 @@ class LitClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         opt = build_optimizer(self.model, self.optim_cfg)
+        if self.state.graph_safe:  # a compiled step: the fused update where the parameters are on a GPU
+            opt = fused_if_possible(opt)
         sched = build_scheduler(opt, self.optim_cfg.get("scheduler"), int(self.trainer.max_epochs or 1))
         if sched is None:
             return opt
