@@ -1,4 +1,4 @@
-"""Singh's Tables 3.1-3.3 measured as the authors' code measured them (docs/decisions/protocols.md, items 1-2).
+"""Singh's Tables 3.1-3.3 as the authors' code measured them (docs/decisions/protocols.md, items 1-2).
 
 * the "standard deviation" of a layer = the std across units of each unit's std over the batch
   (:func:`unit_std`), the Dropout row from the layer's input (mean, max, std) and output (sparsity);
@@ -92,10 +92,12 @@ def test_callback_records_both_definitions_and_the_dropout_rows_input():
     rec = cb.to_record()
     np.testing.assert_allclose([rec["activation_stats_authors"]["fc"][s] for s in STATS], expected_a.numpy(),
                                rtol=1e-5)
-    np.testing.assert_allclose([rec["activation_stats"]["fc"][s] for s in STATS], expected_b.numpy(), rtol=1e-5)
+    np.testing.assert_allclose([rec["activation_stats"]["fc"][s] for s in STATS], expected_b.numpy(),
+                               rtol=1e-5)
     # the input's max is below the output's (kept units are doubled), the sparsity is the output's
     assert rec["activation_stats_authors"]["fc"]["max"] < rec["activation_stats"]["fc"]["max"]
-    assert rec["activation_stats_authors"]["fc"]["sparsity"] == pytest.approx(rec["activation_stats"]["fc"]["sparsity"])
+    sparsity = rec["activation_stats"]["fc"]["sparsity"]
+    assert rec["activation_stats_authors"]["fc"]["sparsity"] == pytest.approx(sparsity)
     # and a resumed run continues both averages
     cb2 = ActivationStats(points=None, momentum=0.5)
     cb2.load_state_dict(cb.state_dict())
@@ -135,8 +137,8 @@ def _printed() -> pd.DataFrame:
         raw = pd.read_csv(Path(PAPER_DIR) / t, dtype=str)
         for row, g in raw.groupby("row", sort=False):
             v = dict(zip(g["column"], g["mean"], strict=True))
-            out.append({"table": t, "row": row, "mean": v["Mean"], "max": v["Max"], "std": v["Standard Deviation"],
-                        "sparsity": v["Mean Sparsity (%)"]})
+            out.append({"table": t, "row": row, "mean": v["Mean"], "max": v["Max"],
+                        "std": v["Standard Deviation"], "sparsity": v["Mean Sparsity (%)"]})
     return pd.DataFrame(out)
 
 
@@ -186,7 +188,8 @@ def _witness(mu: float, mx: float, s: float, target: float, n: int = 256, f: int
         v = (mu * n * f - mx - h * j * c) / light
         full, rest = divmod(light, n)
         stds = np.zeros(f)
-        stds[0], stds[1 : h + 1], stds[h + 1 + full] = mx / math.sqrt(n), _unit_sd(c, j, n), _unit_sd(v, rest, n)
+        stds[0], stds[1 : h + 1] = mx / math.sqrt(n), _unit_sd(c, j, n)
+        stds[h + 1 + full] = _unit_sd(v, rest, n)
         return v, full, rest, stds
 
     def reach(h: int, j: int) -> float:

@@ -56,8 +56,8 @@ def test_the_thesis_protocol_is_the_default_and_the_authors_has_its_own_key(expe
     assert default == thesis and default["protocol"] == {"reading": "thesis"}
     assert config_key(default) != config_key(authors)
     # the keys added for the protocol are left out of the identity at their default value only
-    bare = {**default, "protocol": {}, "data": {k: v for k, v in default["data"].items()
-                                                if k not in ("select_on", "crop_padding_mode", "affine_repeats")}}
+    added = ("select_on", "crop_padding_mode", "affine_repeats")
+    bare = {**default, "protocol": {}, "data": {k: v for k, v in default["data"].items() if k not in added}}
     bare.pop("protocol")
     assert config_key(bare) == config_key(default)
     assert config_key({**default, "data": {**default["data"], "select_on": "test"}}) != config_key(default)
@@ -67,7 +67,8 @@ def test_the_thesis_protocol_is_the_default_and_the_authors_has_its_own_key(expe
 
 
 def test_protocol_authors_is_refused_where_no_authors_code_exists():
-    with pytest.raises(ConfigError, match="protocol=authors: experiment 'allconvnet_baseline' has no authors"):
+    msg = "protocol=authors: experiment 'allconvnet_baseline' has no authors"
+    with pytest.raises(ConfigError, match=msg):
         validate_config(compose(["+experiment=allconvnet_baseline", "protocol=authors"]))
     with pytest.raises(ConfigError, match="protocol='paper' is invalid; valid: thesis, authors"):
         validate_config(compose(["+experiment=demo", "protocol.reading=paper"]))
@@ -95,7 +96,8 @@ def test_pushpull_authors_protocol_composes_to_the_authors_recipe():
     cfg = _resolved("+experiment=resnet20_pushpull", "protocol=authors")
     data, optim = cfg["data"], cfg["optim"]
     assert 50_000 - resolve_count(data["val_size"], 50_000) == 50_000  # every training image trains
-    assert data["select_on"] == "test" and data["crop_padding_mode"] == "reflect" and data["augment"] == "flip_crop"
+    assert data["select_on"] == "test" and data["crop_padding_mode"] == "reflect"
+    assert data["augment"] == "flip_crop"
     assert optim["scheduler_lead"] == 2 and list(optim["scheduler"]["milestones"]) == [80, 120, 160]
     assert optim["decay_bias_and_norm"] is True  # as under the thesis protocol: the paper's code decays all
     thesis = _resolved("+experiment=resnet20_pushpull")
@@ -128,7 +130,8 @@ def test_the_lead_reproduces_the_authors_scheduler_order():
             theirs.append(opt.param_groups[0]["lr"])
             opt.step()
     opt2 = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    node = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True, "milestones": [80, 120, 160]}
+    node = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True,
+            "milestones": [80, 120, 160]}
     ours = _lr_per_epoch(opt2, build_scheduler(opt2, node, 200, lead=2), 200)
     assert ours == pytest.approx(theirs, rel=1e-12)
     with pytest.raises(ConfigError, match="scheduler_lead must be an integer >= 0"):
@@ -167,8 +170,9 @@ def test_singh_authors_protocol_composes_to_the_authors_recipe():
     assert cfg["optim"]["decay_bias_and_norm"] is True and cfg["model"]["init"] == "default"
     assert cfg["optim"]["optimizer"]["weight_decay"] == 1e-4
     thesis = _resolved("+experiment=vgg16_baseline")
-    assert (thesis["data"]["affine_repeats"], thesis["optim"]["decay_bias_and_norm"], thesis["model"]["init"]) == (
-        1, False, "torchvision")
+    t_data, t_optim, t_model = thesis["data"], thesis["optim"], thesis["model"]
+    assert t_data["affine_repeats"] == 1 and t_optim["decay_bias_and_norm"] is False
+    assert t_model["init"] == "torchvision"
     # decay on every parameter: one group, biases and BatchNorm included
     groups = build_optimizer(VGG16(), cfg["optim"]).param_groups
     assert len(groups) == 1 and groups[0]["weight_decay"] == 1e-4
@@ -181,7 +185,8 @@ TOL_075 = 0.03  # 4000 images: the std of the fraction is 0.0068; 0.03 is 4.4 of
 def test_two_affine_stages_per_image_apply_at_least_one_with_probability_three_quarters(monkeypatch):
     aug = build_augmentation("singh2023", affine_repeats=2)
     stages = [t for t in aug.transforms if isinstance(t, v2.RandomApply)]
-    assert len(stages) == 2 and all(t.p == 0.5 and isinstance(t.transforms[0], v2.RandomAffine) for t in stages)
+    assert len(stages) == 2
+    assert all(t.p == 0.5 and isinstance(t.transforms[0], v2.RandomAffine) for t in stages)
     calls = []
     real = v2.RandomAffine.forward
 
@@ -287,8 +292,8 @@ def test_cifar_under_the_authors_protocol_trains_on_every_training_image(tmp_pat
 # ------------------------------------------------------------------------- readings of single rows
 
 
-SINGLE_SLOT = [("spatialmax", "48", "51"), ("spatialmax", "51", "48"), ("temporalmax", "48", "51"),
-               ("temporalmax", "51", "48"), ("spatiotemporalmax", "48", "51"), ("spatiotemporalmax", "51", "48")]
+SINGLE_SLOT = [(v, slot, other) for v in ("spatialmax", "temporalmax", "spatiotemporalmax")
+               for slot, other in (("48", "51"), ("51", "48"))]
 
 
 @pytest.mark.parametrize("variant,slot,other", SINGLE_SLOT)
@@ -335,9 +340,11 @@ def test_the_1_4_reading_replaces_the_batchnorms_with_a_per_pixel_pool():
 # ------------------------------------------------------------------------ digits runs, records, report
 
 
-DIGITS = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-          "data.batch_size=8", "data.eval_batch_size=64", "data.test_size=24", "eval=clean", "eval.train_acc=false",
-          "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none", "trainer.accelerator=cpu"]
+DIGITS = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+          "trainer.limit_val_batches=1",
+          "data.batch_size=8", "data.eval_batch_size=64", "data.test_size=24", "eval=clean",
+          "eval.train_acc=false", "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none",
+          "trainer.accelerator=cpu"]
 
 
 @pytest.mark.slow
