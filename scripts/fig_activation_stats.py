@@ -109,12 +109,17 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
 
     where = f"layer {point}" if point.isdigit() else point
     written: list[Path] = []
-    curves = {n: d for n, d in data.items() if "epoch" in d}
+    # a curve over training needs two epochs at least: one point would draw empty-looking axes
+    curves = {n: d for n, d in data.items() if "epoch" in d and len(d["epoch"]) >= 2}
+    short = sorted(n for n, d in data.items() if "epoch" in d and len(d["epoch"]) < 2)
+    if short and not curves:
+        print(f"point {point}: only one epoch of activation statistics in the records of {', '.join(short)}; "
+              "a curve over training (Figs 3.3-3.10) needs at least 2 epochs")
     if curves:
         fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.2), squeeze=False)
         for ax, s in zip(axes[0], stats, strict=True):
             for name, d in curves.items():
-                ax.plot(d["epoch"] + 1, d[s], label=thesis_label(name), lw=1.2)
+                ax.plot(d["epoch"] + 1, d[s], label=thesis_label(name), lw=1.2, marker="o", ms=2.5)
             ax.set_title(f"{where}: {STAT_LABELS[s]}", fontsize=9)
             ax.set_xlabel("epoch")
             if s in ("max", "var"):

@@ -128,6 +128,9 @@ class TableSpec:
     #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
     #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
     overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
+    #: the published protocol its runs must follow to be compared (an id of ``specs/protocols.yaml``,
+    #: :mod:`bioreg.results.protocol`); ``None``: every run is compared
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -154,6 +157,13 @@ class TableSpec:
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
+        if self.protocol is not None:
+            from bioreg.results.protocol import get_protocol
+
+            try:
+                get_protocol(self.protocol)
+            except ValueError as e:
+                raise ValueError(f"table {self.id}: {e}") from None
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
@@ -217,7 +227,7 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description", "figure", "cells"}
+              "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper"}
 
@@ -259,6 +269,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
         figure=_figure_options(d.get("figure"), d.get("id")),
+        protocol=None if d.get("protocol") is None else str(d["protocol"]),
     )
 
 
@@ -321,7 +332,7 @@ def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[Tab
 @dataclass
 class TableResult:
     spec: TableSpec
-    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
+    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds, values
     selection: Selection
     missing_metrics: list[str] = field(default_factory=list)
 
@@ -333,6 +344,11 @@ class TableResult:
         r = self.cells[(self.cells["row"] == row) & (self.cells["column"] == col)].iloc[0]
         return CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]),
                          tuple(int(s) for s in str(r["seeds"]).split(";") if s != ""))
+
+    def values(self, row: str, col: str) -> dict[int, float]:
+        """The per-seed values of one cell, ``{seed: value}`` (what its mean and std are taken over)."""
+        r = self.cells[(self.cells["row"] == row) & (self.cells["column"] == col)].iloc[0]
+        return dict(r["values"])
 
     def text_grid(self, latex: bool = False) -> pd.DataFrame:
         grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
@@ -372,9 +388,9 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
             st = cell_stats(vals, len(spec.seeds))
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
-                         "seeds": ";".join(str(s) for s in st.seeds)})
+                         "seeds": ";".join(str(s) for s in st.seeds), "values": vals})
     cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
-                                        "seeds"]).astype({"mean": "float64", "std": "float64"})
+                                        "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
              f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
     return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes)
