@@ -1,7 +1,7 @@
 """The reproduction report (issue 19): one object (bioreg.results.report), two renderings, a page.
 
-A hand-made record set for three small tables, whose every summary number is worked out in the
-comments: runs that follow the published protocol beside smoke runs (digits, 1 epoch), a cell with
+A hand-made record set for three small tables (tests/helpers/report_records.py), whose every
+summary number is worked out in the comments there and below: runs that follow the published protocol beside smoke runs (digits, 1 epoch), a cell with
 too few seeds, one with no spread, a failed run, an unreadable file and files that are not records.
 The object is checked first (protocol match, smoke labelling, verdict rules, per-seed values, fill
 commands), then the Markdown and the HTML rendered from it, then the figures read back from the
@@ -27,7 +27,6 @@ from bioreg.results.compare import (
     NO_SIGMA,
     OUTSIDE,
     WITHIN,
-    Claim,
     cell_verdict,
     format_z,
     load_claims,
@@ -38,75 +37,20 @@ from bioreg.results.records import RecordStore, failure_text
 from bioreg.results.report import SMOKE, build_report
 from bioreg.results.report_page import render_html, render_markdown, write_compare, write_report
 from bioreg.results.tables import all_specs, spec_from_dict
-from helpers.report_records import DIGITS_SMOKE, record
+from helpers.report_records import (
+    CLAIMS,
+    DIGITS_SMOKE,
+    FR,
+    OCC,
+    T1,
+    T2,
+    T2_PAPER,
+    T3,
+    record,
+    write_report_inputs,
+)
 
-OCC = "dutta2019_ch2_occlusion"  # protocol of T1: CIFAR-10, 350 epochs, the whole test set, all occlusions
-FR = "singh2023_fisher_rao"  # protocol of T2
-
-T1 = {  # Dutta's layout: metrics are rows, experiments columns (-> bars); printed std per cell
-    "id": "t1", "title": "two metrics x three models", "paper": "t1.csv", "seeds": [0, 1, 2], "protocol": OCC,
-    "rows": [{"label": "Test Set", "metric": "summary.test_acc"},
-             {"label": "Central", "metric": "summary.occlusion_acc.central"}],
-    "columns": [{"label": "A", "experiment": "exp_a"}, {"label": "B", "experiment": "exp_b"},
-                {"label": "C", "experiment": "exp_c"}],
-}
-T1_PAPER = ("table,row,column,mean,std\n"
-            "t1,Test Set,A,80.0,1.0\nt1,Test Set,B,70.0,1.0\nt1,Test Set,C,60.0,0.0\n"
-            "t1,Central,A,50.0,1.0\nt1,Central,B,40.0,2.0\nt1,Central,C,30.0,0.0\n")
-T2 = {  # Singh's layout: experiments are rows, a metric column (-> panels); no printed std
-    "id": "t2", "title": "one metric", "paper": "t2.csv", "seeds": [0, 1, 2], "protocol": FR,
-    "rows": [{"label": "D", "experiment": "exp_d"}, {"label": "E", "experiment": "exp_e"}],
-    "columns": [{"label": "Norm", "metric": "extra.fisher_rao.value"}],
-}
-T2_PAPER = "table,row,column,mean,std\nt2,D,Norm,10.0,\nt2,E,Norm,20.0,\n"
-T3 = {"id": "t3", "title": "nobody ran this", "seeds": [0, 1, 2], "protocol": OCC,
-      "rows": [{"label": "Z", "experiment": "exp_z"}], "columns": [{"label": "acc", "metric": "summary.test_acc"}]}
-
-CLAIMS = [
-    # A > B on both rows (80 > 70, 55 > 43), but B has 2 seeds: not enough data (fewer than 3 seeds)
-    Claim(id="c-greater", table="t1", text="A beats B", source="here", check="count_greater", claimed=2,
-          lines=("Test Set", "Central"), greater="A", than="B"),
-    # needs column C, which only smoke runs fill: not enough data
-    Claim(id="c-best", table="t1", text="C is best", source="here", check="count_best", claimed=1,
-          lines=("Test Set",), winners=("C",)),
-    # E (20) > D (10): reproduced
-    Claim(id="c-pairs", table="t2", text="E above D", source="here", check="pairs_greater", claimed=1,
-          pairs=((("E", "Norm"), ("D", "Norm")),)),
-]
-
-
-def write_records(root: Path) -> None:
-    store = RecordStore(root)
-    for s, off in enumerate([-1.0, 0.0, 1.0]):
-        # A: test 80 ± 1 vs 80 ± 1 -> diff 0, within; central 55 ± 1 vs 50 ± 1: 5 > 2·√2 -> outside.
-        # They ran with one override of their own (trainer=gpu), which the fill command must repeat.
-        store.write(record("exp_a", s, OCC, {"summary.test_acc": 80 + off, "summary.occlusion_acc.central": 55 + off},
-                           overrides=["+experiment=exp_a", f"seed={s}", "trainer=gpu", "results_dir=/x",
-                                      "hydra.sweep.dir=/y"]))
-        # C: only digits smoke runs (1 epoch, 359 test images): smoke cells, never a verdict
-        store.write(record("exp_c", s, OCC, {"summary.test_acc": 20 + s, "summary.occlusion_acc.central": 10.0},
-                           key="k2", smoke=DIGITS_SMOKE,
-                           overrides=["+experiment=exp_c", f"seed={s}", "data=digits", "trainer.max_epochs=1"]))
-        # D: the seeds agree exactly -> no σ; E: 20 ± 1 vs 20 (no printed std) -> within
-        store.write(record("exp_d", s, FR, {"extra.fisher_rao.value": 10.0}))
-        store.write(record("exp_e", s, FR, {"extra.fisher_rao.value": 20 + off}))
-    for s, off in enumerate([-0.5, 0.5]):  # B: seeds 0 and 1 only -> too few seeds for a verdict
-        store.write(record("exp_b", s, OCC, {"summary.test_acc": 70 + off, "summary.occlusion_acc.central": 43 + off},
-                           overrides=["+experiment=exp_b", f"seed={s}", "trainer=gpu"]))
-    # B seed 2: a smoke run only (another config key): kept apart from the cell's protocol runs
-    store.write(record("exp_b", 2, OCC, {"summary.test_acc": 30.0}, key="k2", smoke=DIGITS_SMOKE))
-    # a killed run of C (old-style record: the bare SIGTERMException) and a truncated file
-    store.write({"name": "exp_c", "seed": 2, "config_key": "k1", "status": "failed", "error": "SIGTERMException: ",
-                 "config": {"data": {"_target_": "bioreg.data.cifar10.CIFAR10DataModule"}}})
-    bad = root / "exp_x" / "k1" / "seed0.json"
-    bad.parent.mkdir(parents=True)
-    bad.write_text('{"name": "exp_x", "seed": 0, "stat')
-    # files that are not records: a stray top-level JSON and a file beside a record
-    (root / "notes.json").write_text('{"note": "not a record"}')
-    (root / "exp_a" / "k1" / "bins.npz").write_bytes(b"\0" * 10)
-
-
-# hand-computed from the comments above:
+# hand-computed from the comments of helpers.report_records.write_records:
 #   cells 6 + 2 + 1 = 9; with protocol data 4 (T1: A, B) + 2 (T2) = 6; within 1 (A/Test) + 1 (E) = 2;
 #   outside 1 (A/Central); no verdict 2 (B: too few seeds) + 1 (D: no σ) = 3; smoke cells 2 (C).
 #   (experiment, seed) asked: 3·3 (T1) + 2·3 (T2) + 3 (T3) = 18; present: a 3 + b 2 + d 3 + e 3 = 11.
@@ -120,12 +64,7 @@ EXPECTED = {"cells": 9, "with_data": 6, "within": 2, "outside": 1, "no_verdict":
 
 @pytest.fixture
 def report(tmp_path: Path):
-    paper = tmp_path / "paper"
-    paper.mkdir()
-    (paper / "t1.csv").write_text(T1_PAPER)
-    (paper / "t2.csv").write_text(T2_PAPER)
-    write_records(tmp_path / "runs")
-    specs = [spec_from_dict(d) for d in (T1, T2, T3)]
+    specs, paper = write_report_inputs(tmp_path)
     return build_report(specs, load_records(tmp_path / "runs"), claims=CLAIMS, results_dir=str(tmp_path / "runs"),
                         paper_dir=paper)
 

@@ -103,7 +103,8 @@ def uninterrupted(tmp_path_factory) -> Path:
     return a
 
 
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH) -> None:
+def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH
+                    ) -> dict:
     """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), check the
     failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``, then relaunch."""
     killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
@@ -119,6 +120,7 @@ def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ck
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
     run_mod.run(cfg_for(tmp))  # relaunch: the failed record does not count, last.ckpt is resumed
+    return failed
 
 
 def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
@@ -141,8 +143,14 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
     Measured: 1.2 s at load ~3 (2 tiny runs; the reference run is shared with the test above)."""
     a, b = uninterrupted, tmp_path / "b"
     killer = SigtermMidEpoch(epoch=1, batch=1)
-    kill_and_resume(b, monkeypatch, killer=killer, ckpt_epoch=0)
+    failed = kill_and_resume(b, monkeypatch, killer=killer, ckpt_epoch=0)
     assert killer.fired_at_step == 3 + 2  # killed after 2 of epoch 1's 3 steps; last.ckpt holds step 3
+    # the failed record says which signal stopped the run, and where (issue 19)
+    f = failed["failure"]
+    assert (f["signal"], f["stage"], f["epoch"], f["batch"], f["batches"], f["global_step"]) == (
+        "SIGTERM", "train", 1, 2, 3, 5)
+    assert failed["error"].startswith("killed by SIGTERM during training: epoch 1 of ")
+    assert "after batch 2 of 3 (global step 5)" in failed["error"]
     _, ra = record(a)
     _, rb = record(b)
     assert ra["status"] == rb["status"] == "completed"

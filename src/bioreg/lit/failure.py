@@ -31,9 +31,15 @@ def _progress(trainer: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if trainer is None:
         return out
-    stage = getattr(getattr(trainer, "state", None), "stage", None)
-    if stage is not None:
-        out["stage"] = str(getattr(stage, "value", stage))
+    state = getattr(trainer, "state", None)
+    # Lightning clears ``state.stage`` when it hands an exception on; ``fn`` (fit) and ``status`` remain:
+    # interrupted = the exception came out of fit, finished = it came after (our evaluation)
+    status = str(getattr(getattr(state, "status", None), "value", "") or "")
+    stage = getattr(state, "stage", None) or getattr(state, "fn", None)
+    if status == "finished":
+        out["stage"] = "evaluation"
+    elif stage is not None:
+        out["stage"] = {"fit": "train"}.get(str(getattr(stage, "value", stage)), str(getattr(stage, "value", stage)))
     for key, get in (("epoch", lambda t: t.current_epoch), ("max_epochs", lambda t: t.max_epochs),
                      ("batch", lambda t: t.fit_loop.epoch_loop.batch_progress.current.completed),
                      ("batches", lambda t: t.num_training_batches), ("global_step", lambda t: t.global_step)):

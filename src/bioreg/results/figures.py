@@ -626,7 +626,7 @@ def fig_test_loss(histories: Mapping[str, pd.DataFrame], labels: Mapping[str, st
     ax.set_ylabel("held-out loss (log scale, EWMA-smoothed)")
     ax.set_title(f"Singh (2023) Fig. 3.11: loss across models (smoothing weight {smoothing:g})", fontsize=9)
     ax.grid(lw=0.4, alpha=0.5, which="both")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     try:
         return save_figure(fig, out_dir, "fig_3_11", formats, dpi=150)
     finally:

@@ -164,7 +164,8 @@ def _failure_line(f: Mapping[str, Any]) -> str:
     if "batch" in f:
         where.append(f"after batch {f['batch']}" + (f" of {f['batches']}" if "batches" in f else ""))
     tail = (f" ({'global step ' + str(f['global_step'])})" if "global_step" in f else "")
-    stage = {"train": "training", "validate": "validation", "sanity_check": "the sanity check"}.get(
+    stage = {"train": "training", "validate": "validation", "sanity_check": "the sanity check",
+             "evaluation": "the evaluation after training"}.get(
         str(f.get("stage")), str(f.get("stage") or ""))
     place = (f" during {stage}" if stage else "") + (": " + ", ".join(where) + tail if where else "")
     if f.get("signal"):

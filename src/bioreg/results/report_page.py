@@ -298,10 +298,19 @@ def _draw(t: TableReport, out: Path, written: set[Path]) -> None:
         written.add(dest)
     t.figure = f"figures/{t.anchor}.png"
     t.figure_pdf = f"figures/{t.anchor}.pdf"
+    t.figure_width = _css_width(out / t.figure)
+
+
+def _css_width(png: Path) -> int | None:
+    """The CSS width (px at 96/in) at which a PNG shows its text at the point size it was drawn with."""
     from PIL import Image
 
-    with Image.open(out / t.figure) as im:
-        t.figure_width = round(im.size[0] * 96 / FIGURE_DPI)
+    try:
+        with Image.open(png) as im:
+            dpi = float((im.info.get("dpi") or (FIGURE_DPI,))[0]) or FIGURE_DPI
+            return round(im.size[0] * 96 / dpi)
+    except OSError:
+        return None
 
 
 def _source_figures(report: Report, figures_dir: Path | None, out: Path, written: set[Path]) -> None:
@@ -316,10 +325,11 @@ def _source_figures(report: Report, figures_dir: Path | None, out: Path, written
         png = figures_dir / f"{f.stem}.png" if figures_dir is not None else None
         said = status.get(f.stem)
         built = png is not None and png.is_file() and (said is None or said.startswith(("built", "present")))
-        entry = {"stem": f.stem, "caption": f.caption, "path": None, "pdf": None,
+        entry = {"stem": f.stem, "caption": f.caption, "path": None, "pdf": None, "width": None,
                  "status": (said or "built") if built else (said or f"needs {f.needs} (`{f.command}`)")}
         if built and _copy(png, out / "figures" / png.name, written):
             entry["path"] = f"figures/{png.name}"
+            entry["width"] = _css_width(out / "figures" / png.name)
             pdf = png.with_suffix(".pdf")
             if pdf.is_file() and _copy(pdf, out / "figures" / pdf.name, written):
                 entry["pdf"] = f"figures/{pdf.name}"
