@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     path = write_compare(report, Path(args.out))
     s = report.summary()
     verdicts = [c.verdict for c in report.claims]
-    print(f"wrote {path}: {len(specs)} tables; cells within 2 sigma {s['within']}/{s['checked']} with a verdict, "
-          f"{s['smoke_cells']} smoke cells (no verdict); claims: "
-          + ", ".join(f"{v} {verdicts.count(v)}" for v in ("reproduced", "not reproduced", "not enough data")))
+    kinds = ("reproduced", "not reproduced", "not enough data")
+    counts = ", ".join(f"{v} {verdicts.count(v)}" for v in kinds)
+    print(f"wrote {path}: {len(specs)} tables; cells within 2 sigma {s['within']}/{s['checked']} with a "
+          f"verdict, {s['smoke_cells']} smoke cells (no verdict); claims: {counts}")
     return 0
 
 

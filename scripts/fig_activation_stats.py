@@ -116,7 +116,7 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         print(f"point {point}: only one epoch of activation statistics in the records of {', '.join(short)}; "
               "a curve over training (Figs 3.3-3.10) needs at least 2 epochs")
     if curves:
-        # at most 3 panels a row: the figure stays <= 11 in wide, so its text keeps its size on the report page
+        # at most 3 panels a row: the figure stays <= 11 in wide and its text keeps its size on the report
         ncols = min(3, len(stats))
         nrows = -(-len(stats) // ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)

@@ -54,8 +54,8 @@ def table_figures(records, pins, out: Path, formats) -> None:
     drawn, empty = [], []
     for tid in table_ids():
         spec = load_spec(tid)
-        t = build_table_report(spec, records, _runs(spec, records), DEFAULT_READING, pins=pins, paper=load_paper(spec),
-                               protocol=get_protocol(spec.protocol))
+        t = build_table_report(spec, records, _runs(spec, records), DEFAULT_READING, pins=pins,
+                               paper=load_paper(spec), protocol=get_protocol(spec.protocol))
         if not any(c.stats.n or c.smoke_stats.n for c in t.cells):
             empty.append(tid)
             continue
@@ -89,14 +89,16 @@ def fig_3_11(args, records, pins, out: Path) -> str:
     if hist:
         return (f"skipped: the runs' logs hold {longest} epoch of held-out loss; a curve over training needs "
                 "at least 2 epochs")
-    why = missing[0] if missing else f"no completed records of the Table {LOSS_TABLE} models in {args.results_dir}"
+    why = missing[0] if missing else (f"no completed records of the Table {LOSS_TABLE} models in "
+                                      f"{args.results_dir}")
     return f"skipped: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
 
 
 def ch3_figures(args, out: Path, status: dict[str, str]) -> None:
     """Dutta (2019) Figs. 3.2-3.7: drawn from the records' correlation sections by the analysis script."""
     script = Path(__file__).with_name("correlation_analysis.py")
-    cmd = [sys.executable, str(script), "--figures-only", "--results-dir", args.results_dir, "--fig-dir", str(out)]
+    cmd = [sys.executable, str(script), "--figures-only", "--results-dir", args.results_dir,
+           "--fig-dir", str(out)]
     run = subprocess.run(cmd + (["--data", args.data] if args.data else []), capture_output=True, text=True)
     text = (run.stdout + run.stderr).strip().splitlines()
     for f in SOURCE_FIGURES:
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-index", type=int, default=0, help="index of Fig. 2.4's test image (default 0)")
     ap.add_argument("--smoothing", type=float, default=0.6, help="EWMA weight of Fig. 3.11 (default 0.6)")
     ap.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=("png", "pdf", "svg"))
-    ap.add_argument("--no-tables", action="store_true", help="only the sources' figures (make report draws tables)")
+    ap.add_argument("--no-tables", action="store_true",
+                    help="only the sources' figures (make report draws the tables itself)")
     add_record_options(ap)
     args = ap.parse_args(argv)
     try:

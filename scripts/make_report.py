@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                           data=args.data, unfiltered=unfiltered)
     out = write_report(report, Path(args.out_dir), Path(args.figures_dir))
     print(f"wrote {out['paths']['html']} and {out['paths']['md']}: cells within 2 sigma {out['within']}/"
-          f"{out['checked']} with a verdict, {out['smoke_cells']} smoke cells (no verdict), claims reproduced "
-          f"{out['claims_reproduced']}/{out['claims_checked']}, seeds {out['seeds_present']}/{out['seeds_asked']}, "
+          f"{out['checked']} with a verdict, {out['smoke_cells']} smoke cells (no verdict), claims "
+          f"reproduced {out['claims_reproduced']}/{out['claims_checked']}, seeds "
+          f"{out['seeds_present']}/{out['seeds_asked']}, "
           f"{out['records_failed']} failed run(s), {out['records_unreadable']} unreadable record(s), "
           f"{out['other_files']} other file(s)")
     return 0

@@ -1,8 +1,9 @@
 """The reproduction report (issue 19): one object (bioreg.results.report), two renderings, a page.
 
 A hand-made record set for three small tables (tests/helpers/report_records.py), whose every
-summary number is worked out in the comments there and below: runs that follow the published protocol beside smoke runs (digits, 1 epoch), a cell with
-too few seeds, one with no spread, a failed run, an unreadable file and files that are not records.
+summary number is worked out in the comments there and below: runs that follow the published
+protocol beside smoke runs (digits, 1 epoch), a cell with too few seeds, one with no spread, a
+failed run, an unreadable file and files that are not records.
 The object is checked first (protocol match, smoke labelling, verdict rules, per-seed values, fill
 commands), then the Markdown and the HTML rendered from it, then the figures read back from the
 matplotlib objects. The page in a real browser: tests/test_report_browser.py.
@@ -56,17 +57,42 @@ from helpers.report_records import (
 #   (experiment, seed) asked: 3·3 (T1) + 2·3 (T2) + 3 (T3) = 18; present: a 3 + b 2 + d 3 + e 3 = 11.
 #   Claims: 3, checked 1 (c-pairs), reproduced 1. Records: 3 (a) + 3 (b) + 4 (c) + 3 (d) + 3 (e) + 1
 #   unreadable = 17, completed 15, failed 1; other files 2.
-EXPECTED = {"cells": 9, "with_data": 6, "within": 2, "outside": 1, "no_verdict": 3, "smoke_cells": 2, "checked": 3,
-            "runs": 11, "smoke_runs": 4, "seeds_asked": 18, "seeds_present": 11, "tables": 3, "tables_with_runs": 2,
-            "tables_smoke_only": 0, "claims": 3, "claims_checked": 1, "claims_reproduced": 1, "records": 17,
-            "records_completed": 15, "records_failed": 1, "records_unreadable": 1, "other_files": 2}
+EXPECTED = {
+    "cells": 9,
+    "with_data": 6,
+    "within": 2,
+    "outside": 1,
+    "no_verdict": 3,
+    "smoke_cells": 2,
+    "checked": 3,
+    "runs": 11,
+    "smoke_runs": 4,
+    "seeds_asked": 18,
+    "seeds_present": 11,
+    "tables": 3,
+    "tables_with_runs": 2,
+    "tables_smoke_only": 0,
+    "claims": 3,
+    "claims_checked": 1,
+    "claims_reproduced": 1,
+    "records": 17,
+    "records_completed": 15,
+    "records_failed": 1,
+    "records_unreadable": 1,
+    "other_files": 2,
+}
 
 
 @pytest.fixture
 def report(tmp_path: Path):
     specs, paper = write_report_inputs(tmp_path)
-    return build_report(specs, load_records(tmp_path / "runs"), claims=CLAIMS, results_dir=str(tmp_path / "runs"),
-                        paper_dir=paper)
+    return build_report(
+        specs,
+        load_records(tmp_path / "runs"),
+        claims=CLAIMS,
+        results_dir=str(tmp_path / "runs"),
+        paper_dir=paper,
+    )
 
 
 # --------------------------------------------------------------------------- protocol match
@@ -77,14 +103,23 @@ def test_a_run_follows_the_published_protocol_or_says_what_differs() -> None:
     assert differences(p, record("e", 0, OCC)) == []
     diffs = {d.label: d for d in differences(p, record("e", 0, OCC, smoke=DIGITS_SMOKE))}
     assert set(diffs) == {"data set", "epochs", "test images"}
-    assert str(diffs["epochs"]) == "epochs 1 (published 350)" and diffs["epochs"].override == "trainer.max_epochs=1"
+    assert (
+        str(diffs["epochs"]) == "epochs 1 (published 350)"
+        and diffs["epochs"].override == "trainer.max_epochs=1"
+    )
     assert diffs["data set"].override == "data=digits" and "CIFAR-10" in str(diffs["data set"])
     # an evaluation budget: 32 attack images and 50 Square queries instead of the whole test set and 5000
-    rec = record("e", 0, "singh2023_attacks_linf", smoke={"extra.attacks.n": 32,
-                                                         "extra.attacks.settings.square_queries": 50})
+    rec = record(
+        "e",
+        0,
+        "singh2023_attacks_linf",
+        smoke={"extra.attacks.n": 32, "extra.attacks.settings.square_queries": 50},
+    )
     got = {d.label: d.override for d in differences(get_protocol("singh2023_attacks_linf"), rec)}
-    assert got == {"attack images": "eval.evaluators.attacks.n=32",
-                   "Square queries": "eval.evaluators.attacks.square_queries=50"}
+    assert got == {
+        "attack images": "eval.evaluators.attacks.n=32",
+        "Square queries": "eval.evaluators.attacks.square_queries=50",
+    }
     # a setting the record does not carry is a difference ("not recorded"), never a silent match
     rec = record("e", 0, OCC)
     del rec["metrics"]["test"]["n"]
@@ -101,11 +136,18 @@ def test_smoke_runs_are_labelled_never_given_a_verdict_and_never_counted(report)
     assert report.summary() == EXPECTED
     t1 = report.tables[0]
     c = t1.cell("Test Set", "C")
-    assert c.verdict == SMOKE and c.glyph == "–" and c.values == {} and c.smoke_values == {0: 20.0, 1: 21.0, 2: 22.0}
+    assert (
+        c.verdict == SMOKE
+        and c.glyph == "–"
+        and c.values == {}
+        and c.smoke_values == {0: 20.0, 1: 21.0, 2: 22.0}
+    )
     assert not any(c.has_verdict for c in t1.cells if c.column == "C")
     # what differs is said once per table, in its heading text and in each smoke run
-    assert t1.runs_text().startswith("5 runs under the published protocol; 4 smoke runs: data set digits "
-                                     "(published CIFAR-10); epochs 1 (published 350)")
+    assert t1.runs_text().startswith(
+        "5 runs under the published protocol; 4 smoke runs: data set digits "
+        "(published CIFAR-10); epochs 1 (published 350)"
+    )
     run = c.smoke_runs[0]
     assert not run.follows_protocol and run.settings == "digits · epochs 1 · test images 359"
     # a cell with protocol runs keeps a smoke run of another config key apart (no duplicate, no mixing)
@@ -139,31 +181,57 @@ def test_cells_keep_their_per_seed_values_and_runs(report) -> None:
     t1, t2 = report.tables[0], report.tables[1]
     a = t1.cell("Central", "A")
     assert a.values == {0: 54.0, 1: 55.0, 2: 56.0} and a.verdict == OUTSIDE and a.glyph == "✗"
-    assert a.diff == pytest.approx(5.0) and a.sigma == pytest.approx(2 ** 0.5) and a.z_text == "Δ = +3.5σ"
-    assert sorted(a.runs) == [0, 1, 2] and all(r.name == "exp_a" and r.follows_protocol for r in a.runs.values())
+    assert a.diff == pytest.approx(5.0) and a.sigma == pytest.approx(2**0.5) and a.z_text == "Δ = +3.5σ"
+    assert sorted(a.runs) == [0, 1, 2] and all(
+        r.name == "exp_a" and r.follows_protocol for r in a.runs.values()
+    )
     assert t1.cell("Test Set", "A").verdict == WITHIN
     assert t2.cell("D", "Norm").verdict == NO_SIGMA and t2.cell("E", "Norm").verdict == WITHIN
     # the claims rest on cells whose per-seed values are at hand (issue 22 builds on these)
     rows = {c.claim.id: c for c in report.claims}
     assert rows["c-pairs"].verdict == "reproduced" and rows["c-pairs"].values() == {
-        ("E", "Norm"): {0: 19.0, 1: 20.0, 2: 21.0}, ("D", "Norm"): {0: 10.0, 1: 10.0, 2: 10.0}}
+        ("E", "Norm"): {0: 19.0, 1: 20.0, 2: 21.0},
+        ("D", "Norm"): {0: 10.0, 1: 10.0, 2: 10.0},
+    }
     assert rows["c-greater"].verdict == "not enough data" and "fewer than 3 seeds" in rows["c-greater"].reason
     assert rows["c-best"].verdict == "not enough data" and "only smoke runs" in rows["c-best"].reason
-    assert rows["c-greater"].cells == [("Test Set", "A"), ("Test Set", "B"), ("Central", "A"), ("Central", "B")]
+    assert rows["c-greater"].cells == [
+        ("Test Set", "A"),
+        ("Test Set", "B"),
+        ("Central", "A"),
+        ("Central", "B"),
+    ]
 
 
 def test_fill_commands_repeat_the_runs_own_overrides(report, tmp_path: Path) -> None:
     t1, t3 = report.tables[0], report.tables[2]
     runs = f"RESULTS_DIR={tmp_path / 'runs'}"
     # the runs present ran with trainer=gpu; experiment, seed and places are dropped; only B and C miss runs
-    assert t1.fill.command == f'make reproduce-table-t1 {runs} EXPERIMENTS=exp_b,exp_c ARGS=trainer=gpu'
+    assert t1.fill.command == f"make reproduce-table-t1 {runs} EXPERIMENTS=exp_b,exp_c ARGS=trainer=gpu"
     assert t1.fill.basis == "the runs' own overrides"
     assert t3.fill.command == f"make reproduce-table-t3 {runs}" and t3.fill.basis == "the published protocol"
     # a table filled by smoke runs only: their overrides, and the published protocol's command beside it
-    smoke = [run_info(f"r{s}", record("exp_c", s, OCC, smoke=DIGITS_SMOKE,
-                                      overrides=["+experiment=exp_c", f"seed={s}", "+sweep=table_n3_4", "eval=attacks",
-                                                 "data=digits", "eval.evaluators.attacks.n=32"]), get_protocol(OCC))
-             for s in (0, 1)]
+    smoke = [
+        run_info(
+            f"r{s}",
+            record(
+                "exp_c",
+                s,
+                OCC,
+                smoke=DIGITS_SMOKE,
+                overrides=[
+                    "+experiment=exp_c",
+                    f"seed={s}",
+                    "+sweep=table_n3_4",
+                    "eval=attacks",
+                    "data=digits",
+                    "eval.evaluators.attacks.n=32",
+                ],
+            ),
+            get_protocol(OCC),
+        )
+        for s in (0, 1)
+    ]
     # n3.4's sweep sets eval=attacks itself: not repeated in ARGS
     cmd = fill_command("n3.4", smoke, {"exp_c": [2]}, ["exp_c"], "/r").command
     assert cmd == 'make reproduce-table-n3.4 RESULTS_DIR=/r ARGS="data=digits eval.evaluators.attacks.n=32"'
@@ -173,7 +241,9 @@ def test_overrides_from_the_hydra_run_dir_or_reconstructed(tmp_path: Path) -> No
     p = get_protocol(OCC)
     run_dir = tmp_path / "job"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("- +experiment=e\n- seed=0\n- data=digits\n- trainer=gpu\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text(
+        "- +experiment=e\n- seed=0\n- data=digits\n- trainer=gpu\n"
+    )
     rec = record("e", 0, OCC, smoke=DIGITS_SMOKE, run_dir=str(run_dir))  # an older record: no `overrides`
     r = run_info("x", rec, p)
     assert (r.overrides, r.overrides_from) == (("data=digits", "trainer=gpu"), "hydra")
@@ -191,8 +261,10 @@ def test_runs_under_the_authors_protocol_get_their_own_section(tmp_path: Path) -
     for s in range(3):
         store.write(record("exp_d", s, FR, {"extra.fisher_rao.value": 10.0 + s}))
         store.write(record("exp_d", s, FR, {"extra.fisher_rao.value": 30.0 + s}, key="k9", protocol=authors))
-    assert reading_of({"protocol": authors}).label == "the authors' protocol, model selected on the test set " \
-                                                      "(optimistic)"
+    assert (
+        reading_of({"protocol": authors}).label == "the authors' protocol, model selected on the test set "
+        "(optimistic)"
+    )
     paper = tmp_path / "paper"
     paper.mkdir()
     (paper / "t2.csv").write_text(T2_PAPER)
@@ -203,7 +275,12 @@ def test_runs_under_the_authors_protocol_get_their_own_section(tmp_path: Path) -
     assert other.cell("D", "Norm").values == {0: 30.0, 1: 31.0, 2: 32.0}
     assert other.anchor == "table_t2-authors-test" and main.anchor == "table_t2"
     (row,) = rep.readings
-    assert (row.kind, row.paired, row.mean_abs_diff_printed, row.mean_abs_diff_alternative) == ("protocol", 1, 1.0, 21.0)
+    assert (row.kind, row.paired, row.mean_abs_diff_printed, row.mean_abs_diff_alternative) == (
+        "protocol",
+        1,
+        1.0,
+        21.0,
+    )
     assert row.closer == main.reading.label
     assert rep.summary()["seeds_present"] == 3  # the alternative reading's runs are extra, not asked for
 
@@ -212,15 +289,26 @@ def test_failed_runs_say_why_they_stopped() -> None:
     from bioreg.lit.failure import describe_failure
 
     assert failure_text({"error": "SIGTERMException: "}).startswith("killed by SIGTERM")
-    assert failure_text({"error": "RuntimeError: ", "traceback": "Traceback\n  x\nRuntimeError\n"}) == \
-        "RuntimeError (no message); traceback ends: RuntimeError"
-    trainer = SimpleNamespace(state=SimpleNamespace(stage=SimpleNamespace(value="train")), current_epoch=1,
-                              max_epochs=3, num_training_batches=17, global_step=19,
-                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(
-                                  current=SimpleNamespace(completed=2)))))
+    assert (
+        failure_text({"error": "RuntimeError: ", "traceback": "Traceback\n  x\nRuntimeError\n"})
+        == "RuntimeError (no message); traceback ends: RuntimeError"
+    )
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(stage=SimpleNamespace(value="train")),
+        current_epoch=1,
+        max_epochs=3,
+        num_training_batches=17,
+        global_step=19,
+        fit_loop=SimpleNamespace(
+            epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(completed=2)))
+        ),
+    )
     sigterm = type("SIGTERMException", (SystemExit,), {})()
     got = describe_failure(sigterm, trainer)
-    assert got["error"] == "killed by SIGTERM during training: epoch 1 of 3, after batch 2 of 17 (global step 19)"
+    assert (
+        got["error"]
+        == "killed by SIGTERM during training: epoch 1 of 3, after batch 2 of 17 (global step 19)"
+    )
     assert got["failure"]["signal"] == "SIGTERM" and failure_text(got) == got["error"]
     got = describe_failure(ValueError("loss is nan"), None)
     assert got["error"] == "ValueError: loss is nan"
@@ -228,7 +316,9 @@ def test_failed_runs_say_why_they_stopped() -> None:
 
 def test_every_file_that_is_not_a_record_is_listed(report) -> None:
     assert [(f.path, f.beside_records) for f in report.other_files] == [
-        ("exp_a/k1/bins.npz", True), ("notes.json", False)]
+        ("exp_a/k1/bins.npz", True),
+        ("notes.json", False),
+    ]
     assert [r.path.endswith("exp_x/k1/seed0.json") for r in report.unreadable] == [True]
     (failed,) = report.failed
     assert failed.name == "exp_c" and failed.failure.startswith("killed by SIGTERM")
@@ -267,8 +357,12 @@ def test_the_page_claims_first_every_cell_traceable_folder_self_contained(report
     # claims, then the summary, then the tables, then the readings
     order = [page.ids.index(i) for i in ("claims", "summary", "tables", "readings")]
     assert order == sorted(order) and page.sections == ["table_t1", "table_t2", "table_t3"]
-    assert md.index("## Claims of the sources") < md.index("## Summary") < md.index("## Tables") \
+    assert (
+        md.index("## Claims of the sources")
+        < md.index("## Summary")
+        < md.index("## Tables")
         < md.index("## Readings (ablations)")
+    )
     # every link and image resolves inside the folder (no absolute paths, nothing on the network)
     for href in page.links + page.imgs:
         assert not href.startswith(("/", "http", "data:", "file:")), href
@@ -277,10 +371,10 @@ def test_the_page_claims_first_every_cell_traceable_folder_self_contained(report
         else:
             assert (out / href).is_file(), href
     # every cell with a value links to each of its runs' record copy and resolved config
-    t1 = html[html.index('id="table_t1"'):html.index('id="table_t2"')]
+    t1 = html[html.index('id="table_t1"') : html.index('id="table_t2"')]
     for cell_id in ("table_t1-r0-c0", "table_t1-r1-c0", "table_t1-r0-c2"):
-        cell = t1[t1.index(f'id="{cell_id}"'):]
-        cell = cell[:cell.index("</td>")]
+        cell = t1[t1.index(f'id="{cell_id}"') :]
+        cell = cell[: cell.index("</td>")]
         assert cell.count(">record</a>") == 3 and cell.count(">config</a>") == 3, cell_id
     rec = json.loads((out / "runs" / "exp_a" / "k1" / "seed0.json").read_text())
     assert rec["name"] == "exp_a" and "trainer" in (out / "runs/exp_a/k1/seed0.config.yaml").read_text()
@@ -320,8 +414,13 @@ def test_a_second_report_in_the_same_folder_drops_the_old_files(report, tmp_path
 
 
 def test_every_real_table_renders_without_records(tmp_path: Path) -> None:
-    rep = build_report(all_specs(), load_records(tmp_path / "none"), claims=load_claims(), results_dir="results/runs",
-                       data="digits")
+    rep = build_report(
+        all_specs(),
+        load_records(tmp_path / "none"),
+        claims=load_claims(),
+        results_dir="results/runs",
+        data="digits",
+    )
     html = render_html(rep)
     page = _Page()
     page.feed(html)
@@ -344,9 +443,13 @@ def _figure(spec_dict: dict, cells: dict):
 
 
 def _panel_spec(n_metrics: int) -> dict:
-    return {"id": "p", "title": "panels", "seeds": [0, 1, 2],
-            "rows": [{"label": f"row {i}", "experiment": f"e{i}"} for i in range(4)],
-            "columns": [{"label": f"m{j}", "metric": f"x.m{j}"} for j in range(n_metrics)]}
+    return {
+        "id": "p",
+        "title": "panels",
+        "seeds": [0, 1, 2],
+        "rows": [{"label": f"row {i}", "experiment": f"e{i}"} for i in range(4)],
+        "columns": [{"label": f"m{j}", "metric": f"x.m{j}"} for j in range(n_metrics)],
+    }
 
 
 @pytest.mark.parametrize("n_metrics", [1, 2, 3, 4])
@@ -356,14 +459,19 @@ def test_panel_figures_keep_the_table_s_row_order_and_mark_flags(n_metrics: int)
 
     from bioreg.results.figures import FLAG_COLOR, FONT, SERIES_COLORS, Cell
 
-    cells = {(f"m{j}", f"row {i}"): Cell(10.0 + i, 1.0, 3 if i else 2, 3, 12.0, None, outside=(i == 1))
-             for i in range(4) for j in range(n_metrics)}
+    cells = {
+        (f"m{j}", f"row {i}"): Cell(10.0 + i, 1.0, 3 if i else 2, 3, 12.0, None, outside=(i == 1))
+        for i in range(4)
+        for j in range(n_metrics)
+    }
     spec, fig = _figure(_panel_spec(n_metrics), cells)
     try:
         for ax in [a for a in fig.axes if a.get_visible() and a.patches]:
             bars = [p for p in ax.patches if str(p.get_gid() or "").startswith("cell:")]
             # read back top to bottom in screen coordinates
-            top_down = sorted(bars, key=lambda b: -ax.transData.transform((0, b.get_y() + b.get_height() / 2))[1])
+            top_down = sorted(
+                bars, key=lambda b: -ax.transData.transform((0, b.get_y() + b.get_height() / 2))[1]
+            )
             assert [b.get_gid().split("|")[0] for b in top_down] == [f"cell:row {i}" for i in range(4)]
             flagged = [b for b in bars if b.get_gid().startswith("cell:row 1|")]
             assert [_rgba(b.get_edgecolor()) for b in flagged] == [_rgba(FLAG_COLOR)]
@@ -371,8 +479,10 @@ def test_panel_figures_keep_the_table_s_row_order_and_mark_flags(n_metrics: int)
             assert any(p.get_gid() == "fewer-seeds" for p in ax.patches)  # row 0 has 2 of 3 seeds
             assert any(ln.get_gid() == "flag" for ln in ax.lines)
         assert FLAG_COLOR.lower() not in [c.lower() for c in SERIES_COLORS]
-        assert min(t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize"))
-                   if t.get_text()) >= FONT
+        assert (
+            min(t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_text())
+            >= FONT
+        )
         assert fig.get_size_inches()[0] <= 12.5
     finally:
         plt.close(fig)
@@ -391,8 +501,10 @@ def test_bar_and_curve_figures_mark_flags_and_fewer_seeds() -> None:
 
     # bars (Dutta's layout): group order = row order left to right, series order = column order
     d = {**T1, "protocol": None, "paper": None}
-    cells = {(r, e): Cell(50.0 + i, 1.0, 3 - (e == "B"), 3, 49.0, 1.0, outside=(r, e) == ("Central", "C"))
-             for i, (r, e) in enumerate((r, e) for r in ("Test Set", "Central") for e in ("A", "B", "C"))}
+    cells = {
+        (r, e): Cell(50.0 + i, 1.0, 3 - (e == "B"), 3, 49.0, 1.0, outside=(r, e) == ("Central", "C"))
+        for i, (r, e) in enumerate((r, e) for r in ("Test Set", "Central") for e in ("A", "B", "C"))
+    }
     _, fig = _figure(d, cells)
     try:
         ax = fig.axes[0]
@@ -406,18 +518,34 @@ def test_bar_and_curve_figures_mark_flags_and_fewer_seeds() -> None:
     finally:
         plt.close(fig)
     # curves (push-pull Table 4): fewer-seed points hollow, flags marked, as the caption says
-    sweep = {"id": "sw", "title": "noise sweep", "seeds": [0, 1, 2],
-             "rows": [{"label": "h=1", "experiment": "a"}, {"label": "h=2", "experiment": "b"}],
-             "columns": [{"label": f"var={v}", "metric": f"extra.noise.acc.{i}"}
-                         for i, v in enumerate(["0", "1e-4", "1e-3", "1e-2"])]}
-    cells = {(f"var={v}", e): Cell(90.0 - i, 1.0, 2 if e == "h=2" else 3, 3, 89.0, None, outside=(i == 3))
-             for i, v in enumerate(["0", "1e-4", "1e-3", "1e-2"]) for e in ("h=1", "h=2")}
+    sweep = {
+        "id": "sw",
+        "title": "noise sweep",
+        "seeds": [0, 1, 2],
+        "rows": [{"label": "h=1", "experiment": "a"}, {"label": "h=2", "experiment": "b"}],
+        "columns": [
+            {"label": f"var={v}", "metric": f"extra.noise.acc.{i}"}
+            for i, v in enumerate(["0", "1e-4", "1e-3", "1e-2"])
+        ],
+    }
+    cells = {
+        (f"var={v}", e): Cell(90.0 - i, 1.0, 2 if e == "h=2" else 3, 3, 89.0, None, outside=(i == 3))
+        for i, v in enumerate(["0", "1e-4", "1e-3", "1e-2"])
+        for e in ("h=1", "h=2")
+    }
     _, fig = _figure(sweep, cells)
     try:
         lines = fig.axes[0].lines
-        assert [ln.get_gid() for ln in lines if str(ln.get_gid()).startswith("row:")] == ["row:h=1", "row:h=2"]
+        assert [ln.get_gid() for ln in lines if str(ln.get_gid()).startswith("row:")] == [
+            "row:h=1",
+            "row:h=2",
+        ]
         hollow = [ln for ln in lines if ln.get_gid() == "fewer-seeds" and len(ln.get_xdata())]
-        assert len(hollow) == 1 and len(hollow[0].get_xdata()) == 4 and _rgba(hollow[0].get_mfc()) == _rgba("white")
+        assert (
+            len(hollow) == 1
+            and len(hollow[0].get_xdata()) == 4
+            and _rgba(hollow[0].get_mfc()) == _rgba("white")
+        )
         flags = [ln for ln in lines if ln.get_gid() == "flag"]
         assert len(flags) == 2 and all(_rgba(ln.get_color()) == _rgba(FLAG_COLOR) for ln in flags)
     finally:
@@ -473,11 +601,20 @@ def test_fig_3_11_reads_the_runs_csv_logs(tmp_path: Path) -> None:
         run_dir = tmp_path / "out" / f"job{seed}"
         (run_dir / "csv").mkdir(parents=True)
         # Lightning's CSVLogger: one row per logging call, NaN where a column was not logged
-        pd.DataFrame({"epoch": [0, 0, 1, 1], "step": [3, 3, 7, 7], "train/loss": [2.0, None, 1.5, None],
-                      "val/loss": [None, 2.0 * scale, None, 1.0 * scale]}).to_csv(run_dir / "csv" / "metrics.csv",
-                                                                                  index=False)
-        store.write({"name": "exp_a", "seed": seed, "config_key": "k", "status": "completed", "run_dir": str(run_dir)})
-    store.write({"name": "exp_b", "seed": 0, "config_key": "k", "status": "completed"})  # no run_dir: reported
+        pd.DataFrame(
+            {
+                "epoch": [0, 0, 1, 1],
+                "step": [3, 3, 7, 7],
+                "train/loss": [2.0, None, 1.5, None],
+                "val/loss": [None, 2.0 * scale, None, 1.0 * scale],
+            }
+        ).to_csv(run_dir / "csv" / "metrics.csv", index=False)
+        store.write(
+            {"name": "exp_a", "seed": seed, "config_key": "k", "status": "completed", "run_dir": str(run_dir)}
+        )
+    store.write(
+        {"name": "exp_b", "seed": 0, "config_key": "k", "status": "completed"}
+    )  # no run_dir: reported
     hist, missing = loss_histories(load_records(tmp_path / "runs"), ["exp_a", "exp_b"], [0, 1])
     assert list(hist) == ["exp_a"]
     assert hist["exp_a"].mean(axis=1).tolist() == [4.0, 2.0]  # (2 + 6) / 2, (1 + 3) / 2
@@ -503,16 +640,27 @@ def test_one_epoch_runs_give_no_empty_source_figures(tmp_path: Path, capsys) -> 
     pd.DataFrame({"epoch": [0], "val/loss": [1.0]}).to_csv(run_dir / "csv" / "metrics.csv", index=False)
     hist = {"epoch": [0], "ewma": {s: [0.5] for s in ("mean", "max", "std", "var", "sparsity")}}
     final = {s: 0.5 for s in ("mean", "max", "std", "var", "sparsity")}
-    store.write({"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
-                 "run_dir": str(run_dir), "extra": {"activation_stats_history": {"48": hist},
-                                                     "activation_stats": {"48": final}}})
+    store.write(
+        {
+            "name": "vgg16_baseline",
+            "seed": 0,
+            "config_key": "k",
+            "status": "completed",
+            "run_dir": str(run_dir),
+            "extra": {"activation_stats_history": {"48": hist}, "activation_stats": {"48": final}},
+        }
+    )
     figs = tmp_path / "figs"
     mf = _script("make_figures")
     args = SimpleNamespace(results_dir=str(tmp_path / "runs"), smoothing=0.6, formats=["png"])
     status = {"fig_3_11": mf.fig_3_11(args, load_records(tmp_path / "runs"), {}, figs)}
     assert status["fig_3_11"].startswith("skipped: the runs' logs hold 1 epoch")
-    assert _script("fig_activation_stats").main(["--results-dir", str(tmp_path / "runs"), "--out", str(figs),
-                                                 "--points", "48"]) == 0
+    assert (
+        _script("fig_activation_stats").main(
+            ["--results-dir", str(tmp_path / "runs"), "--out", str(figs), "--points", "48"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "point 48: only one epoch of activation statistics" in printed
     assert not (figs / "activation_stats_48.png").exists() and (figs / "activation_mean_std_48.png").is_file()
@@ -530,25 +678,56 @@ def test_one_epoch_runs_give_no_empty_source_figures(tmp_path: Path, capsys) -> 
 
 @pytest.mark.slow
 def test_make_figures_and_make_report_scripts(tmp_path: Path, capsys) -> None:
-    """The scripts ``make figures`` / ``make compare`` / ``make report`` call, on records of one real table."""
+    """The scripts ``make figures`` / ``make compare`` / ``make report`` call, on records of one table."""
     store = RecordStore(tmp_path / "runs")
     for s in (0, 1):
         store.write(record("allconvnet_baseline", s, OCC, {"summary.test_acc": 50.0 + s}, smoke=DIGITS_SMOKE))
     (tmp_path / "runs" / "junk" / "k").mkdir(parents=True)
     (tmp_path / "runs" / "junk" / "k" / "seed0.json").write_text("{")
     figs, out = tmp_path / "figures", tmp_path / "report"
-    assert _script("make_figures").main(["--results-dir", str(tmp_path / "runs"), "--out-dir", str(figs),
-                                         "--data-dir", str(tmp_path / "data"), "--formats", "png",
-                                         "--data", "digits"]) == 0
+    assert (
+        _script("make_figures").main(
+            [
+                "--results-dir",
+                str(tmp_path / "runs"),
+                "--out-dir",
+                str(figs),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--formats",
+                "png",
+                "--data",
+                "digits",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "table figures: " in text and "2.3" in text
     assert re.search(r"fig_2_4\s+built \(digits image 0", text)
     assert (figs / "tables" / "table_2_3.png").is_file() and (figs / "fig_2_4.png").is_file()
-    assert _script("compare").main(["--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "R.md"),
-                                    "--data", "digits"]) == 0
+    assert (
+        _script("compare").main(
+            ["--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "R.md"), "--data", "digits"]
+        )
+        == 0
+    )
     assert "2 smoke cells" not in capsys.readouterr().out  # Test Set row of one column: 1 smoke cell
-    assert _script("make_report").main(["--results-dir", str(tmp_path / "runs"), "--out-dir", str(out),
-                                        "--figures-dir", str(figs), "--data", "digits"]) == 0
+    assert (
+        _script("make_report").main(
+            [
+                "--results-dir",
+                str(tmp_path / "runs"),
+                "--out-dir",
+                str(out),
+                "--figures-dir",
+                str(figs),
+                "--data",
+                "digits",
+            ]
+        )
+        == 0
+    )
     html = (out / "index.html").read_text()
     assert 'ARGS="data=digits trainer.max_epochs=1"' in html.replace("&#34;", '"')
     page = _Page()

@@ -30,19 +30,29 @@ CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="Debian's chromium and chromium-driver are not installed (as root: apt-get install -y chromium "
-           "chromium-driver; .ci/run does it when it can)")
+    "chromium-driver; .ci/run does it when it can)",
+)
 
 #: Chromium on a machine without network or display (docs: the workplace's machine notes)
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("browser")
     specs, paper = write_report_inputs(tmp)
-    report = build_report(specs, load_records(tmp / "runs"), claims=CLAIMS, results_dir=str(tmp / "runs"),
-                          paper_dir=paper)
+    report = build_report(
+        specs, load_records(tmp / "runs"), claims=CLAIMS, results_dir=str(tmp / "runs"), paper_dir=paper
+    )
     write_report(report, tmp / "report")
     return tmp / "report" / "index.html"
 
@@ -69,8 +79,9 @@ def _open(driver, page: Path, width: int) -> None:
     driver.set_window_size(width, 1000)
     driver.get(page.as_uri())
     for _ in range(100):
-        if driver.execute_script("return document.readyState === 'complete' && "
-                                 "Array.from(document.images).every(i => i.complete)"):
+        if driver.execute_script(
+            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
+        ):
             break
         time.sleep(0.05)
     # the layout width Chromium gives the page (the window minus its frame)
@@ -97,16 +108,19 @@ def test_the_page_in_chromium(browser, page: Path, width: int) -> None:
     _open(browser, page, width)
     assert browser.execute_script("return window.innerWidth") == width
     # every image loaded
-    imgs = browser.execute_script("return Array.from(document.images).map(i => [i.getAttribute('src'), "
-                                  "i.complete, i.naturalWidth])")
+    imgs = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+    )
     assert len(imgs) >= 2, imgs  # a figure per table with runs
     assert [src for src, done, w in imgs if not (done and w > 0)] == []
     # no horizontal overflow of the page body; wide grids scroll inside their own box
     scroll_w, client_w, body_w, wide = browser.execute_script(_OVERFLOW)
     assert scroll_w <= client_w and body_w <= client_w, (scroll_w, client_w, body_w, wide)
     assert wide == []
-    claims = browser.execute_script("const r = document.getElementById('claims-table').getBoundingClientRect();"
-                                    "return [r.right, document.documentElement.clientWidth]")
+    claims = browser.execute_script(
+        "const r = document.getElementById('claims-table').getBoundingClientRect();"
+        "return [r.right, document.documentElement.clientWidth]"
+    )
     assert claims[0] <= claims[1] + 1, claims  # the claims table fits the screen (stacked at 420 px)
     # every link target exists
     ids = set(browser.execute_script("return Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))

@@ -103,8 +103,8 @@ def uninterrupted(tmp_path_factory) -> Path:
     return a
 
 
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH
-                    ) -> dict:
+def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None,
+                    ckpt_epoch: int = KILL_AFTER_EPOCH) -> dict:
     """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), check the
     failed record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``, then relaunch."""
     killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)

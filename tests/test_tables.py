@@ -317,7 +317,8 @@ def records_from_paper(spec, root: Path, shift: dict | None = None, skip: set | 
             printed = (spec.paper_label(r.label), spec.paper_label(c.label))  # an ablation: its counterpart's
             v = float(paper.loc[printed, "mean"]) + shift.get((r.label, c.label), 0.0)
             for s in SEEDS:
-                rec = per_exp.setdefault(exp, {}).setdefault(s, protocol_record(exp, s, spec.protocol, key="k"))
+                rec = per_exp.setdefault(exp, {}).setdefault(
+                    s, protocol_record(exp, s, spec.protocol, key="k"))
                 set_path(rec, metric.path, v + offs[s])
     for seeds in per_exp.values():
         for rec in seeds.values():

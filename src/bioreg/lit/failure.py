@@ -39,7 +39,8 @@ def _progress(trainer: Any) -> dict[str, Any]:
     if status == "finished":
         out["stage"] = "evaluation"
     elif stage is not None:
-        out["stage"] = {"fit": "train"}.get(str(getattr(stage, "value", stage)), str(getattr(stage, "value", stage)))
+        name = str(getattr(stage, "value", stage))
+        out["stage"] = {"fit": "train"}.get(name, name)
     for key, get in (("epoch", lambda t: t.current_epoch), ("max_epochs", lambda t: t.max_epochs),
                      ("batch", lambda t: t.fit_loop.epoch_loop.batch_progress.current.completed),
                      ("batches", lambda t: t.num_training_batches), ("global_step", lambda t: t.global_step)):

@@ -161,7 +161,8 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
             seed = int(stem[4:]) if stem.startswith("seed") and stem[4:].isdigit() else -1
         status = str(rec.get("status", "unknown"))
         runs.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
-                     "path": str(path), "error": failure_text(rec) if status == "failed" else rec.get("error"),
+                     "path": str(path),
+                     "error": failure_text(rec) if status == "failed" else rec.get("error"),
                      "finished": rec.get("finished"),
                      "data": dataset_of(rec)})
         for m, val in record_metrics(rec).items():

@@ -271,8 +271,9 @@ def evaluate_claim(claim: Claim, spec: TableSpec, res: TableResult | None,
     count, total, missing, needed = _count(claim, spec, result_matrix(res))
     needed = list(dict.fromkeys(needed))
     if count is None:
-        return ClaimOutcome(claim, thesis_count, None, total, "not enough data", missing=missing, cells=needed)
+        return ClaimOutcome(claim, thesis_count, None, total, "not enough data", missing=missing,
+                            cells=needed)
     ok = OPS[claim.op](count, claim.claimed)
     partial = any(res.stats(r, c).n < res.stats(r, c).n_expected for r, c in needed)
-    return ClaimOutcome(claim, thesis_count, count, total, "reproduced" if ok else "not reproduced", partial=partial,
-                        cells=needed)
+    return ClaimOutcome(claim, thesis_count, count, total, "reproduced" if ok else "not reproduced",
+                        partial=partial, cells=needed)

@@ -1,13 +1,15 @@
 """Figures of the reproduction: every table drawn from its spec, and the sources' remaining figures.
 
-**Tables.** :func:`plot_table` draws any table spec from the same cells as the printed table
-(:func:`bioreg.results.tables.build_table`) and the same comparison as ``make compare``
-(:func:`bioreg.results.compare.compare_table`): per cell the reproduced mean with the sample std
-over seeds as error bar, the published value beside it (a black diamond, with its printed std as
-error bar where the paper prints one), cells outside 2σ of the published value outlined in red,
-and cells with fewer seeds than the table asks for hatched. There is no per-table plotting code:
-the spec's ``figure:`` entry picks one of a few kinds, and without one the kind follows from the
-table's shape (:func:`figure_kind`):
+**Tables.** :func:`plot_table` draws any table spec from the cells of the report
+(:class:`Cell`, made by ``bioreg.results.report_page.figure_cells`` from the same cells the page
+prints): per cell the mean with the sample std over seeds as error bar, the published value beside
+it (a black diamond, with its printed std as error bar where the paper prints one), cells outside 2σ
+of the published value outlined in vermillion with a ✗ marker (:data:`FLAG_COLOR`, never a series
+colour, :data:`SERIES_COLORS`), cells with fewer seeds than the table asks for hatched (curves: a
+hollow point), cells of smoke runs pale beside cells with a verdict. Rows keep the table's order;
+text is ≥ :data:`FONT` pt and no figure is wider than :data:`MAX_WIDTH_IN`. There is no per-table
+plotting code: the spec's ``figure:`` entry picks one of a few kinds, and without one the kind
+follows from the table's shape (:func:`figure_kind`):
 
 ``curves``
     the metric axis is a swept number (every label reads ``<name>=<number>``, e.g. push-pull
@@ -244,7 +246,8 @@ def _bars(ax: Any, categories: Sequence[str], series: Sequence[str], colors: Seq
         ax.grid(axis="x", lw=0.4, alpha=0.5)
     else:
         long = max((len(c) for c in categories), default=0) * len(categories) > 60
-        ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center", fontsize=FONT)
+        ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center",
+                      fontsize=FONT)
         ax.grid(axis="y", lw=0.4, alpha=0.5)
     ax.tick_params(labelsize=FONT)
     ax.set_axisbelow(True)
@@ -257,15 +260,15 @@ def _error_bars(ax: Any, x: np.ndarray, cells: Sequence[Cell], horizontal: bool)
     ok = ~np.isnan(val) & (err > 0)
     if ok.any():
         pts = (val[ok], x[ok]) if horizontal else (x[ok], val[ok])
-        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": err[ok]}, fmt="none", ecolor="0.2", elinewidth=0.8,
-                    capsize=2)
+        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": err[ok]}, fmt="none", ecolor="0.2",
+                    elinewidth=0.8, capsize=2)
     pv = np.array([c.paper if c.paper is not None else np.nan for c in cells])
     pe = np.array([c.paper_std if c.paper_std is not None else 0.0 for c in cells])
     have = ~np.isnan(pv)
     if have.any():
         pts = (pv[have], x[have]) if horizontal else (x[have], pv[have])
-        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": pe[have]}, fmt="D", ms=3.5, color=PUBLISHED_COLOR,
-                    mfc="white", mew=0.9, elinewidth=0.8, capsize=2, zorder=3)
+        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": pe[have]}, fmt="D", ms=3.5,
+                    color=PUBLISHED_COLOR, mfc="white", mew=0.9, elinewidth=0.8, capsize=2, zorder=3)
 
 
 def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curves: bool = False,
@@ -275,10 +278,13 @@ def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curv
 
     h: list[Any] = [Patch(facecolor=c, label=s) for s, c in zip(series, colors, strict=True)]
     if curves:
-        h += [Line2D([], [], color="0.3", lw=1.5, marker="o", ms=4, label="reproduced (mean ± std over seeds)"),
+        h += [Line2D([], [], color="0.3", lw=1.5, marker="o", ms=4,
+                     label="reproduced (mean ± std over seeds)"),
               Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white", label="published"),
-              Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3", label="fewer seeds than asked"),
-              Line2D([], [], ls="none", marker="X", ms=7, color=FLAG_COLOR, label="✗ outside 2σ of published")]
+              Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3",
+                     label="fewer seeds than asked"),
+              Line2D([], [], ls="none", marker="X", ms=7, color=FLAG_COLOR,
+                     label="✗ outside 2σ of published")]
     else:
         h += [Line2D([], [], ls="none", marker="D", ms=4, color=PUBLISHED_COLOR, mfc="white",
                      label="published (± printed std)"),
@@ -344,14 +350,16 @@ def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
     return fig
 
 
-def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
+def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any],
+                        faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
     metrics, exps = _axes(spec)
     groups, stats, where = _stat_groups(metrics, str(opts.get("group_pattern", DEFAULT_GROUP_PATTERN)))  # type: ignore[misc]
     colors = _series_colors(len(exps))
     nrows, ncols, width = _grid(len(stats), max(2.5, (0.5 + 0.14 * len(exps)) * len(groups)), 0.6)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.4 * nrows + 1.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.4 * nrows + 1.0), squeeze=False,
+                             layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i >= len(stats):
             ax.set_visible(False)
@@ -399,8 +407,8 @@ def _curve(ax: Any, xpos: np.ndarray, cells: Sequence[Cell], col: Any, label: st
                 label=None if not np.isnan(y).all() else label)
     out = np.array([c.outside for c in cells])
     if out.any():
-        ax.plot(xpos[out], y[out], ls="none", marker="X", ms=8, color=FLAG_COLOR, mec="white", mew=0.6, zorder=4,
-                gid="flag")
+        ax.plot(xpos[out], y[out], ls="none", marker="X", ms=8, color=FLAG_COLOR, mec="white", mew=0.6,
+                zorder=4, gid="flag")
 
 
 def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
@@ -426,8 +434,8 @@ def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
     ax.tick_params(labelsize=FONT)
     ax.grid(lw=0.4, alpha=0.5)
     handles, _ = ax.get_legend_handles_labels()
-    fig.legend(handles=handles + _legend_handles(curves=True, smoke=faded), fontsize=FONT, loc="outside right center",
-               frameon=False)
+    fig.legend(handles=handles + _legend_handles(curves=True, smoke=faded), fontsize=FONT,
+               loc="outside right center", frameon=False)
     return fig
 
 
@@ -544,7 +552,7 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (red: outline of the occluder)"
+    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (coloured line: outline of the occluder)"
                  + (f" — {caption}" if caption else ""), fontsize=9)
     fig.tight_layout()
     try:

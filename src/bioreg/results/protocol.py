@@ -162,8 +162,9 @@ def _setting(d: Mapping[str, Any], where: str) -> Setting:
     if set(d) - keys or "label" not in d or ("path" in d) == ("data" in d):
         raise ValueError(f"{where}: setting {dict(d)!r} needs 'label' and one of 'path' or 'data'; "
                          f"valid keys: {sorted(keys)}")
-    return Setting(label=str(d["label"]), path=str(d.get("path", "")), value=d.get("value"), data=d.get("data"),
-                   text=str(d.get("text", "")), override=d.get("override"), source=str(d.get("source", "")))
+    return Setting(label=str(d["label"]), path=str(d.get("path", "")), value=d.get("value"),
+                   data=d.get("data"), text=str(d.get("text", "")), override=d.get("override"),
+                   source=str(d.get("source", "")))
 
 
 @cache

@@ -39,8 +39,8 @@ __all__ = ["RunInfo", "run_info", "run_overrides", "Provenance", "provenance", "
            "make_command", "DROP_OVERRIDES"]
 
 #: override keys that do not define a run (identity, places, Hydra itself, progress output)
-DROP_OVERRIDES = ("experiment", "seed", "sweep", "results_dir", "ckpt_dir", "data_dir", "on_existing", "hydra",
-                  "trainer.enable_progress_bar", "eval.progress")
+DROP_OVERRIDES = ("experiment", "seed", "sweep", "results_dir", "ckpt_dir", "data_dir", "on_existing",
+                  "hydra", "trainer.enable_progress_bar", "eval.progress")
 _SWEEP_DIR = Path(__file__).resolve().parents[3] / "conf" / "sweep"
 
 
@@ -116,8 +116,8 @@ def _hydra_overrides(run_dir: Any) -> list[str] | None:
 def run_info(path: str, record: Mapping[str, Any], protocol: Protocol | None) -> RunInfo:
     """Describe one record file (its ``status`` is ``unreadable`` for a file that is not a record)."""
     git = record.get("git") if isinstance(record.get("git"), Mapping) else {}
-    diffs = tuple(differences(protocol, record)) if protocol is not None and record.get("config") is not None \
-        else ()
+    checked = protocol is not None and record.get("config") is not None
+    diffs = tuple(differences(protocol, record)) if checked else ()  # type: ignore[arg-type]
     overrides, source = run_overrides(record, diffs)
     wall = record.get("wall_time_s")
     seed = record.get("seed")

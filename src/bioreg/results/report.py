@@ -127,7 +127,8 @@ class TableReport:
     runs: list[RunInfo]  # every record file of its experiments under this reading (failed ones too)
     provenance: Provenance
     fill: FillCommand
-    fill_protocol: FillCommand | None = None  # the published protocol's command, when the runs present are smoke
+    #: the published protocol's command, when the runs present are smoke runs
+    fill_protocol: FillCommand | None = None
     figure: str | None = None  # set by the page writer: PNG relative to the page
     figure_pdf: str | None = None
     figure_width: int | None = None  # CSS px at which the PNG shows its fonts at their size
@@ -140,7 +141,8 @@ class TableReport:
 
     @property
     def anchor(self) -> str:
-        return self.spec.stem + ("" if self.reading.is_default else f"-{self.reading.reading}-{self.reading.selected_on}")
+        r = self.reading
+        return self.spec.stem + ("" if r.is_default else f"-{r.reading}-{r.selected_on}")
 
     def cell(self, row: str, column: str) -> CellReport:
         return next(c for c in self.cells if (c.row, c.column) == (row, column))
@@ -266,7 +268,8 @@ class ReportContext:
     results_dir: str
     data: str | None = None
     pins: dict[str, str] = field(default_factory=dict)
-    generated: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    generated: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     records: int = 0
     completed: int = 0
 
@@ -291,7 +294,8 @@ class Report:
     unreadable: list[RunInfo]
     other_files: list[OtherFile]
     context: ReportContext
-    #: the sources' figures ``{stem, caption, status, path, pdf}`` (path None: not built); set by the page writer
+    #: the sources' figures ``{stem, caption, status, path, pdf, width}`` (path None: not built); set by
+    #: the page writer
     source_figures: list[dict[str, Any]] = field(default_factory=list)
     #: the record documents by file path (the page writer copies them beside the page)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -325,6 +329,10 @@ class Report:
 # ----------------------------------------------------------------------------- building
 
 
+def _num(x: Any) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
+
+
 def _cell_runs(spec: TableSpec, res: TableResult, exp: str, index: Mapping[tuple[str, str, int], RunInfo]
                ) -> dict[int, RunInfo]:
     out = {}
@@ -348,11 +356,11 @@ def _cells(t_spec: TableSpec, res: TableResult, smoke: TableResult, comparison: 
             ps = None if pd.isna(k["thesis_std"]) else float(k["thesis_std"])
             verdict = k["verdict"] if vals or not svals else SMOKE
             cell = CellReport(
-                row=r.label, column=c.label, experiment=exp, metric=str(metric), values=vals, smoke_values=svals,
+                row=r.label, column=c.label, experiment=exp, metric=str(metric), values=vals,
+                smoke_values=svals,
                 stats=cell_stats(vals, len(t_spec.seeds)), smoke_stats=cell_stats(svals, len(t_spec.seeds)),
                 published=str(k["thesis"]), published_mean=pm, published_std=ps,
-                diff=None if verdict == SMOKE or k["diff"] is None or pd.isna(k["diff"]) else float(k["diff"]),
-                sigma=None if k["sigma"] is None or pd.isna(k["sigma"]) else float(k["sigma"]), verdict=verdict,
+                diff=None if verdict == SMOKE else _num(k["diff"]), sigma=_num(k["sigma"]), verdict=verdict,
                 runs=_cell_runs(t_spec, res, exp, index), smoke_runs=_cell_runs(t_spec, smoke, exp, index),
                 anchor=f"{anchor}-r{i}-c{j}")
             out.append(cell)
@@ -402,15 +410,17 @@ def _claim_row(claim: Claim, table: TableReport | None) -> ClaimRow:
     if few:
         return ClaimRow(claim, o, table, "not enough data",
                         f"{len(few)} of its {len(o.cells)} cells have fewer than {MIN_SEEDS} seeds")
-    return ClaimRow(claim, o, table, o.status, "some cells have fewer seeds than the table asks" if o.partial else "")
+    why = "some cells have fewer seeds than the table asks" if o.partial else ""
+    return ClaimRow(claim, o, table, o.status, why)
 
 
 def _ablation_rows(t: TableReport) -> list[ReadingRow]:
-    return [ReadingRow(table=t.id, anchor=t.anchor, printed=a["printed"], alternative=a["ablation"], kind="ablation",
-                       cells=a["cells"], paired=a["paired"], mean_abs_diff_printed=a["mean_abs_diff_printed"],
-                       mean_abs_diff_alternative=a["mean_abs_diff_ablation"], outside_printed=a["flagged_printed"],
-                       outside_alternative=a["flagged_ablation"], closer=a["closer"],
-                       number_format=t.spec.number_format)
+    return [ReadingRow(table=t.id, anchor=t.anchor, printed=a["printed"], alternative=a["ablation"],
+                       kind="ablation", cells=a["cells"], paired=a["paired"],
+                       mean_abs_diff_printed=a["mean_abs_diff_printed"],
+                       mean_abs_diff_alternative=a["mean_abs_diff_ablation"],
+                       outside_printed=a["flagged_printed"], outside_alternative=a["flagged_ablation"],
+                       closer=a["closer"], number_format=t.spec.number_format)
             for a in ablation_summary(t.spec, t.comparison)]
 
 
@@ -420,10 +430,15 @@ def _protocol_row(main: TableReport, other: TableReport) -> ReadingRow:
     both = [k for k in a if k in b]
     da = sum(abs(a[k].diff) for k in both) / len(both) if both else None  # type: ignore[arg-type]
     db = sum(abs(b[k].diff) for k in both) / len(both) if both else None  # type: ignore[arg-type]
-    closer = "" if not both else ("tie" if da == db else (main.reading.label if da < db else other.reading.label))
-    return ReadingRow(table=main.id, anchor=other.anchor, printed=main.reading.label, alternative=other.reading.label,
-                      kind="protocol", cells=len(other.cells), paired=len(both), mean_abs_diff_printed=da,
-                      mean_abs_diff_alternative=db, outside_printed=sum(a[k].verdict == OUTSIDE for k in both),
+    first, second = main.reading.label, other.reading.label
+    if not both:
+        closer = ""
+    else:
+        closer = "tie" if da == db else (first if da < db else second)  # type: ignore[operator]
+    return ReadingRow(table=main.id, anchor=other.anchor, printed=first, alternative=second, kind="protocol",
+                      cells=len(other.cells), paired=len(both), mean_abs_diff_printed=da,
+                      mean_abs_diff_alternative=db,
+                      outside_printed=sum(a[k].verdict == OUTSIDE for k in both),
                       outside_alternative=sum(b[k].verdict == OUTSIDE for k in both), closer=closer,
                       number_format=main.spec.number_format)
 
@@ -438,7 +453,8 @@ def other_files(results_dir: str | Path, records: Records) -> list[OtherFile]:
     out = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.resolve() not in known:
-            out.append(OtherFile(p.relative_to(root).as_posix(), p.stat().st_size, p.resolve().parent in folders))
+            beside = p.resolve().parent in folders
+            out.append(OtherFile(p.relative_to(root).as_posix(), p.stat().st_size, beside))
     return out
 
 
@@ -470,13 +486,15 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, claims: Sequen
     readings = [row for t in tables if t.reading.is_default for row in _ablation_rows(t)]
     readings += [_protocol_row(main[t.id], t) for t in tables if not t.reading.is_default]
     every = unfiltered if unfiltered is not None else records
+    runs_of = zip(every.runs["path"], every.runs["status"], every.runs["error"], strict=True)
     infos = [run_info(p, every.docs.get(str(p), {"status": st, "error": err}), None)
-             for p, st, err in zip(every.runs["path"], every.runs["status"], every.runs["error"], strict=True)]
+             for p, st, err in runs_of]
     runs = records.runs
     ctx = ReportContext(results_dir=results_dir, data=data, pins=dict(pins or {}), records=len(every.runs),
                         completed=int((runs["status"] == "completed").sum()) if len(runs) else 0)
     return Report(tables=tables, claims=claim_rows, readings=readings,
                   failed=[r for r in infos if r.status == "failed" and (data is None or r.data == data)],
                   unreadable=[r for r in infos if r.status == UNREADABLE],
-                  other_files=other_files(results_dir, every) if results_dir else [], context=ctx, docs=every.docs)
+                  other_files=other_files(results_dir, every) if results_dir else [], context=ctx,
+                  docs=every.docs)
 

@@ -34,8 +34,8 @@ from bioreg.results.protocol import data_name
 from bioreg.results.provenance import RunInfo
 from bioreg.results.report import SMOKE, CellReport, Report, TableReport
 
-__all__ = ["render_html", "render_markdown", "write_report", "write_compare", "figure_cells", "figure_subtitle",
-           "STATUS_FILE", "MAX_COPY_BYTES"]
+__all__ = ["render_html", "render_markdown", "write_report", "write_compare", "figure_cells",
+           "figure_subtitle", "STATUS_FILE", "MAX_COPY_BYTES"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 #: ``make figures`` writes each source figure's status (built / skipped: why) here, in its folder
@@ -84,7 +84,8 @@ def _run_links(run: RunInfo | None) -> Any:
 
     if run is None or not run.links:
         return ""
-    links = [markupsafe.Markup('<a href="{}">{}</a>').format(run.links[k], k) for k in _LINK_NAMES if k in run.links]
+    link = markupsafe.Markup('<a href="{}">{}</a>')
+    links = [link.format(run.links[k], k) for k in _LINK_NAMES if k in run.links]
     return markupsafe.Markup(" · ") + markupsafe.Markup(" ").join(links)
 
 
@@ -130,7 +131,8 @@ def _claims_of(report: Report) -> Callable[[TableReport], str]:
     def claims_of(t: TableReport) -> str:
         rows = [c for c in report.claims if c.table is t]
         done = [c for c in rows if c.verdict != "not enough data"]
-        return f"{sum(c.verdict == 'reproduced' for c in done)}/{len(done)}" + (f" of {len(rows)}" if rows else "")
+        good = sum(c.verdict == "reproduced" for c in done)
+        return f"{good}/{len(done)}" + (f" of {len(rows)}" if rows else "")
     return claims_of
 
 
@@ -146,10 +148,10 @@ def figure_subtitle(t: TableReport) -> str:
 
 
 def figure_caption(t: TableReport) -> str:
-    return (f"Table {t.id} drawn from the cells below, rows in the table's order: bars/lines = mean ± std over "
-            f"seeds; black diamonds / dashed = published (± printed std); vermillion outline or ✗ = outside "
-            f"{FLAG_K:g}σ; hatched bar or hollow point = fewer seeds than the table asks for; pale = smoke run. "
-            f"{figure_subtitle(t)}.")
+    return (f"Table {t.id} drawn from the cells below, rows in the table's order: bars/lines = mean ± std "
+            f"over seeds; black diamonds / dashed = published (± printed std); vermillion outline or ✗ = "
+            f"outside {FLAG_K:g}σ; hatched bar or hollow point = fewer seeds than the table asks for; pale = "
+            f"smoke run. {figure_subtitle(t)}.")
 
 
 def _datasets(report: Report) -> str:
@@ -164,8 +166,9 @@ def _env(markdown: bool = False) -> Any:
     renderer collapses runs of blank lines)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=not markdown, lstrip_blocks=True, autoescape=not markdown)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                             undefined=jinja2.StrictUndefined, trim_blocks=not markdown, lstrip_blocks=True,
+                             autoescape=not markdown)
     env.filters.update(md=_md)
     return env
 
@@ -174,7 +177,8 @@ def _context(report: Report, assets: bool) -> dict[str, Any]:
     return {
         "report": report, "ctx": report.context, "summary": report.summary(), "assets": assets,
         "flag_k": f"{FLAG_K:g}", "min_seeds": MIN_SEEDS, "ddof": STD_DDOF, "datasets": _datasets(report),
-        "fmt": _fmt, "verdict_class": _verdict_class, "verdict_text": _verdict_text, "seed_summary": _seed_summary,
+        "fmt": _fmt, "verdict_class": _verdict_class, "verdict_text": _verdict_text,
+        "seed_summary": _seed_summary,
         "run_links": _run_links, "md_links": _md_links, "md_grid": _md_grid, "smoke_data": _smoke_data,
         "claims_of": _claims_of(report), "figure_caption": figure_caption, "hours": lambda h: f"{h:.2f}",
     }
@@ -286,7 +290,8 @@ def _draw(t: TableReport, out: Path, written: set[Path]) -> None:
     if not any(c.stats.n or c.smoke_stats.n for c in t.cells):
         return
     try:
-        paths = plot_table(t.spec, figure_cells(t), out / "figures", figure_subtitle(t), formats=("png", "pdf"))
+        paths = plot_table(t.spec, figure_cells(t), out / "figures", figure_subtitle(t),
+                           formats=("png", "pdf"))
     except Exception as e:  # noqa: BLE001 - one bad figure must not cost the whole page
         t.figure_error = f"{type(e).__name__}: {e}"
         return
@@ -345,7 +350,8 @@ def _prune(out: Path, written: set[Path]) -> None:
                 p.unlink()
 
 
-def write_report(report: Report, out_dir: str | Path, figures_dir: str | Path | None = None) -> dict[str, Any]:
+def write_report(report: Report, out_dir: str | Path, figures_dir: str | Path | None = None
+                 ) -> dict[str, Any]:
     """Write the self-contained report folder (module docstring); returns ``report.summary()`` and the
     paths of ``index.html`` and ``index.md``."""
     out = Path(out_dir)
