@@ -11,6 +11,7 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
     paper_index: null                   # wide only: the column(s) holding the row labels; a list
                                         # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
+    protocol: dutta2019_ch2_corruption  # its published protocol (specs/protocols.yaml): who gets a verdict
     number_format: ".1f"
     rows:                               # printed order, top to bottom
       - {label: Test Set, metric: summary.test_acc}
