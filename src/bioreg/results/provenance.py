@@ -165,7 +165,8 @@ def provenance(runs: Sequence[RunInfo]) -> Provenance:
         runs=len(runs),
         commits=_counts(f"{(r.commit or 'unknown')[:10]}{' (dirty)' if r.dirty else ''}" for r in runs),
         versions={p: _counts(r.versions.get(p, "?") for r in runs) for p in pkgs},
-        devices=_counts(str(r.device or "unknown") for r in runs),
+        devices=_counts(str(r.device or ("not recorded (failed run)" if r.status == "failed" else "unknown"))
+                        for r in runs),
         gpu_hours=sum(r.wall_time_s or 0.0 for r in runs if r.gpu) / 3600.0,
         cpu_hours=sum(r.wall_time_s or 0.0 for r in runs if not r.gpu) / 3600.0,
         first_started=min(started) if started else None, last_finished=max(finished) if finished else None)

@@ -403,7 +403,7 @@ def _claim_row(claim: Claim, table: TableReport | None) -> ClaimRow:
     o = evaluate_claim(claim, table.spec, table.result, table.paper)
     if o.status == "not enough data":
         smoke = [c for c in o.cells if table.cell(*c).is_smoke]
-        why = (f"{len(o.missing)} of its {len(o.cells)} cells have no run under the published protocol"
+        why = (f"{len(set(o.missing))} of its {len(o.cells)} cells have no run under the published protocol"
                + (f" ({len(smoke)} only smoke runs)" if smoke else ""))
         return ClaimRow(claim, o, table, "not enough data", why)
     few = [c for c in o.cells if table.cell(*c).stats.n < MIN_SEEDS]
