@@ -232,9 +232,12 @@ def test_fill_commands_repeat_the_runs_own_overrides(report, tmp_path: Path) -> 
         )
         for s in (0, 1)
     ]
-    # n3.4's sweep sets eval=attacks itself: not repeated in ARGS
+    # n3.4's sweep sets eval=attacks itself, but the attack override needs it on the command line too
+    # (Hydra composes the command line before the sweep's parameters): kept
     cmd = fill_command("n3.4", smoke, {"exp_c": [2]}, ["exp_c"], "/r").command
-    assert cmd == 'make reproduce-table-n3.4 RESULTS_DIR=/r ARGS="data=digits eval.evaluators.attacks.n=32"'
+    assert cmd == (
+        'make reproduce-table-n3.4 RESULTS_DIR=/r ARGS="eval=attacks data=digits eval.evaluators.attacks.n=32"'
+    )
 
 
 def test_overrides_from_the_hydra_run_dir_or_reconstructed(tmp_path: Path) -> None:

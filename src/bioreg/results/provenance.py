@@ -41,7 +41,6 @@ __all__ = ["RunInfo", "run_info", "run_overrides", "Provenance", "provenance", "
 #: override keys that do not define a run (identity, places, Hydra itself, progress output)
 DROP_OVERRIDES = ("experiment", "seed", "sweep", "results_dir", "ckpt_dir", "data_dir", "on_existing",
                   "hydra", "trainer.enable_progress_bar", "eval.progress")
-_SWEEP_DIR = Path(__file__).resolve().parents[3] / "conf" / "sweep"
 
 
 @dataclass
@@ -181,16 +180,6 @@ class FillCommand:
     note: str = ""
 
 
-def _sweep_keys(table_id: str) -> set[str]:
-    """The keys a table's sweep sets itself (``conf/sweep/table_<id>.yaml``; they must not be repeated)."""
-    p = _SWEEP_DIR / f"table_{table_id.replace('.', '_')}.yaml"
-    try:
-        params = yaml.safe_load(p.read_text(encoding="utf-8"))["hydra"]["sweeper"]["params"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return set()
-    return {str(k).lstrip("+~") for k in params}
-
-
 def make_command(target: str, variables: Mapping[str, str]) -> str:
     """``make <target> VAR=value …`` with values quoted where the shell needs it."""
     parts = [f"make {target}"]
@@ -213,9 +202,9 @@ def fill_command(table_id: str, present: Sequence[RunInfo], missing: Mapping[str
         return FillCommand(make_command(f"reproduce-table-{table_id}", variables), "the published protocol")
     sets = Counter(r.overrides for r in present)
     chosen, n = sets.most_common(1)[0]
-    own = _sweep_keys(table_id)
-    args = [o for o in chosen if o.split("=", 1)[0].lstrip("+~") not in own]
-    variables["ARGS"] = " ".join(args)
+    # kept even where the table's sweep sets the same key (eval=attacks of the Singh sweeps): Hydra takes
+    # the command line's value once, and an override below it (eval.evaluators.attacks.n=32) needs it
+    variables["ARGS"] = " ".join(chosen)
     sources = sorted({r.overrides_from for r in present if r.overrides == chosen})
     basis = "the runs' own overrides" if sources != ["reconstructed"] else \
         "the settings in which the runs present depart from the published protocol (they carry no overrides)"
