@@ -333,10 +333,13 @@ def _num(x: Any) -> float | None:
     return None if x is None or pd.isna(x) else float(x)
 
 
-def _cell_runs(spec: TableSpec, res: TableResult, exp: str, index: Mapping[tuple[str, str, int], RunInfo]
-               ) -> dict[int, RunInfo]:
+def _cell_runs(spec: TableSpec, res: TableResult, exp: str, index: Mapping[tuple[str, str, int], RunInfo],
+               values: Mapping[int, float]) -> dict[int, RunInfo]:
+    """The run behind each seed's value of a cell (a run without the cell's number is in the notes)."""
     out = {}
     for s in spec.seeds:
+        if int(s) not in values:
+            continue
         key = res.selection.chosen.get((exp, int(s)))
         if key is not None and (exp, key, int(s)) in index:
             out[int(s)] = index[(exp, key, int(s))]
@@ -361,7 +364,8 @@ def _cells(t_spec: TableSpec, res: TableResult, smoke: TableResult, comparison: 
                 stats=cell_stats(vals, len(t_spec.seeds)), smoke_stats=cell_stats(svals, len(t_spec.seeds)),
                 published=str(k["thesis"]), published_mean=pm, published_std=ps,
                 diff=None if verdict == SMOKE else _num(k["diff"]), sigma=_num(k["sigma"]), verdict=verdict,
-                runs=_cell_runs(t_spec, res, exp, index), smoke_runs=_cell_runs(t_spec, smoke, exp, index),
+                runs=_cell_runs(t_spec, res, exp, index, vals),
+                smoke_runs=_cell_runs(t_spec, smoke, exp, index, svals),
                 anchor=f"{anchor}-r{i}-c{j}")
             out.append(cell)
     return out
