@@ -568,6 +568,58 @@ def test_the_page_s_figures_name_the_runs_settings(report, tmp_path: Path) -> No
     assert report.tables[2].figure is None  # no runs, no figure
 
 
+def _stats_spec(figure=None) -> dict:
+    d = {"id": "s32", "title": "correlation statistics", "seeds": [0, 1],
+         "rows": [{"label": f"Layer {k} {s}", "metric": f"extra.c.l{k}.{s.strip('.').lower()}"}
+                  for k in (3, 5) for s in ("Max.", "Min.", "Mean", "Std.")],
+         "columns": [{"label": "Vanilla", "experiment": "exp_a"}, {"label": "Mixup", "experiment": "exp_b"}]}
+    if figure is not None:
+        d["figure"] = figure
+    return d
+
+
+def test_figure_kind_follows_the_shape_and_the_spec_can_choose() -> None:
+    from bioreg.results.figures import figure_kind
+
+    assert figure_kind(spec_from_dict(T1)) == "bars"
+    assert figure_kind(spec_from_dict(T2)) == "panels"
+    assert figure_kind(spec_from_dict(_stats_spec())) == "grouped_stats"
+    assert figure_kind(spec_from_dict({**T1, "figure": "panels"})) == "panels"
+    assert figure_kind(spec_from_dict({**T1, "figure": {"kind": "none"}})) == "none"
+    kinds = {s.id: figure_kind(s) for s in all_specs()}
+    assert kinds["2.5"] == "bars" and kinds["n3.1"] == "panels" and kinds["pp4"] == "curves"
+    assert kinds["3.2"] == "grouped_stats"
+    with pytest.raises(ValueError, match="valid: auto, bars, panels, curves, grouped_stats, none"):
+        spec_from_dict({**T1, "figure": "pie"})
+    with pytest.raises(ValueError, match="unknown figure option"):
+        spec_from_dict({**T1, "figure": {"kind": "bars", "colour": "red"}})
+    with pytest.raises(ValueError, match="named groups"):
+        spec_from_dict(_stats_spec({"kind": "grouped_stats", "group_pattern": "(.*) (.*)"}))
+
+
+def test_grouped_statistics_and_no_figure(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from bioreg.results.figures import FONT, Cell, plot_table
+
+    spec, fig = _figure(_stats_spec(), {(f"Layer {k} {s}", e): Cell(0.1 * k, 0.01, 2, 2, None, None)
+                                        for k in (3, 5) for s in ("Max.", "Min.", "Mean", "Std.")
+                                        for e in ("Vanilla", "Mixup")})
+    try:
+        shown = [ax for ax in fig.axes if ax.get_visible() and ax.patches]
+        assert [ax.get_title() for ax in shown] == ["Max", "Min", "Mean", "Std"]
+        for ax in shown:  # layers along x in order, a bar per experiment in column order
+            bars = sorted((p for p in ax.patches if str(p.get_gid()).startswith("cell:")), key=lambda b: b.get_x())
+            assert [b.get_gid().split(":")[1] for b in bars] == ["Layer 3|Vanilla", "Layer 3|Mixup",
+                                                                 "Layer 5|Vanilla", "Layer 5|Mixup"]
+        assert fig.get_size_inches()[0] <= 12.5
+        assert min(t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_text()) >= FONT
+    finally:
+        plt.close(fig)
+    none = spec_from_dict({**T1, "figure": "none"})
+    assert plot_table(none, lambda m, e: Cell(1.0, None, 1, 3, None, None), tmp_path) == []
+
+
 # --------------------------------------------------------------------------- the sources' figures
 
 

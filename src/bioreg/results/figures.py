@@ -323,6 +323,14 @@ def _grid(n: int, panel_in: float, label_in: float) -> tuple[int, int, float]:
     return math.ceil(n / ncols), ncols, min(MAX_WIDTH_IN, label_in + panel_in * ncols)
 
 
+def _panels(axes: Any, n: int) -> list[Any]:
+    """The first ``n`` axes of a grid of panels, row by row; the others are hidden."""
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return flat[:n]
+
+
 def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
@@ -332,11 +340,7 @@ def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
     height = max(2.2, 0.24 * len(exps) + 1.0)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows + 0.9), sharey=True, squeeze=False,
                              layout="constrained")
-    for i, ax in enumerate(axes.flat):
-        if i >= len(metrics):
-            ax.set_visible(False)
-            continue
-        m = metrics[i]
+    for ax, m in zip(_panels(axes, len(metrics)), metrics, strict=True):
 
         def get_one(exp: str, _m: str, m: str = m) -> Cell:
             return get(m, exp)
@@ -360,11 +364,7 @@ def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mappin
     nrows, ncols, width = _grid(len(stats), max(2.5, (0.5 + 0.14 * len(exps)) * len(groups)), 0.6)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.4 * nrows + 1.0), squeeze=False,
                              layout="constrained")
-    for i, ax in enumerate(axes.flat):
-        if i >= len(stats):
-            ax.set_visible(False)
-            continue
-        st = stats[i]
+    for ax, st in zip(_panels(axes, len(stats)), stats, strict=True):
         present = [g for g in groups if (g, st) in where]
 
         def get_st(g: str, exp: str, st: str = st) -> Cell:
