@@ -11,6 +11,7 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
     paper_index: null                   # wide only: the column(s) holding the row labels; a list
                                         # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
+    protocol: dutta2019_ch2_corruption  # its published protocol (specs/protocols.yaml): who gets a verdict
     number_format: ".1f"
     rows:                               # printed order, top to bottom
       - {label: Test Set, metric: summary.test_acc}
@@ -135,6 +136,9 @@ class TableSpec:
     #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
     #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
     overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
+    #: the published protocol its runs must follow to be compared (an id of ``specs/protocols.yaml``,
+    #: :mod:`bioreg.results.protocol`); ``None``: every run is compared
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -161,6 +165,13 @@ class TableSpec:
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
+        if self.protocol is not None:
+            from bioreg.results.protocol import get_protocol
+
+            try:
+                get_protocol(self.protocol)
+            except ValueError as e:
+                raise ValueError(f"table {self.id}: {e}") from None
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
@@ -232,7 +243,7 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description", "figure", "cells"}
+              "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"}
 
@@ -275,6 +286,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
         figure=_figure_options(d.get("figure"), d.get("id")),
+        protocol=None if d.get("protocol") is None else str(d["protocol"]),
     )
 
 
@@ -337,12 +349,12 @@ def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[Tab
 @dataclass
 class TableResult:
     spec: TableSpec
-    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
+    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds, values
     selection: Selection
     missing_metrics: list[str] = field(default_factory=list)
     #: the per-seed values behind each cell, ``{(row, column): {seed: value}}`` (what the mean and std
     #: summarise; the seed-level statistics of ``bioreg.results.claim_stats`` read them)
-    values: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    per_seed: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -352,6 +364,10 @@ class TableResult:
         r = self.cells[(self.cells["row"] == row) & (self.cells["column"] == col)].iloc[0]
         return CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]),
                          tuple(int(s) for s in str(r["seeds"]).split(";") if s != ""))
+
+    def values(self, row: str, col: str) -> dict[int, float]:
+        """The per-seed values of one cell, ``{seed: value}`` (what its mean and std are taken over)."""
+        return dict(self.per_seed.get((row, col), {}))
 
     def text_grid(self, latex: bool = False) -> pd.DataFrame:
         grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
@@ -393,12 +409,12 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
             per_seed[(r.label, c.label)] = vals
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
-                         "seeds": ";".join(str(s) for s in st.seeds)})
+                         "seeds": ";".join(str(s) for s in st.seeds), "values": vals})
     cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
-                                        "seeds"]).astype({"mean": "float64", "std": "float64"})
+                                        "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
              f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
-    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, values=per_seed)
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed)
 
 
 # ----------------------------------------------------------------------------- rendering
