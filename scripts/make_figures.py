@@ -31,6 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bioreg.io import atomic_write_json
 from bioreg.results.aggregate import add_record_options, records_from_args
 from bioreg.results.figures import (
     SOURCE_FIGURES,
@@ -40,7 +41,6 @@ from bioreg.results.figures import (
     occlusion_image,
     plot_table,
 )
-from bioreg.io import atomic_write_json
 from bioreg.results.protocol import DEFAULT_READING, get_protocol
 from bioreg.results.report import build_table_report, table_runs
 from bioreg.results.report_page import STATUS_FILE, figure_cells, figure_subtitle

@@ -222,9 +222,9 @@ def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp
     from bioreg.results.aggregate import load_records
     from bioreg.results.compare import ablation_summary, compare_table, load_claims
     from bioreg.results.records import RecordStore
-    from bioreg.results.sweeps import sweep_params
     from bioreg.results.report import build_report
     from bioreg.results.report_page import render_markdown as render_report
+    from bioreg.results.sweeps import sweep_params
     from bioreg.results.tables import build_table, load_paper, load_spec, render_markdown
     from helpers.report_records import record
 

@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bioreg.io import atomic_write_bytes, atomic_write_text
 from bioreg.results.aggregate import STD_DDOF
 from bioreg.results.compare import FEW_SEEDS, FLAG_K, MIN_SEEDS, NO_PUBLISHED, NO_SIGMA, OUTSIDE, WITHIN
 from bioreg.results.figures import FIGURE_DPI, SOURCE_FIGURES, Cell, plot_table
-from bioreg.io import atomic_write_bytes, atomic_write_text
 from bioreg.results.protocol import data_name
 from bioreg.results.provenance import RunInfo
 from bioreg.results.report import SMOKE, CellReport, Report, TableReport
