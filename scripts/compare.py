@@ -7,7 +7,9 @@
 The Markdown rendering of the report object (bioreg.results.report) that ``make report`` also
 renders as a page: the claims first, the summary, per table the cells beside the published ones
 with their verdicts (runs that follow the published protocol only; the others are smoke runs,
-shown without a verdict), then the readings (ablations). See docs/tables.md.
+shown without a verdict), then the readings (ablations). Each claim is judged on the per-seed values
+(supported / contradicted / inconclusive, intervals, Holm p, published support, power). See
+docs/tables.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from bioreg.results.aggregate import load_records
 from bioreg.results.compare import load_claims
-from bioreg.results.report import build_report
+from bioreg.results.report import STAT_VERDICTS, build_report
 from bioreg.results.report_page import write_compare
 from bioreg.results.tables import parse_table_args
 
@@ -34,11 +36,10 @@ def main(argv: list[str] | None = None) -> int:
                           data=args.data, unfiltered=unfiltered)
     path = write_compare(report, Path(args.out))
     s = report.summary()
-    verdicts = [c.verdict for c in report.claims]
-    kinds = ("reproduced", "not reproduced", "not enough data")
-    counts = ", ".join(f"{v} {verdicts.count(v)}" for v in kinds)
+    stat = ", ".join(f"{v} {s['claims_' + v.replace(' ', '_')]}" for v in STAT_VERDICTS)
     print(f"wrote {path}: {len(specs)} tables; cells within 2 sigma {s['within']}/{s['checked']} with a "
-          f"verdict, {s['smoke_cells']} smoke cells (no verdict); claims: {counts}")
+          f"verdict, {s['smoke_cells']} smoke cells (no verdict); claims: {stat} (count over the means: "
+          f"reproduced {s['claims_reproduced']}/{s['claims_checked']} checkable)")
     return 0
 
 

@@ -39,7 +39,6 @@ from bioreg.results.report import SMOKE, build_report
 from bioreg.results.report_page import render_html, render_markdown, write_compare, write_report
 from bioreg.results.tables import all_specs, spec_from_dict
 from helpers.report_records import (
-    CLAIMS,
     DIGITS_SMOKE,
     FR,
     OCC,
@@ -48,15 +47,15 @@ from helpers.report_records import (
     T2_PAPER,
     T3,
     record,
-    write_report_inputs,
+    scenario_report,
 )
 
 # hand-computed from the comments of helpers.report_records.write_records:
 #   cells 6 + 2 + 1 = 9; with protocol data 4 (T1: A, B) + 2 (T2) = 6; within 1 (A/Test) + 1 (E) = 2;
 #   outside 1 (A/Central); no verdict 2 (B: too few seeds) + 1 (D: no σ) = 3; smoke cells 2 (C).
 #   (experiment, seed) asked: 3·3 (T1) + 2·3 (T2) + 3 (T3) = 18; present: a 3 + b 2 + d 3 + e 3 = 11.
-#   Claims: 3, checked 1 (c-pairs), reproduced 1. Records: 3 (a) + 3 (b) + 4 (c) + 3 (d) + 3 (e) + 1
-#   unreadable = 17, completed 15, failed 1; other files 2.
+#   Claims: 4, checked 1 (c-pairs), reproduced 1. Records: 3 (a) + 4 (b: 2 + a smoke run + a requeued
+#   one) + 4 (c) + 3 (d) + 3 (e) + 1 unreadable = 18, completed 15, failed 1, requeued 1; other files 2.
 EXPECTED = {
     "cells": 9,
     "with_data": 6,
@@ -72,12 +71,20 @@ EXPECTED = {
     "tables": 3,
     "tables_with_runs": 2,
     "tables_smoke_only": 0,
-    "claims": 3,
+    "claims": 4,
     "claims_checked": 1,
     "claims_reproduced": 1,
-    "records": 17,
+    # the claim statistics (helpers.report_records.CLAIMS): c-greater (A − B = +10 on both lines, B has 2
+    # seeds: Welch still resolves it) and c-pairs (E − D = +10, paired) supported; c-best inconclusive
+    # (column C has only smoke runs: no data on its side); c-smoke (column C alone) has no verdict
+    "claims_supported": 2,
+    "claims_contradicted": 0,
+    "claims_inconclusive": 1,
+    "claims_no_verdict": 1,
+    "records": 18,
     "records_completed": 15,
     "records_failed": 1,
+    "records_incomplete": 1,
     "records_unreadable": 1,
     "other_files": 2,
 }
@@ -85,14 +92,7 @@ EXPECTED = {
 
 @pytest.fixture
 def report(tmp_path: Path):
-    specs, paper = write_report_inputs(tmp_path)
-    return build_report(
-        specs,
-        load_records(tmp_path / "runs"),
-        claims=CLAIMS,
-        results_dir=str(tmp_path / "runs"),
-        paper_dir=paper,
-    )
+    return scenario_report(tmp_path)
 
 
 # --------------------------------------------------------------------------- protocol match
@@ -402,7 +402,11 @@ def test_make_compare_writes_the_same_markdown_without_assets(report, tmp_path: 
     text = path.read_text()
     assert text == render_markdown(report, assets=False)
     assert "runs/exp_a" not in text and "figures/" not in text and "## Claims of the sources" in text
-    assert "| A beats B (count_greater >= 2/2; printed: 2, ours: 2) | here | – not enough data" in text
+    assert (
+        "| A beats B — here (count_greater >= 2/2; printed: 2, ours: 2) | **✓ supported** — 2 of 2 lines "
+        "resolved for the claim, 0 against, 0 open; the claim needs count >= 2<br>count on the means: "
+        "– not enough data — 2 of its 4 cells have fewer than 3 seeds |"
+    ) in text
 
 
 def test_a_second_report_in_the_same_folder_drops_the_old_files(report, tmp_path: Path) -> None:

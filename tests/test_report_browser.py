@@ -4,7 +4,9 @@ The page of the small report scenario (tests/helpers/report_records.py: runs und
 protocol, smoke runs, a failed run, an unreadable file, figures of three shapes) is opened from its
 folder by a ``file://`` URL at 1400 px and at 420 px. At both widths: every image has loaded
 (``naturalWidth > 0``), the page body does not overflow horizontally (wide tables scroll inside
-their own box; the claims table becomes one block per claim), and every link points at something
+their own box; the claims table becomes one block per claim, and with every fold open — each
+claim's comparison rows, each cell's seeds — still nothing overflows, and every claim shows its
+verdict, intervals, Holm p, published support and power on screen), and every link points at something
 that exists (a file of the folder, or an element of the page). Chromium and ChromeDriver come from
 Debian (``apt-get install chromium chromium-driver``; ``.ci/run`` installs them); without them the
 test is skipped and says so. ``BIOREG_SCREENSHOTS=<dir>`` keeps a screenshot per width there.
@@ -20,10 +22,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from bioreg.results.aggregate import load_records
-from bioreg.results.report import build_report
 from bioreg.results.report_page import write_report
-from helpers.report_records import CLAIMS, write_report_inputs
+from helpers.report_records import scenario_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -49,11 +49,7 @@ FLAGS = (
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("browser")
-    specs, paper = write_report_inputs(tmp)
-    report = build_report(
-        specs, load_records(tmp / "runs"), claims=CLAIMS, results_dir=str(tmp / "runs"), paper_dir=paper
-    )
-    write_report(report, tmp / "report")
+    write_report(scenario_report(tmp), tmp / "report")
     return tmp / "report" / "index.html"
 
 
@@ -103,6 +99,17 @@ return [d.scrollWidth, d.clientWidth, document.body.scrollWidth, wide.slice(0, 1
 """
 
 
+#: the claim statistics' columns of the claims table (report.html.j2)
+_CLAIM_COLUMNS = ("verdict", "interval(s)", "Holm p", "published support", "power")
+_CLAIM_CELLS = """
+const labels = arguments[0];
+return Array.from(document.querySelectorAll('#claims-table tr.claim-row')).flatMap(tr => labels.map(l => {
+  const td = tr.querySelector('td[data-label="' + l + '"]'); const r = td.getBoundingClientRect();
+  return [tr.id, l, td.innerText, r.right, r.width > 0 && r.height > 0];
+}));
+"""
+
+
 @pytest.mark.parametrize("width", [1400, 420])
 def test_the_page_in_chromium(browser, page: Path, width: int) -> None:
     _open(browser, page, width)
@@ -122,6 +129,24 @@ def test_the_page_in_chromium(browser, page: Path, width: int) -> None:
         "return [r.right, document.documentElement.clientWidth]"
     )
     assert claims[0] <= claims[1] + 1, claims  # the claims table fits the screen (stacked at 420 px)
+    # every claim shows its statistics, each inside the screen, even with every fold open
+    browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    scroll_w, client_w, body_w, wide = browser.execute_script(_OVERFLOW)
+    assert scroll_w <= client_w and body_w <= client_w and wide == [], (scroll_w, client_w, wide)
+    cells = browser.execute_script(_CLAIM_CELLS, list(_CLAIM_COLUMNS))
+    assert len(cells) == 4 * len(_CLAIM_COLUMNS), cells  # 4 claims (helpers.report_records.CLAIMS)
+    for claim, label, text, right, visible in cells:
+        assert visible and text.strip() and right <= client_w + 1, (claim, label, text, right)
+    texts = {(c, lab): t for c, lab, t, _, _ in cells}
+    assert texts[("claim-c-pairs", "verdict")].startswith("✓ supported")
+    assert "E − D (Norm): +10 [9, 11]" in texts[("claim-c-pairs", "interval(s)")]
+    assert texts[("claim-c-pairs", "power")] == "needs ≥ 3 seeds per arm (has 3)"
+    assert texts[("claim-c-smoke", "verdict")].startswith("– no verdict")
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table.cmp tr'))"
+        ".map(r => r.getBoundingClientRect().right)"
+    )
+    assert len(rows) >= 4 and max(rows) <= client_w + 1, rows  # the comparison rows unfolded, on screen
     # every link target exists
     ids = set(browser.execute_script("return Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
     links = browser.execute_script(_LINKS)

@@ -3,13 +3,16 @@ that do not, failed and foreign files (bioreg.results.report, tests/test_report*
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bioreg.results.aggregate import load_records
+from bioreg.results.claim_stats import PublishedRuns
 from bioreg.results.compare import Claim
 from bioreg.results.protocol import get_protocol
 from bioreg.results.records import RecordStore
+from bioreg.results.report import Report, build_report
 from bioreg.results.tables import TableSpec, spec_from_dict
 
 DATA_TARGETS = {
@@ -62,6 +65,22 @@ def record(
     for path, v in dict(metrics or {}).items():
         set_path(rec, path, v)
     rec.update(fields)
+    return rec
+
+
+def requeued_record(name: str, seed: int, follows: str, status: str = "requeued", key: str = "k1") -> dict:
+    """A run stopped by a signal after two stints (3600 s + 1800 s) that resumes when relaunched
+    (``records.INCOMPLETE``), with the failure section a run writes since issue 19."""
+    rec = record(name, seed, follows, key=key, status=status, error="killed by SIGTERM during training: "
+                 "epoch 3 of 350", wall_time_s=5400.0)
+    rec["failure"] = {"exception": "SIGTERMException", "signal": "SIGTERM", "stage": "train", "epoch": 3,
+                      "max_epochs": 350}
+    rec["stints"] = [
+        {"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T01:00:00+00:00", "wall_time_s": 3600.0,
+         "end": "requeued", "host": "node1", "slurm_job": "42_0"},
+        {"started": "2026-01-01T02:00:00+00:00", "finished": "2026-01-01T02:30:00+00:00", "wall_time_s": 1800.0,
+         "end": status, "host": "node2", "slurm_job": "42_0"},
+    ]
     return rec
 
 
@@ -147,7 +166,24 @@ CLAIMS = [
         claimed=1,
         pairs=((("E", "Norm"), ("D", "Norm")),),
     ),
+    # rests on column C alone, which only smoke runs fill: no verdict (its statistics shown as smoke only)
+    Claim(
+        id="c-smoke",
+        table="t1",
+        text="C is better on the test set than under central occlusion",
+        source="here",
+        check="pairs_greater",
+        claimed=1,
+        pairs=((("Test Set", "C"), ("Central", "C")),),
+    ),
 ]
+
+#: run counts of the scenario's published tables (the real ones are in specs/published_runs.yaml):
+#: T1 prints a std over 5 runs (testable), T2 prints no std (untestable)
+PUBLISHED_RUNS = {
+    "t1": PublishedRuns("t1", 5, True, "sample", "test scenario: 5 runs"),
+    "t2": PublishedRuns("t2", 1, False, "none", "test scenario: no std printed"),
+}
 
 
 def write_records(root: Path) -> None:
@@ -197,6 +233,8 @@ def write_records(root: Path) -> None:
         )
     # B seed 2: a smoke run only (another config key): kept apart from the cell's protocol runs
     store.write(record("exp_b", 2, OCC, {"summary.test_acc": 30.0}, key="k2", smoke=DIGITS_SMOKE))
+    # B seed 2 under the protocol: stopped by SLURM's requeue after two stints (1.5 h): not a failure, in no cell
+    store.write(requeued_record("exp_b", 2, OCC))
     # a killed run of C (old-style record: the bare SIGTERMException) and a truncated file
     store.write(
         {
@@ -225,3 +263,15 @@ def write_report_inputs(tmp_path: Path) -> tuple[list[TableSpec], Path]:
     (paper / "t2.csv").write_text(T2_PAPER)
     write_records(tmp_path / "runs")
     return [spec_from_dict(d) for d in (T1, T2, T3)], paper
+
+
+def scenario_report(tmp_path: Path, extra: Sequence[Mapping[str, Any]] = (), **kw: Any) -> Report:
+    """The report of the scenario written under ``tmp_path`` (:func:`write_report_inputs`, with the
+    records ``extra`` added), its claims :data:`CLAIMS` and run counts :data:`PUBLISHED_RUNS`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    specs, paper = write_report_inputs(tmp_path)
+    store = RecordStore(tmp_path / "runs")
+    for rec in extra:
+        store.write(rec)
+    return build_report(specs, load_records(tmp_path / "runs"), claims=CLAIMS, results_dir=str(tmp_path / "runs"),
+                        paper_dir=paper, published_runs=PUBLISHED_RUNS, **kw)

@@ -33,7 +33,7 @@ from bioreg.results.protocol import (
     differences,
     reading_of,
 )
-from bioreg.results.records import failure_text
+from bioreg.results.records import INCOMPLETE, failure_text
 
 __all__ = ["RunInfo", "run_info", "run_overrides", "Provenance", "provenance", "FillCommand", "fill_command",
            "make_command", "DROP_OVERRIDES"]
@@ -65,7 +65,9 @@ class RunInfo:
     started: str | None = None
     finished: str | None = None
     run_dir: str | None = None
-    failure: str | None = None  # why a failed run stopped (one line)
+    failure: str | None = None  # why a failed, requeued or interrupted run stopped (one line)
+    #: how many launches trained it (``stints`` of the record; 1 for a record from before stints)
+    stints: int | None = None
     #: files of the run copied beside the report (record, config, log …), relative to the page
     links: dict[str, str] = field(default_factory=dict)
 
@@ -120,17 +122,20 @@ def run_info(path: str, record: Mapping[str, Any], protocol: Protocol | None) ->
     overrides, source = run_overrides(record, diffs)
     wall = record.get("wall_time_s")
     seed = record.get("seed")
+    status = str(record.get("status", "unknown"))
+    stints = record.get("stints")
     return RunInfo(
         path=str(path), name=str(record.get("name", Path(path).parent.parent.name)),
         config_key=str(record.get("config_key", Path(path).parent.name)),
         seed=int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else -1,
-        status=str(record.get("status", "unknown")), data=dataset_of(record), reading=reading_of(record),
+        status=status, data=dataset_of(record), reading=reading_of(record),
         differences=diffs, overrides=overrides, overrides_from=source, commit=git.get("commit"),
         dirty=git.get("dirty"), versions=dict(record.get("versions") or {}), device=record.get("device"),
         wall_time_s=float(wall) if isinstance(wall, (int, float)) else None, started=record.get("started"),
         finished=record.get("finished"), run_dir=record.get("run_dir"),
-        failure=failure_text(record) if record.get("status") == "failed" else
-        (str(record.get("error")) if record.get("status") == "unreadable" else None))
+        failure=failure_text(record) if status in ("failed", *INCOMPLETE) else
+        (str(record.get("error")) if status == "unreadable" else None),
+        stints=len(stints) if isinstance(stints, list) else (1 if isinstance(wall, (int, float)) else None))
 
 
 # ----------------------------------------------------------------------------- per table
@@ -155,8 +160,8 @@ def _counts(items: Iterable[str]) -> list[tuple[str, int]]:
 
 
 def provenance(runs: Sequence[RunInfo]) -> Provenance:
-    """The provenance of ``runs`` (completed and failed: both used compute)."""
-    runs = [r for r in runs if r.status in ("completed", "failed")]
+    """The provenance of ``runs`` (completed, failed, requeued and interrupted: all used compute)."""
+    runs = [r for r in runs if r.status in ("completed", "failed", *INCOMPLETE)]
     pkgs = sorted({k for r in runs for k in r.versions})
     started = [r.started for r in runs if r.started]
     finished = [r.finished for r in runs if r.finished]

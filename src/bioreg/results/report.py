@@ -14,15 +14,22 @@ and as HTML (``make report`` → ``results/report/index.html``) from the Jinja2 
 * **Cells** (:class:`CellReport`) keep their per-seed values keyed by seed, with the run behind
   each (:class:`~bioreg.results.provenance.RunInfo`), the published value and the verdict of
   :func:`bioreg.results.compare.cell_verdict` (≥ ``MIN_SEEDS`` seeds, σ from the seeds' spread).
-* **Claims** (:class:`ClaimRow`) are evaluated on the published-protocol cells of the thesis's
-  reading; a claim whose cells have fewer than ``MIN_SEEDS`` seeds has no verdict. ``ClaimRow.stats``
-  is left for the claim statistics of issue 22 (``bioreg.results.claim_stats``).
+* **Claims** (:class:`ClaimRow`) are judged on the published-protocol cells of the thesis's reading,
+  twice: the statistical verdict (``ClaimRow.stats``, a :class:`~bioreg.results.claim_stats.
+  ClaimJudgement`: supported / contradicted / inconclusive from the per-seed values, with the
+  published support and the seeds needed) and the count over the means (``ClaimRow.verdict``:
+  reproduced / not reproduced; not enough data when a cell has fewer than ``MIN_SEEDS`` seeds).
+  Smoke runs never feed either; a claim that only smoke runs fill gets ``smoke_stats`` (the same
+  statistics on the smoke runs, shown as such, never a verdict).
+* **Cells** also carry the 95 % t-interval of their mean and whether the published value lies
+  in it (``CellReport.interval``, :func:`bioreg.results.claim_stats.cell_interval`).
 * **Readings** (:class:`ReadingRow`): each ablation row/column against its printed counterpart,
   and each other protocol reading against the thesis's.
 * **Traceability**: per table the provenance of its runs (commits, versions, devices, GPU/CPU
   hours) and the command that fills its missing runs with the settings of the runs present;
-  for the whole folder the failed runs with their reason, the unreadable files and every file
-  that is not a record.
+  for the whole folder the failed runs with their reason, the runs stopped by a signal that resume
+  when relaunched (``requeued`` / ``interrupted``: never failures), the unreadable files and every
+  file that is not a record.
 """
 
 from __future__ import annotations
@@ -36,6 +43,19 @@ from typing import Any
 import pandas as pd
 
 from bioreg.results.aggregate import CellStats, Records, cell_stats
+from bioreg.results.claim_stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    CellInterval,
+    ClaimJudgement,
+    PublishedRuns,
+    StatsOptions,
+    cell_interval,
+    judge_claim,
+    load_published_runs,
+    published_cells,
+)
 from bioreg.results.compare import (
     GLYPHS,
     MIN_SEEDS,
@@ -59,14 +79,21 @@ from bioreg.results.provenance import (
     provenance,
     run_info,
 )
-from bioreg.results.records import UNREADABLE
+from bioreg.results.records import INCOMPLETE, UNREADABLE
 from bioreg.results.tables import TableResult, TableSpec, build_table, format_cell, load_paper
 
 __all__ = ["CellReport", "TableReport", "ClaimRow", "ReadingRow", "OtherFile", "ReportContext", "Report",
-           "build_report", "build_table_report", "table_runs", "SMOKE", "other_files"]
+           "build_report", "build_table_report", "table_runs", "SMOKE", "other_files", "judge_claims",
+           "NO_VERDICT", "STAT_VERDICTS", "STAT_GLYPHS"]
 
 #: the verdict of a cell that only smoke runs fill
 SMOKE = "smoke run"
+#: a claim's statistical verdict when no run under the published protocol fills any of its cells
+NO_VERDICT = "no verdict"
+#: the statistical verdicts of a claim, in the order the summary counts them
+STAT_VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_VERDICT)
+#: their glyphs (shown beside the word and the colour): cannot tell is "?"
+STAT_GLYPHS = {SUPPORTED: "✓", CONTRADICTED: "✗", INCONCLUSIVE: "?", NO_VERDICT: "–"}
 
 
 @dataclass
@@ -90,6 +117,8 @@ class CellReport:
     runs: dict[int, RunInfo] = field(default_factory=dict)
     smoke_runs: dict[int, RunInfo] = field(default_factory=dict)
     anchor: str = ""
+    #: 95 % t-interval of the mean of ``values`` and whether ``published_mean`` lies in it
+    interval: CellInterval | None = None
 
     @property
     def glyph(self) -> str:
@@ -191,6 +220,7 @@ class TableReport:
             "seeds_asked": len(self.spec.experiments) * len(self.spec.seeds),
             "runs": len(self.protocol_runs), "smoke_runs": len(self.smoke_runs),
             "failed": sum(r.status == "failed" for r in self.runs),
+            "incomplete": sum(r.status in INCOMPLETE for r in self.runs),
         }
 
     def runs_text(self) -> str:
@@ -209,9 +239,12 @@ class TableReport:
 class ClaimRow:
     """A claim of a thesis checked on one table (published-protocol runs, the thesis's reading).
 
-    ``values()`` gives the per-seed values of every cell it rests on; issue 22's statistics
-    (``bioreg.results.claim_stats``: paired differences, intervals, corrected p-values, published
-    support, power) go into ``stats``.
+    Two answers: ``stats`` — the claim statistics (:func:`bioreg.results.claim_stats.judge_claim` on
+    ``values()`` and the printed cells: supported / contradicted / inconclusive, intervals, Holm
+    p-values, published support, seeds needed), whose verdict is ``stat_verdict``; and ``verdict`` —
+    the count over the means (reproduced / not reproduced / not enough data). ``smoke_stats``: the
+    same statistics on the smoke runs, only for a claim that no published-protocol run fills (shown
+    as smoke information, never a verdict).
     """
 
     claim: Claim
@@ -219,7 +252,8 @@ class ClaimRow:
     table: TableReport | None
     verdict: str  # reproduced | not reproduced | not enough data
     reason: str = ""
-    stats: Any = None
+    stats: ClaimJudgement | None = None
+    smoke_stats: ClaimJudgement | None = None
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -230,9 +264,43 @@ class ClaimRow:
             return {}
         return {(r, c): dict(self.table.cell(r, c).values) for r, c in self.cells}
 
+    def smoke_values(self) -> dict[tuple[str, str], dict[int, float]]:
+        if self.table is None:
+            return {}
+        return {(r, c): dict(self.table.cell(r, c).smoke_values) for r, c in self.cells}
+
     @property
     def glyph(self) -> str:
         return {"reproduced": "✓", "not reproduced": "✗"}.get(self.verdict, "–")
+
+    @property
+    def stat_verdict(self) -> str:
+        """supported | contradicted | inconclusive | no verdict (no published-protocol run in its cells)."""
+        if self.stats is None or self.stats.verdict not in (SUPPORTED, CONTRADICTED, INCONCLUSIVE):
+            return NO_VERDICT
+        return self.stats.verdict
+
+    @property
+    def stat_glyph(self) -> str:
+        return STAT_GLYPHS[self.stat_verdict]
+
+    @property
+    def stat_reason(self) -> str:
+        """Why the statistical verdict is what it is, in words."""
+        if self.stat_verdict != NO_VERDICT:
+            why = self.stats.reason if self.stats is not None else ""
+            smoke = [k for k, v in self.smoke_values().items() if v and not self.values().get(k)]
+            return why + (f" ({len(smoke)} with only smoke runs, never counted)" if smoke else "")
+        if self.table is None:
+            return "its table is not in this report"
+        if self.smoke_stats is not None:
+            return "smoke runs only: they never give a verdict"
+        return "no run under the published protocol in its cells"
+
+    @property
+    def seeds_run(self) -> int:
+        """The most seeds any of its cells has under the published protocol."""
+        return max((len(v) for v in self.values().values()), default=0)
 
 
 @dataclass
@@ -294,6 +362,8 @@ class Report:
     unreadable: list[RunInfo]
     other_files: list[OtherFile]
     context: ReportContext
+    #: runs stopped by a signal that resume from their last.ckpt when relaunched (``records.INCOMPLETE``)
+    incomplete: list[RunInfo] = field(default_factory=list)
     #: the sources' figures ``{stem, caption, status, path, pdf, width}`` (path None: not built); set by
     #: the page writer
     source_figures: list[dict[str, Any]] = field(default_factory=list)
@@ -301,8 +371,8 @@ class Report:
     docs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def all_runs(self) -> list[RunInfo]:
-        """Every run the report shows: the tables' runs, the failed and the unreadable ones."""
-        return [r for t in self.tables for r in t.runs] + self.failed + self.unreadable
+        """Every run the report shows: the tables' runs, the failed, incomplete and unreadable ones."""
+        return [r for t in self.tables for r in t.runs] + self.failed + self.incomplete + self.unreadable
 
     def summary(self) -> dict[str, int]:
         """The counts at the top of the page (smoke cells never count as checked)."""
@@ -313,14 +383,18 @@ class Report:
         asked = {(e, int(s)) for t in main for e in t.spec.experiments for s in t.spec.seeds}
         present = set().union(*(t.present for t in main)) if main else set()
         verdicts = [c.verdict for c in self.claims]
+        stat = [c.stat_verdict for c in self.claims]
         tot.update({
             "checked": tot["within"] + tot["outside"], "seeds_asked": len(asked),
             "seeds_present": len(present & asked), "tables": len(main),
             "tables_with_runs": sum(bool(t.protocol_runs) for t in main),
             "tables_smoke_only": sum(bool(t.smoke_runs) and not t.protocol_runs for t in main),
             "claims": len(self.claims), "claims_checked": sum(v != "not enough data" for v in verdicts),
-            "claims_reproduced": verdicts.count("reproduced"), "records": self.context.records,
+            "claims_reproduced": verdicts.count("reproduced"),
+            **{f"claims_{v.replace(' ', '_')}": stat.count(v) for v in STAT_VERDICTS},
+            "records": self.context.records,
             "records_completed": self.context.completed, "records_failed": len(self.failed),
+            "records_incomplete": len(self.incomplete),
             "records_unreadable": len(self.unreadable), "other_files": len(self.other_files),
         })
         return tot
@@ -366,7 +440,7 @@ def _cells(t_spec: TableSpec, res: TableResult, smoke: TableResult, comparison: 
                 diff=None if verdict == SMOKE else _num(k["diff"]), sigma=_num(k["sigma"]), verdict=verdict,
                 runs=_cell_runs(t_spec, res, exp, index, vals),
                 smoke_runs=_cell_runs(t_spec, smoke, exp, index, svals),
-                anchor=f"{anchor}-r{i}-c{j}")
+                anchor=f"{anchor}-r{i}-c{j}", interval=cell_interval(vals, pm))
             out.append(cell)
     return out
 
@@ -416,6 +490,37 @@ def _claim_row(claim: Claim, table: TableReport | None) -> ClaimRow:
                         f"{len(few)} of its {len(o.cells)} cells have fewer than {MIN_SEEDS} seeds")
     why = "some cells have fewer seeds than the table asks" if o.partial else ""
     return ClaimRow(claim, o, table, o.status, why)
+
+
+def _published_runs(table_id: str, runs: Mapping[str, PublishedRuns]) -> PublishedRuns:
+    """The table's run count, or — for a table without an entry in ``published_runs.yaml`` — one run
+    without a std: its printed numbers are then untestable, never tested on a guessed count."""
+    why = "no entry in published_runs.yaml: the printed numbers are not tested"
+    return runs.get(str(table_id)) or PublishedRuns(str(table_id), 1, False, "none", why)
+
+
+def judge_claims(rows: Sequence[ClaimRow], options: StatsOptions | None = None,
+                 published_runs: Mapping[str, PublishedRuns] | None = None) -> None:
+    """Fill ``stats`` of every claim row from its cells' published-protocol values (``CellReport.values``:
+    never a smoke run) and the printed cells, and ``smoke_stats`` of a claim that only smoke runs fill.
+    The claims of one table share one cache per kind of run, so a comparison that several claims make
+    is computed once."""
+    runs = load_published_runs() if published_runs is None else published_runs
+    by_table: dict[str, list[ClaimRow]] = {}
+    for row in rows:
+        if row.table is not None:
+            by_table.setdefault(row.table.anchor, []).append(row)
+    for group in by_table.values():
+        t = group[0].table
+        assert t is not None
+        pub = published_cells(t.spec, t.paper, _published_runs(t.spec.id, runs))
+        cache: dict = {}
+        smoke_cache: dict = {}
+        for row in group:
+            row.stats = judge_claim(row.claim, t.spec, row.values(), pub, options, cache)
+            smoke = row.smoke_values()
+            if not any(row.values().values()) and any(smoke.values()):
+                row.smoke_stats = judge_claim(row.claim, t.spec, smoke, pub, options, smoke_cache)
 
 
 def _ablation_rows(t: TableReport) -> list[ReadingRow]:
@@ -480,13 +585,17 @@ def _tables(specs: Sequence[TableSpec], records: Records, pins: Mapping[str, str
 
 def build_report(specs: Sequence[TableSpec], records: Records, *, claims: Sequence[Claim] = (),
                  pins: Mapping[str, str] | None = None, results_dir: str = "", data: str | None = None,
-                 paper_dir: Path | None = None, unfiltered: Records | None = None) -> Report:
+                 paper_dir: Path | None = None, unfiltered: Records | None = None,
+                 stats_options: StatsOptions | None = None,
+                 published_runs: Mapping[str, PublishedRuns] | None = None) -> Report:
     """The whole report from the records (no files written). With a ``data`` filter pass the unfiltered
-    records too (``unfiltered``), so that unreadable files are still listed."""
+    records too (``unfiltered``), so that unreadable files are still listed. ``stats_options`` and
+    ``published_runs`` (default: ``specs/published_runs.yaml``) go to the claim statistics."""
     results_dir = results_dir or str(records.root or "")
     tables = _tables(specs, records, pins, paper_dir, results_dir)
     main = {t.id: t for t in tables if t.reading.is_default}
     claim_rows = [_claim_row(c, main.get(c.table)) for c in claims if c.table in main]
+    judge_claims(claim_rows, stats_options, published_runs)
     readings = [row for t in tables if t.reading.is_default for row in _ablation_rows(t)]
     readings += [_protocol_row(main[t.id], t) for t in tables if not t.reading.is_default]
     every = unfiltered if unfiltered is not None else records
@@ -496,8 +605,10 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, claims: Sequen
     runs = records.runs
     ctx = ReportContext(results_dir=results_dir, data=data, pins=dict(pins or {}), records=len(every.runs),
                         completed=int((runs["status"] == "completed").sum()) if len(runs) else 0)
+    infos = [r for r in infos if r.status == UNREADABLE or data is None or r.data == data]
     return Report(tables=tables, claims=claim_rows, readings=readings,
-                  failed=[r for r in infos if r.status == "failed" and (data is None or r.data == data)],
+                  failed=[r for r in infos if r.status == "failed"],
+                  incomplete=[r for r in infos if r.status in INCOMPLETE],
                   unreadable=[r for r in infos if r.status == UNREADABLE],
                   other_files=other_files(results_dir, every) if results_dir else [], context=ctx,
                   docs=every.docs)

@@ -28,14 +28,23 @@ import yaml
 
 from bioreg.io import atomic_write_bytes, atomic_write_text
 from bioreg.results.aggregate import STD_DDOF
+from bioreg.results.claim_stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    UNTESTABLE,
+    comparison_rows,
+    summary,
+)
+from bioreg.results.claim_stats.seedwise import CI_METHOD
 from bioreg.results.compare import FEW_SEEDS, FLAG_K, MIN_SEEDS, NO_PUBLISHED, NO_SIGMA, OUTSIDE, WITHIN
 from bioreg.results.figures import FIGURE_DPI, SOURCE_FIGURES, Cell, plot_table
 from bioreg.results.protocol import data_name
 from bioreg.results.provenance import RunInfo
-from bioreg.results.report import SMOKE, CellReport, Report, TableReport
+from bioreg.results.report import NO_VERDICT, SMOKE, STAT_VERDICTS, CellReport, ClaimRow, Report, TableReport
 
 __all__ = ["render_html", "render_markdown", "write_report", "write_compare", "figure_cells",
-           "figure_subtitle", "STATUS_FILE", "MAX_COPY_BYTES"]
+           "figure_subtitle", "claim_view", "interval_text", "STATUS_FILE", "MAX_COPY_BYTES"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 #: ``make figures`` writes each source figure's status (built / skipped: why) here, in its folder
@@ -70,7 +79,8 @@ def _verdict_text(cell: CellReport) -> str:
 def _seed_summary(cell: CellReport) -> str:
     parts = []
     if cell.values:
-        parts.append(f"{len(cell.values)} seed{'s' if len(cell.values) != 1 else ''}")
+        ci = " · 95 % CI" if cell.interval is not None and cell.interval.low is not None else ""
+        parts.append(f"{len(cell.values)} seed{'s' if len(cell.values) != 1 else ''}{ci}")
     if cell.smoke_values:
         parts.append(f"{len(cell.smoke_values)} smoke")
     return " + ".join(parts) or "runs"
@@ -116,7 +126,73 @@ def _md_cell(cell: CellReport, t: TableReport) -> str:
         parts.append(f"paper {cell.published}")
     if cell.stats.n and not cell.is_smoke:
         parts.append(cell.z_text if cell.has_verdict else _verdict_text(cell))
+    ci = interval_text(cell, f)
+    if ci:
+        parts.append(ci)
     return _md("<br>".join(parts))
+
+
+def interval_text(cell: CellReport, number_format: str, long: bool = False) -> str:
+    """The cell's 95 % interval and whether the published value lies in it: ``95 % CI [79.0, 81.0],
+    paper inside`` (``long``: with the method and the reason when there is none); "" without one."""
+    iv = cell.interval
+    if iv is None or not cell.values:
+        return ""
+    level = f"{round(100 * iv.level)} % CI"
+    if iv.low is None or iv.high is None:
+        return f"no {level}: {iv.reason}" if long else ""
+    text = f"{level} [{_fmt(iv.low, number_format)}, {_fmt(iv.high, number_format)}]"
+    if long:
+        text = (f"{round(100 * iv.level)} % interval of the mean (Student t, {iv.n} seeds): "
+                f"[{_fmt(iv.low, number_format)}, {_fmt(iv.high, number_format)}]")
+    if iv.contains_published is None:
+        return text + (" (no published value)" if long else "")
+    where = "inside" if iv.contains_published else "outside"
+    return text + (f"; the published {_fmt(iv.published, number_format)} lies {where}" if long
+                   else f", paper {where}")
+
+
+_PUBLISHED_GLYPH = {SUPPORTED: "✓", CONTRADICTED: "✗", INCONCLUSIVE: "?", UNTESTABLE: "–"}
+#: the fields of a comparison row that come from the runs (the others are the printed numbers' audit)
+_REPRODUCED = ("design", "difference", "p", "p_holm", "verdict")
+
+
+def _comparisons(c: ClaimRow) -> list[dict[str, str]]:
+    """The claim's comparison rows; for a claim that only smoke runs fill, the reproduced fields are
+    the smoke runs' (labelled by ``claim_view``), their verdict left out."""
+    rows = comparison_rows(c.stats) if c.stats is not None else []
+    if c.smoke_stats is None:
+        return rows
+    smoke = comparison_rows(c.smoke_stats)
+    return [{**p, **{k: s[k] for k in _REPRODUCED}, "verdict": "– (smoke runs: no verdict)"}
+            for p, s in zip(rows, smoke, strict=True)]
+
+
+def claim_view(c: ClaimRow) -> dict[str, Any]:
+    """Everything the claims table shows of one claim, as text (both renderings): the statistical
+    verdict with its glyph and why, intervals, Holm p-values, the published support, the seeds needed,
+    the comparison rows, and — for a claim that only smoke runs fill — the smoke runs' intervals and
+    p-values under a label that says they are no evidence."""
+    v: dict[str, Any] = {
+        "verdict": c.stat_verdict, "glyph": c.stat_glyph, "reason": c.stat_reason,
+        "css": c.stat_verdict.replace(" ", "-"), "intervals": "–", "p_holm": "–", "count_probability": "",
+        "published": "–", "published_glyph": "–", "published_detail": "", "power": "–", "method": "",
+        "smoke": "", "comparisons": _comparisons(c),
+        "repro_label": "smoke runs (not evidence)" if c.smoke_stats is not None else "reproduced",
+    }
+    if c.stats is not None:
+        s = summary(c.stats)
+        detail = s["published_detail"][:1].upper() + s["published_detail"][1:]
+        v.update(published=s["published"], published_detail=detail, method=s["method"],
+                 published_glyph=_PUBLISHED_GLYPH.get(c.stats.published_support, "–"),
+                 power=s["power"].replace("(has 0)", "(has 0 under the published protocol)"))
+        if c.stat_verdict != NO_VERDICT:
+            v.update(intervals=s["intervals"], p_holm=s["p_holm"], count_probability=s["count_probability"])
+    if c.smoke_stats is not None and c.table is not None:
+        s = summary(c.smoke_stats)
+        v.update(smoke=f"smoke runs ({_smoke_data(c.table)}), not evidence", intervals=s["intervals"],
+                 p_holm=s["p_holm"])
+    return v
 
 
 def _smoke_data(t: TableReport) -> str:
@@ -128,11 +204,18 @@ def _smoke_data(t: TableReport) -> str:
 
 
 def _claims_of(report: Report) -> Callable[[TableReport], str]:
+    """Per table: its claims by statistical verdict (✓ 1 · ? 2 …), then the count over the means."""
+    glyphs = {"supported": "✓", "contradicted": "✗", "inconclusive": "?", NO_VERDICT: "–"}
+
     def claims_of(t: TableReport) -> str:
         rows = [c for c in report.claims if c.table is t]
+        if not rows:
+            return "–"
+        stat = [c.stat_verdict for c in rows]
         done = [c for c in rows if c.verdict != "not enough data"]
         good = sum(c.verdict == "reproduced" for c in done)
-        return f"{good}/{len(done)}" + (f" of {len(rows)}" if rows else "")
+        by = " · ".join(f"{glyphs[v]} {stat.count(v)}" for v in STAT_VERDICTS if stat.count(v))
+        return f"{by}; means {good}/{len(done)}"
     return claims_of
 
 
@@ -161,6 +244,17 @@ def _datasets(report: Report) -> str:
                      for (d, ok), n in sorted(by.items()))
 
 
+def _stint_text(run: RunInfo) -> str:
+    """``2 stints, 1.25 h`` of an interrupted or requeued run (what it has trained so far)."""
+    parts = []
+    if run.stints:
+        parts.append(f"{run.stints} stint{'s' if run.stints != 1 else ''}")
+    wall = run.wall_time_s
+    if wall is not None:
+        parts.append(f"{wall / 3600:.2f} h" if wall >= 360 else f"{wall:.0f} s")
+    return ", ".join(parts) or "no wall time recorded"
+
+
 def _env(markdown: bool = False) -> Any:
     """HTML: autoescaped, block tags trimmed; Markdown: not escaped, newlines kept as written (the
     renderer collapses runs of blank lines)."""
@@ -181,6 +275,8 @@ def _context(report: Report, assets: bool) -> dict[str, Any]:
         "seed_summary": _seed_summary,
         "run_links": _run_links, "md_links": _md_links, "md_grid": _md_grid, "smoke_data": _smoke_data,
         "claims_of": _claims_of(report), "figure_caption": figure_caption, "hours": lambda h: f"{h:.2f}",
+        "claim_view": claim_view, "interval_text": interval_text, "ci_method": CI_METHOD,
+        "stint_text": _stint_text,
     }
 
 
@@ -278,7 +374,10 @@ def _table_csv(t: TableReport) -> str:
                "std": c.stats.std, "n": c.stats.n, "n_expected": c.stats.n_expected, "published": c.published,
                "published_mean": c.published_mean, "published_std": c.published_std, "diff": c.diff,
                "sigma": c.sigma, "verdict": c.verdict, "smoke_mean": c.smoke_stats.mean,
-               "smoke_std": c.smoke_stats.std, "smoke_n": c.smoke_stats.n}
+               "smoke_std": c.smoke_stats.std, "smoke_n": c.smoke_stats.n,
+               "ci95_low": c.interval.low if c.interval else None,
+               "ci95_high": c.interval.high if c.interval else None,
+               "published_in_ci95": c.interval.contains_published if c.interval else None}
         row.update({f"seed_{s}": c.values.get(s) for s in seeds})
         row.update({f"smoke_seed_{s}": c.smoke_values.get(s) for s in seeds})
         rows.append(row)
