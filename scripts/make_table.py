@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default="results/tables", help="output folder (default: results/tables)")
     ap.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     ap.add_argument("--protocol", default="thesis", choices=sorted(PROTOCOLS),
-                    help="the runs' protocol: thesis (default) or authors (trained and selected as the authors' "
-                         "code did; written as <table>_authors.*)")
+                    help="the runs' protocol: thesis (default) or authors (trained and selected as the "
+                         "authors' code did; written as <table>_authors.*)")
     add_record_options(ap)
     args = ap.parse_args(argv)
     ids = table_ids() if args.table == "all" else [args.table]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in records.unreadable_lines():  # truncated or foreign files: listed, left out, not fatal
         print(line, file=sys.stderr)
     for spec in specs:
-        res = build_table(spec, records, pins, protocol=args.protocol)
+        res = build_table(spec, records, pins, reading=args.protocol)
         paper = load_paper(spec)  # the published numbers, printed under each reproduced row
         paths = write_table(res, Path(args.out_dir), paper)
         if not args.quiet:

@@ -212,9 +212,11 @@ def test_multirun_2x3_then_tables_and_compare_show_the_counts(tmp_path: Path) ->
     body((tables / "table_2_3.md").read_text(), "|", "–")
     body((tables / "table_2_3.tex").read_text(), "&", "--")
 
-    # the report lists Table 2.3 with its 2 x 7 filled cells (of 7 x 7, ablation columns included) and a section per table
+    # the report lists Table 2.3 with its 2 x 7 filled cells (of 7 x 7, ablation columns included) as smoke
+    # cells — digits, 1 epoch: no verdict — and a section per table
     text = report.read_text()
-    summary = [ln for ln in text.splitlines() if ln.startswith("| [2.3](#table-23)")]
-    assert len(summary) == 1 and "| 14/49 |" in summary[0]
-    assert "## Table 2.3" in text and "## Table n3.4" in text
-    assert "(6 records, 6 completed)" in text
+    summary = [ln for ln in text.splitlines() if ln.startswith("| [2.3](#table_2_3) | 6 smoke runs")]
+    assert len(summary) == 1 and "| 0/35 | 0 / 0 / 0 | 14 |" in summary[0], summary
+    assert "6 smoke runs: data set digits (published CIFAR-10); epochs 1 (published 350)" in summary[0]
+    assert "### Table 2.3: " in text and "### Table n3.4: " in text
+    assert ": 6 record files, 6 completed." in text

@@ -220,10 +220,13 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
 
 def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp_path):
     from bioreg.results.aggregate import load_records
-    from bioreg.results.compare import ablation_summary, build_report, compare_table, load_claims
+    from bioreg.results.compare import ablation_summary, compare_table, load_claims
     from bioreg.results.records import RecordStore
+    from bioreg.results.report import build_report
+    from bioreg.results.report_page import render_markdown as render_report
     from bioreg.results.sweeps import sweep_params
     from bioreg.results.tables import build_table, load_paper, load_spec, render_markdown
+    from helpers.report_records import record
 
     for tid in ("2.3", "2.5"):
         stem = "table_" + tid.replace(".", "_")
@@ -240,7 +243,7 @@ def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp
     store = RecordStore(tmp_path)
     exp_of = {c.label: c.experiment for c in spec.columns}
     for seed in range(5):
-        recs = {e: {"name": e, "seed": seed, "config_key": "k", "status": "completed"} for e in exp_of.values()}
+        recs = {e: record(e, seed, spec.protocol, key="k") for e in exp_of.values()}
         for r in spec.rows:
             for c in spec.columns:
                 printed = float(paper.loc[(r.label, spec.paper_label(c.label)), "mean"])
@@ -261,11 +264,12 @@ def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp
     assert summ["UG (std = a)"]["closer"] == "UG (std = a)" and summ["CG (std = a)"]["paired"] == 20
     assert summ["CG (std = a)"]["mean_abs_diff_printed"] == pytest.approx(3.0)
     assert "Ablations (not in the paper" in render_markdown(res)
-    text, summary = build_report([load_spec("2.3"), spec], load_records(tmp_path), claims=load_claims())
-    assert "## Readings (ablations)" in text and "| 2.5 | UG | UG (std = a) | 20/20 |" in text
-    assert summary["ablations"]["2.5"][0]["closer"] == "UG (std = a)"
+    report = build_report([load_spec("2.3"), spec], load_records(tmp_path), claims=load_claims())
+    text = render_report(report)
+    assert "## Readings (ablations)" in text and "| [2.5](#table_2_5) | UG | UG (std = a) | 20/20 |" in text
+    assert [r.closer for r in report.readings if r.table == "2.5"][0] == "UG (std = a)"
     # claims over the printed columns ignore the ablation: CG is 3 points low, so it is no longer best
-    assert summary["claims"]["D2.5-cg-best-14of19"]["status"] == "not reproduced"
+    assert {c.claim.id: c.verdict for c in report.claims}["D2.5-cg-best-14of19"] == "not reproduced"
 
 
 def test_an_ablation_must_name_a_printed_label():

@@ -157,8 +157,8 @@ def test_a_missing_extra_is_one_error_naming_it(monkeypatch, module: str, extra:
 def test_logger_wandb_without_wandb_is_a_start_up_error(monkeypatch, tmp_path) -> None:
     from omegaconf import OmegaConf
 
-    from bioreg.errors import MissingExtraError
     from bioreg.app.run import _loggers
+    from bioreg.errors import MissingExtraError
 
     _hide(monkeypatch, "wandb")
     cfg = OmegaConf.create({"name": "x", "seed": 0, "logger": {"csv": False, "wandb": {"mode": "offline"}}})

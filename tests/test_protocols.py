@@ -351,52 +351,61 @@ DIGITS = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=1"
 def test_digits_runs_under_each_protocol_record_it_and_compare_shows_the_readings(tmp_path):
     """One Singh and one push-pull experiment under each protocol (1 batch of 8 digits): each record says
     which protocol it followed, holds both train accuracies and, for Singh, both std definitions; the
-    report built from them lists the protocol rows and the metric columns under "Readings (ablations)"."""
+    report built from them lists under "Readings (ablations)" the authors'-protocol ablation row, the
+    metric-definition columns and, for a plain experiment run with protocol=authors, the protocol
+    reading (digits runs are smoke runs: listed, never paired with the printed numbers)."""
     import json
 
     from bioreg.app.run import run
     from bioreg.results.aggregate import load_records
-    from bioreg.results.compare import build_report
+    from bioreg.results.report import build_report
+    from bioreg.results.report_page import render_markdown
     from bioreg.results.tables import load_spec
 
-    exps = ["vgg16_baseline", "vgg16_baseline_authors", "resnet20_pushpull", "resnet20_pushpull_authors"]
-    for exp in exps:
-        run(compose([f"+experiment={exp}", *DIGITS, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"]))
+    runs = [("vgg16_baseline", "thesis"), ("vgg16_baseline_authors", "authors"),
+            ("resnet20_pushpull", "thesis"), ("resnet20_pushpull", "authors")]
+    for exp, proto in runs:
+        run(compose([f"+experiment={exp}", f"protocol={proto}", *DIGITS, f"results_dir={tmp_path}/r",
+                     f"ckpt_dir={tmp_path}/c"]))
     recs = {}
     for path in (tmp_path / "r").rglob("seed0.json"):
         rec = json.loads(path.read_text())
         assert rec["status"] == "completed", rec.get("error")
-        recs[rec["name"]] = rec
-    assert set(recs) == set(exps)
-    for name, rec in recs.items():
-        authors = name.endswith("_authors")
-        assert rec["protocol"] == ({"reading": "authors", "selected_on": "test"} if authors
-                                   else {"reading": "thesis", "selected_on": "validation"})
+        recs[(rec["name"], rec["protocol"]["reading"])] = rec
+    assert set(recs) == set(runs)
+    for (name, proto), rec in recs.items():
+        authors = proto == "authors"
+        assert rec["protocol"]["selected_on"] == ("test" if authors else "validation")
         assert {"running_acc_selected", "running_acc_last"} <= set(rec["train"]), name
         assert rec["config"]["data"]["select_on"] == ("test" if authors else "validation")
         assert rec["config"]["data"]["val_size"] == (0 if authors else 0.25)
-    for name in ("vgg16_baseline", "vgg16_baseline_authors"):
-        ex = recs[name]["extra"]
+    for key in (("vgg16_baseline", "thesis"), ("vgg16_baseline_authors", "authors")):
+        ex = recs[key]["extra"]
         assert set(ex["activation_stats"]) == set(ex["activation_stats_authors"]) == {"48", "51"}
         a, b = ex["activation_stats_authors"]["48"], ex["activation_stats"]["48"]
         assert a["sparsity"] == pytest.approx(b["sparsity"]) and a["std"] != pytest.approx(b["std"])
-    assert recs["vgg16_baseline_authors"]["config"]["data"]["affine_repeats"] == 2
-    pp = recs["resnet20_pushpull_authors"]["config"]
+    assert recs[("vgg16_baseline_authors", "authors")]["config"]["data"]["affine_repeats"] == 2
+    pp = recs[("resnet20_pushpull", "authors")]["config"]
     assert pp["data"]["crop_padding_mode"] == "reflect" and pp["optim"]["scheduler_lead"] == 2
 
-    specs = [load_spec(t) for t in ("n3.1", "n3.2", "pp2")]
-    text, summary = build_report(specs, load_records(tmp_path / "r"))
-    section = text.split("## Readings (ablations)", 1)[1].split("\n## ", 1)[0]
-    lines = {ln for ln in section.splitlines() if ln.startswith("| n3.") or ln.startswith("| pp")}
-    for tid, printed, ablation in [
+    report = build_report([load_spec(t) for t in ("n3.1", "n3.2", "pp2")], load_records(tmp_path / "r"))
+    rows = {(r.table, r.kind, r.alternative): r for r in report.readings}
+    section = render_markdown(report).split("## Readings (ablations)", 1)[1].split("\n## ", 1)[0]
+    for tid, printed, alternative in [
         ("n3.1", "Baseline", "Baseline (authors' protocol)"),
         ("n3.1", "Train Accuracy (%)", "Train Accuracy, last epoch (%)"),
+        ("n3.1", "Train Accuracy (%)", "Train Accuracy, eval mode (%)"),
         ("n3.2", "Standard Deviation", "Standard Deviation (all elements)"),
         ("n3.2", "Baseline", "Baseline (authors' protocol)"),
-        ("pp2", "resnet20_pp", "resnet20_pp (authors' protocol)"),
     ]:
-        hit = [ln for ln in lines if ln.startswith(f"| {tid} | {printed} | {ablation} |")]
-        assert len(hit) == 1, (tid, ablation, sorted(lines))
-        assert not hit[0].split("|")[4].strip().startswith("0/"), hit[0]  # paired cells with data
-    assert any(it["ablation"] == "Baseline (authors' protocol)" and it["paired"] > 0
-               for it in summary["ablations"]["n3.1"])
+        assert rows[(tid, "ablation", alternative)].printed == printed
+        assert f"| {printed} | {alternative} |" in section, (tid, alternative)
+    # the plain push-pull experiment under protocol=authors: a reading of its own, never mixed in
+    other = rows[("pp2", "protocol", "the authors' protocol, model selected on the test set (optimistic)")]
+    assert other.printed.startswith("the thesis's protocol") and other.paired == 0
+    assert ("| the thesis's protocol, model selected on the validation split | the authors' protocol"
+            in section)
+    pp2 = {t.reading.reading: t for t in report.tables if t.id == "pp2"}
+    assert set(pp2) == {"thesis", "authors"}
+    assert {r.name for r in pp2["authors"].runs} == {"resnet20_pushpull"}
+    assert all(r.reading.reading == "thesis" for r in pp2["thesis"].runs)

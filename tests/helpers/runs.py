@@ -86,7 +86,7 @@ def weights(tmp: Path, name: str = "last.ckpt", ckpt: str = "ckpt") -> dict[str,
 
 
 def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
-         extra: Sequence[str] = ()) -> None:
+         extra: Sequence[str] = ()) -> dict:
     """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), then check the
     interrupted record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``."""
     killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
@@ -103,11 +103,13 @@ def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: i
     assert [st["end"] for st in stopped["stints"]] == ["interrupted"]
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
+    return stopped
 
 
 def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
-                    extra: Sequence[str] = ()) -> None:
+                    extra: Sequence[str] = ()) -> dict:
     """:func:`kill`, then relaunch the same config: the interrupted record does not count, ``last.ckpt``
-    is resumed."""
-    kill(tmp, monkeypatch, killer, ckpt_epoch, extra)
+    is resumed. Returns the interrupted record."""
+    stopped = kill(tmp, monkeypatch, killer, ckpt_epoch, extra)
     run_mod.run(cfg_for(tmp, *extra))
+    return stopped

@@ -21,8 +21,8 @@ config of the 0.1 presets and experiments); a config that 0.1 could not express 
 optimizer, say) is keyed as it is. Keys added later whose value leaves a run as it was
 (:data:`ADDED_DEFAULTS`: the thesis protocol, zero crop padding, one affine stage, selection on the
 validation split, torchvision's VGG init, no scheduler lead) are left out of the identity at that
-value, so a run under the thesis protocol keeps its key and one under ``protocol=authors`` gets its own. ``tests/test_legacy.py`` checks the key of every experiment
-against the keys bioreg 0.1 computed.
+value, so a run under the thesis protocol keeps its key and one under ``protocol=authors`` gets its
+own. ``tests/test_legacy.py`` checks the key of every experiment against the keys bioreg 0.1 computed.
 
 This module is pure (no torch, no Hydra, no other bioreg module), so the lowest layers may use it.
 """
@@ -33,8 +33,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ADDED_DEFAULTS", "MOVED_TARGETS", "OPTIMIZER_NAMES", "SCHEDULER_NAMES", "RENAMED_KEYS", "is_legacy_optim",
-           "upgrade_optim", "legacy_optim", "upgrade_config", "identity_view", "renamed_hint"]
+__all__ = ["ADDED_DEFAULTS", "MOVED_TARGETS", "OPTIMIZER_NAMES", "SCHEDULER_NAMES", "RENAMED_KEYS",
+           "is_legacy_optim", "upgrade_optim", "legacy_optim", "upgrade_config", "identity_view",
+           "renamed_hint"]
 
 #: ``_target_``s that moved: former spelling -> today's
 MOVED_TARGETS: Mapping[str, str] = {

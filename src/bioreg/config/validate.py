@@ -35,8 +35,8 @@ from bioreg.layers.base import reg_entries
 from bioreg.lit.optim import build_optimizer, build_scheduler
 from bioreg.lit.perf import check_compile
 
-__all__ = ["READINGS", "validate_config", "check_protocol", "check_training_length", "check_target", "check_fields", "check_optim",
-           "torch_classes"]
+__all__ = ["READINGS", "validate_config", "check_protocol", "check_training_length", "check_target",
+           "check_fields", "check_optim", "torch_classes"]
 
 
 def check_fields(path: str, node: Mapping, schema) -> None:
@@ -215,7 +215,8 @@ def check_optim(optim: Mapping, max_epochs: int = 1) -> None:
                               "optim/scheduler=<constant, multistep or cosine>")
         kind = ("an LR scheduler", lr_scheduler.LRScheduler, lr_scheduler)
         _check_partial_target("optim.scheduler", sched, kind, "the optimizer", skip=_UNSUPPORTED_SCHEDULERS)
-        _probe("optim.scheduler", lambda: build_scheduler(opt, sched, max_epochs, optim.get("scheduler_lead", 0)))
+        lead = optim.get("scheduler_lead", 0)
+        _probe("optim.scheduler", lambda: build_scheduler(opt, sched, max_epochs, lead))
 
 
 def _check_top_level(c: Mapping) -> None:

@@ -70,9 +70,11 @@ def check_augmentation(name: str) -> Mapping[str, Any] | None:
 def check_modifiers(crop_padding_mode: str = "zeros", affine_repeats: int = 1) -> tuple[str, int]:
     """``(crop_padding_mode, affine_repeats)`` checked; a :class:`DataError` naming the valid values."""
     if crop_padding_mode not in PADDING_MODES:
-        raise DataError(f"crop_padding_mode={crop_padding_mode!r} is invalid; valid: {', '.join(PADDING_MODES)}")
-    if isinstance(affine_repeats, bool) or not isinstance(affine_repeats, int) or not 1 <= affine_repeats <= 4:
-        raise DataError(f"affine_repeats={affine_repeats!r} is invalid; valid: an integer 1..4 (Singh's code: 2)")
+        raise DataError(f"crop_padding_mode={crop_padding_mode!r} is invalid; "
+                        f"valid: {', '.join(PADDING_MODES)}")
+    n = affine_repeats
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
+        raise DataError(f"affine_repeats={n!r} is invalid; valid: an integer 1..4 (Singh's code: 2)")
     return crop_padding_mode, int(affine_repeats)
 
 
@@ -184,7 +186,8 @@ class BatchAugment:
                 out.update(self._affine_params(n, height, width, "" if k == 0 else f"_{k}", kw))
         return out
 
-    def _affine_params(self, n: int, height: int, width: int, suffix: str, kw: dict) -> dict[str, torch.Tensor]:
+    def _affine_params(self, n: int, height: int, width: int, suffix: str,
+                       kw: dict) -> dict[str, torch.Tensor]:
         """One affine stage: whether it applies, the pixel shifts and the scale (keys end in ``suffix``)."""
         out = {f"affine{suffix}": torch.rand(n, **kw) < self.affine_p}
         mx, my = self.translate[0] * width, self.translate[1] * height

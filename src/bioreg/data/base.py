@@ -133,6 +133,16 @@ class TensorImageDataset(Dataset):
         return self.x, self.y
 
 
+def _check_occlusions(occlusions: Sequence[str] | None) -> tuple[str, ...]:
+    """The occlusion kinds to evaluate (``None``: all of them); an unknown kind is a DataError."""
+    if occlusions is None:
+        return OCCLUSION_KINDS
+    for k in occlusions:
+        if k not in OCCLUSION_KINDS:
+            raise DataError(f"unknown occlusion kind {k!r}; valid kinds: {', '.join(OCCLUSION_KINDS)}")
+    return tuple(occlusions)
+
+
 class BaseDataModule(L.LightningDataModule):
     """Common part of every bioreg data module.
 
@@ -206,15 +216,7 @@ class BaseDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.split_seed = int(split_seed)
         self.occlusion = OcclusionParams.from_dict(occlusion)
-        if occlusions is None:
-            self.occlusions = OCCLUSION_KINDS
-        else:
-            self.occlusions = tuple(occlusions)
-            for k in self.occlusions:
-                if k not in OCCLUSION_KINDS:
-                    raise DataError(
-                        f"unknown occlusion kind {k!r}; valid kinds: {', '.join(OCCLUSION_KINDS)}"
-                    )
+        self.occlusions = _check_occlusions(occlusions)
         self.corruptions = check_corruptions(corruptions, self.CORRUPTIONS) if self.CORRUPTIONS else ()
         if corruptions and not self.CORRUPTIONS:
             raise DataError(f"{type(self).__name__} has no corruption suite; set corruptions: null")

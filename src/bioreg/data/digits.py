@@ -57,7 +57,8 @@ class RandomCropPad:
         if p == 0:
             return x
         h, w = x.shape[-2:]
-        xp = F.pad(x, (p, p, p, p)) if self.mode == "zeros" else F.pad(x[None], (p, p, p, p), mode="reflect")[0]
+        pad = (p, p, p, p)
+        xp = F.pad(x, pad) if self.mode == "zeros" else F.pad(x[None], pad, mode="reflect")[0]
         i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
         return xp[..., i : i + h, j : j + w]
 

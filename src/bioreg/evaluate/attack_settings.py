@@ -130,7 +130,8 @@ class AttackSettings:
     square_p_init: float = field(default=0.8, metadata={"check": _p_init})
     attacks: Sequence[str] | None = None  # checked by the evaluator, which owns the attack table
     red_flags: bool = field(default=True, metadata=_flag())
-    eps_sweep: Sequence[float] = field(default=(2 / 255, 4 / 255, 8 / 255, 16 / 255), metadata={"check": _eps_list})
+    eps_sweep: Sequence[float] = field(default=(2 / 255, 4 / 255, 8 / 255, 16 / 255),
+                                       metadata={"check": _eps_list})
     unbounded_eps: float = field(default=1.0, metadata=_nonneg())
     unbounded_steps: int = field(default=20, metadata=_int(1))
     unbounded_n: int | None = field(default=100, metadata=_int(1, none=True))
@@ -154,7 +155,8 @@ class AttackSettings:
         """The checks that need several fields, and the derived values."""
         self.steps_l2 = self.steps_l2 or self.steps
         if self.red_flags and len(self.eps_sweep) < 2:
-            raise EvaluatorConfigError(f"eps_sweep needs at least two distinct values, got {list(self.eps_sweep)}")
+            raise EvaluatorConfigError(
+                f"eps_sweep needs at least two distinct values, got {list(self.eps_sweep)}")
 
     def reading(self, clipping: bool = True) -> dict[str, Any]:
         """The settings of the authors' reading that differ from bioreg's defaults (``labels``, and with

@@ -239,13 +239,13 @@ def _call_noise(model, eps, draws, xb, yb, s):
 
 
 def _pgd_linf(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start, "loss": "ce",
-            **ev.reading()}
+    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start,
+            "loss": "ce", **ev.reading()}
 
 
 def _pgd_l2(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start, "loss": "ce",
-            **ev.reading()}
+    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start,
+            "loss": "ce", **ev.reading()}
 
 
 def _fgsm(ev) -> dict[str, Any]:

@@ -63,9 +63,9 @@ def fgsm_unclipped(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps:
     return adv.clamp(0.0, 1.0) if clip else adv
 
 
-def pgd_unclipped(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, eps: float, step: float, steps: int,
-                  norm: str = "linf", targets: torch.Tensor | None = None, random_start: bool = True,
-                  clip: bool = False) -> torch.Tensor:
+def pgd_unclipped(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, eps: float, step: float,
+                  steps: int, norm: str = "linf", targets: torch.Tensor | None = None,
+                  random_start: bool = True, clip: bool = False) -> torch.Tensor:
     """PGD with CleverHans' update and projection (module docstring); returns the last iterate."""
     x = x.detach()
     adv = x.clone()

@@ -117,7 +117,8 @@ class NormOut(nn.Module):
                  extent: str = "layer") -> None:
         super().__init__()
         if extent not in EXTENTS:
-            raise RegularizerConfigError(f"NormOut extent must be one of {', '.join(EXTENTS)}; got {extent!r}")
+            raise RegularizerConfigError(
+                f"NormOut extent must be one of {', '.join(EXTENTS)}; got {extent!r}")
         self.extent = extent
         if method not in METHODS:
             raise RegularizerConfigError(f"NormOut method must be one of {', '.join(METHODS)}; got {method!r}")

@@ -92,7 +92,8 @@ def scheduler_factory(cfg: Mapping[str, Any] | None, max_epochs: int) -> functoo
     return factory
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, max_epochs: int, lead: int = 0):
+def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, max_epochs: int,
+                    lead: int = 0):
     """The LR scheduler of ``cfg`` (the ``optim.scheduler`` node) on ``opt``, or None (constant);
     ``lead`` = ``optim.scheduler_lead``: steps taken before the first epoch (module docstring)."""
     factory = scheduler_factory(cfg, max_epochs)

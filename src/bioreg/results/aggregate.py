@@ -41,13 +41,15 @@ from bioreg.results.records import (
     PROTOCOLS,
     UNREADABLE,
     RecordStore,
+    failure_text,
     protocol_label,
     record_protocol,
 )
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
-    "records_from_dicts", "select_runs", "expected_protocol", "cell_stats", "Metric", "parse_metric", "dataset_of", "parse_pins",
+    "records_from_dicts", "select_runs", "expected_protocol", "cell_stats", "Metric", "parse_metric",
+    "dataset_of", "parse_pins",
     "add_record_options", "records_from_args",
 ]
 
@@ -94,7 +96,19 @@ class Records:
     runs: pd.DataFrame
     values: pd.DataFrame
     root: Path | None = None
+    #: the record documents by file path (what each ``runs`` row was read from)
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _index: dict[tuple[str, str, int], dict[str, float]] | None = field(default=None, repr=False)
+
+    def subset(self, paths: Iterable[str]) -> Records:
+        """The records read from ``paths`` only (same root): e.g. the runs that follow a protocol."""
+        keep = {str(p) for p in paths}
+        runs = self.runs[self.runs["path"].isin(keep)].reset_index(drop=True)
+        ids = set(zip(runs["name"], runs["config_key"], runs["seed"], strict=True))
+        mask = [(n, k, s) in ids for n, k, s in zip(self.values["name"], self.values["config_key"],
+                                                     self.values["seed"], strict=True)]
+        return Records(runs=runs, values=self.values[mask].reset_index(drop=True), root=self.root,
+                       docs={p: d for p, d in self.docs.items() if p in keep})
 
     def metrics(self, name: str, key: str, seed: int) -> dict[str, float]:
         """``{metric path: value}`` of one record (empty if there is none)."""
@@ -148,9 +162,10 @@ VALUE_COLUMNS = ["name", "config_key", "seed", "status", "metric", "value"]
 
 def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Path | None = None) -> Records:
     """Build :class:`Records` from ``(path, record)`` pairs (what :class:`RecordStore` iterates)."""
-    runs, values = [], []
+    runs, values, docs = [], [], {}
     for path, rec in items:
         p = Path(path)
+        docs[str(path)] = dict(rec)
         # identity from the record; the path is the fallback (a foreign or unreadable file)
         name = rec.get("name", p.parent.parent.name)
         key = rec.get("config_key", p.parent.name)
@@ -160,14 +175,16 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
             seed = int(stem[4:]) if stem.startswith("seed") and stem[4:].isdigit() else -1
         status = str(rec.get("status", "unknown"))
         runs.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
-                     "path": str(path), "error": rec.get("error"), "finished": rec.get("finished"),
+                     "path": str(path),
+                     "error": failure_text(rec) if status == "failed" else rec.get("error"),
+                     "finished": rec.get("finished"),
                      "data": dataset_of(rec), **record_protocol(rec)})
         for m, val in record_metrics(rec).items():
             values.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
                            "metric": m, "value": val})
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS).astype({"seed": "int64"})
     values_df = pd.DataFrame(values, columns=VALUE_COLUMNS).astype({"seed": "int64", "value": "float64"})
-    return Records(runs=runs_df, values=values_df, root=root)
+    return Records(runs=runs_df, values=values_df, root=root, docs=docs)
 
 
 def add_record_options(ap: Any) -> None:
@@ -224,8 +241,9 @@ class Selection:
         out = []
         for name, label, seeds in self.other_protocol:
             want = protocol_label(self.protocols.get(name, DEFAULT_PROTOCOL))
-            out.append(f"other protocol: {name} seed(s) {', '.join(map(str, seeds))} ran under protocol {label}; "
-                       f"left out of these {want} cells (never mixed; `make table-<id> PROTOCOL=...` shows them)")
+            out.append(f"other protocol: {name} seed(s) {', '.join(map(str, seeds))} ran under protocol "
+                       f"{label}; left out of these {want} cells (never mixed; `make table-<id> "
+                       "PROTOCOL=...` shows them)")
         for name, seed, keys in self.duplicates:
             data = [self.datasets.get((name, k), "?") for k in keys]
             shown = ", ".join(f"{k} (data: {d})" for k, d in zip(keys, data, strict=True))
@@ -276,7 +294,8 @@ def _split_protocols(runs: pd.DataFrame, protocols: Mapping[str, str], sel: Sele
 
 
 def select_runs(records: Records, experiments: Iterable[str], seeds: Sequence[int],
-                pins: Mapping[str, str] | None = None, protocols: Mapping[str, str] | None = None) -> Selection:
+                pins: Mapping[str, str] | None = None,
+                protocols: Mapping[str, str] | None = None) -> Selection:
     """Choose the completed record for each (experiment, seed); collect failures and duplicates.
 
     ``pins`` maps an experiment name to the config key to use for it (all other keys

@@ -26,7 +26,8 @@ one run's throughput -- an assumption the user states).
 A run shared by several tables (same experiment and seed) is trained once; the total counts each
 unique run once. The runs of a table's *ablation* rows and columns (other readings, not printed:
 ``compare_to`` / ``ablation: true`` in the spec; left out by ``sweep_ablations=false``) are counted
-apart: ``ablation_runs`` / ``ablation_gpu_hours`` per table and in total, never in the table's own total. ``scripts/plan.py`` (``make plan``) is the command line; its last line is
+apart: ``ablation_runs`` / ``ablation_gpu_hours`` per table and in total, never in the table's own
+total. ``scripts/plan.py`` (``make plan``) is the command line; its last line is
 :func:`result_line`: ``RESULT total_gpu_hours=<x> basis=<...> unique_runs=<n> ...``.
 """
 
@@ -348,8 +349,8 @@ def print_plan(plan: dict[str, Any]) -> None:
     tab = Table(title="GPU-hours per thesis table (one GPU; runs x epochs x s/epoch / concurrency); "
                       "ablation runs (other readings, sweep_ablations=false leaves them out) apart")
     right = ("runs", "s/epoch", "GPU-h", "ablation runs", "ablation GPU-h")
-    for col in ("table", "runs", "epochs", "families", "s/epoch", "concurrency", "basis", "GPU-h", "ablation runs",
-                "ablation GPU-h"):
+    for col in ("table", "runs", "epochs", "families", "s/epoch", "concurrency", "basis", "GPU-h",
+                "ablation runs", "ablation GPU-h"):
         tab.add_column(col, justify="right" if col in right else "left")
     for r in plan["tables"]:
         lo, hi = r["s_per_epoch"]
@@ -362,7 +363,8 @@ def print_plan(plan: dict[str, Any]) -> None:
             "; ".join(r["concurrency"]),
             ",".join(r["basis"]),
             f"{r['gpu_hours']:.2f}",
-            f"{r['ablation_runs']} ({len(r['ablation_experiments'])}x{r['seeds']})" if r["ablation_runs"] else "0",
+            (f"{r['ablation_runs']} ({len(r['ablation_experiments'])}x{r['seeds']})"
+             if r["ablation_runs"] else "0"),
             f"{r['ablation_gpu_hours']:.2f}",
         )
     tab.add_row(

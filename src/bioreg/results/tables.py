@@ -11,6 +11,7 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
     paper_index: null                   # wide only: the column(s) holding the row labels; a list
                                         # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
+    protocol: dutta2019_ch2_corruption  # its published protocol (specs/protocols.yaml): who gets a verdict
     number_format: ".1f"
     rows:                               # printed order, top to bottom
       - {label: Test Set, metric: summary.test_acc}
@@ -28,12 +29,14 @@ experiment: uncorr_gaussian_std_layer1, compare_to: UG}``) is not printed in the
 placed after the printed ones and compared with the printed cells of ``compare_to`` (another
 reading of the same model), and claims leave it out unless they name it. An axis with ``ablation:
 true`` (and every ``compare_to`` axis) is an *ablation run*: the table's sweep (conf/sweep/,
-:mod:`bioreg.results.sweeps`) trains it unless ``sweep_ablations=false``. An axis with ``protocol:
+:mod:`bioreg.results.sweeps`) trains it unless ``sweep_ablations=false``. An axis with ``reading:
 authors`` takes its experiment's runs under the authors' protocol (records whose ``protocol`` field
 says ``authors``, selected on the test set; e.g. ``{label: "Baseline (authors' protocol)", experiment:
-vgg16_baseline_authors, protocol: authors, compare_to: Baseline}``); every other axis takes the runs of
-the table's reading (``build_table(..., protocol=)``, ``make table-<id> PROTOCOL=authors``; default
-``thesis``). Runs of another protocol are never mixed into a cell; the notes list them.
+vgg16_baseline_authors, reading: authors, compare_to: Baseline}``); every other axis takes the runs of
+the table's reading (``build_table(..., reading=)``, ``make table-<id> PROTOCOL=authors``; default
+``thesis``). Runs of another reading are never mixed into a cell; the notes list them. (The spec-level
+``protocol:`` key is another thing: the *published* protocol a run must follow to get a verdict,
+:mod:`bioreg.results.protocol`.)
 A cell that follows neither axis is listed under ``cells:`` (``{row, column, experiment?,
 metric?}``; what it gives replaces the axes' value), e.g. Table 3.2's Linear Exponential column.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
@@ -116,7 +119,7 @@ class Axis:
     compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
     paper: str | None = None  # its label in the paper CSV when that differs from ``label``
     ablation: bool = False  # an ablation run (also every compare_to axis): left out by sweep_ablations=false
-    protocol: str | None = None  # the runs' protocol (thesis | authors); None = the table's reading
+    reading: str | None = None  # the runs' protocol reading (thesis | authors); None = the table's
 
     @property
     def is_ablation(self) -> bool:
@@ -142,6 +145,9 @@ class TableSpec:
     #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
     #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
     overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
+    #: the published protocol its runs must follow to be compared (an id of ``specs/protocols.yaml``,
+    #: :mod:`bioreg.results.protocol`); ``None``: every run is compared
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -168,7 +174,14 @@ class TableSpec:
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
-        self._check_protocols()
+        if self.protocol is not None:
+            from bioreg.results.protocol import get_protocol
+
+            try:
+                get_protocol(self.protocol)
+            except ValueError as e:
+                raise ValueError(f"table {self.id}: {e}") from None
+        self._check_readings()
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
@@ -178,22 +191,24 @@ class TableSpec:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
 
-    def _check_protocols(self) -> None:
-        """Known protocols, and one per experiment (a cell's runs must be of one protocol)."""
+    def _check_readings(self) -> None:
+        """Known readings, and one per experiment (a cell's runs must be of one reading)."""
         seen: dict[str, str | None] = {}
         for a in (*self.rows, *self.columns):
-            if a.protocol is not None and a.protocol not in PROTOCOLS:
-                raise ValueError(f"table {self.id}: axis {a.label!r} has protocol={a.protocol!r}; valid: "
+            if a.reading is not None and a.reading not in PROTOCOLS:
+                raise ValueError(f"table {self.id}: axis {a.label!r} has reading={a.reading!r}; valid: "
                                  f"{', '.join(PROTOCOLS)}")
-            if a.experiment and seen.setdefault(a.experiment, a.protocol) != a.protocol:
+            if a.experiment and seen.setdefault(a.experiment, a.reading) != a.reading:
                 raise ValueError(f"table {self.id}: experiment {a.experiment!r} is named with two protocols; "
                                  "give the other reading its own experiment (e.g. <name>_authors)")
 
-    def protocols(self, reading: str = "thesis") -> dict[str, str]:
+    def axis_readings(self) -> dict[str, str]:
+        """Experiment -> its fixed reading, for the experiments of axes with a ``reading`` of their own."""
+        return {a.experiment: a.reading for a in (*self.rows, *self.columns) if a.experiment and a.reading}
+
+    def readings(self, reading: str = "thesis") -> dict[str, str]:
         """Experiment -> the protocol its runs are taken from under the table reading ``reading``."""
-        out = {e: reading for e in self.experiments}
-        out.update({a.experiment: a.protocol for a in (*self.rows, *self.columns) if a.experiment and a.protocol})
-        return out
+        return {**{e: reading for e in self.experiments}, **self.axis_readings()}
 
     def cell(self, row: Axis, col: Axis) -> tuple[str, Metric]:
         """The (experiment, metric) of one cell; exactly one axis must give each, unless a ``cells``
@@ -257,9 +272,9 @@ def spec_path(table_id: str) -> Path:
 
 
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
-              "columns", "description", "figure", "cells"}
+              "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
-_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation", "protocol"}
+_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation", "reading"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -279,7 +294,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                             compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
                             paper=None if it.get("paper") is None else str(it["paper"]),
                             ablation=bool(it.get("ablation", False)),
-                            protocol=None if it.get("protocol") is None else str(it["protocol"])))
+                            reading=None if it.get("reading") is None else str(it["reading"])))
         return tuple(out)
 
     overrides = []
@@ -301,6 +316,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
         figure=_figure_options(d.get("figure"), d.get("id")),
+        protocol=None if d.get("protocol") is None else str(d["protocol"]),
     )
 
 
@@ -363,14 +379,14 @@ def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[Tab
 @dataclass
 class TableResult:
     spec: TableSpec
-    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
+    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds, values
     selection: Selection
     missing_metrics: list[str] = field(default_factory=list)
     #: the per-seed values behind each cell, ``{(row, column): {seed: value}}`` (what the mean and std
     #: summarise; the seed-level statistics of ``bioreg.results.claim_stats`` read them)
-    values: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
-    #: the table's reading: ``thesis`` (the default) or ``authors`` (axes with their own ``protocol`` aside)
-    protocol: str = "thesis"
+    per_seed: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    #: the table's reading: ``thesis`` (the default) or ``authors`` (axes with their own ``reading`` aside)
+    reading: str = "thesis"
 
     @property
     def notes(self) -> list[str]:
@@ -380,6 +396,10 @@ class TableResult:
         r = self.cells[(self.cells["row"] == row) & (self.cells["column"] == col)].iloc[0]
         return CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]),
                          tuple(int(s) for s in str(r["seeds"]).split(";") if s != ""))
+
+    def values(self, row: str, col: str) -> dict[int, float]:
+        """The per-seed values of one cell, ``{seed: value}`` (what its mean and std are taken over)."""
+        return dict(self.per_seed.get((row, col), {}))
 
     def text_grid(self, latex: bool = False) -> pd.DataFrame:
         grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
@@ -396,10 +416,10 @@ def _none(x: Any) -> float | None:
 
 
 def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | None = None,
-                protocol: str = "thesis") -> TableResult:
+                reading: str = "thesis") -> TableResult:
     """Aggregate the records into the cells of ``spec`` (mean ± std over the table's seeds), from the runs
-    of the reading ``protocol`` (axes with their own ``protocol`` aside)."""
-    sel = select_runs(records, spec.experiments, spec.seeds, pins, spec.protocols(protocol))
+    of the reading ``reading`` (axes with their own ``reading`` aside)."""
+    sel = select_runs(records, spec.experiments, spec.seeds, pins, spec.readings(reading))
     cache: dict[tuple[str, int], dict[str, float]] = {}
     missing: dict[tuple[str, str], list[int]] = {}
     rows = []
@@ -423,13 +443,13 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
             per_seed[(r.label, c.label)] = vals
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
-                         "seeds": ";".join(str(s) for s in st.seeds)})
+                         "seeds": ";".join(str(s) for s in st.seeds), "values": vals})
     cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
-                                        "seeds"]).astype({"mean": "float64", "std": "float64"})
+                                        "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
              f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
-    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, values=per_seed,
-                       protocol=protocol)
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed,
+                       reading=reading)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -454,9 +474,9 @@ def _md_escape(s: str) -> str:
 
 #: the line a table of another reading starts with (its cells are not the thesis protocol's)
 PROTOCOL_BANNER = {
-    "authors": "**Protocol: the authors' code** (`protocol=authors`): trained on all training images, the best "
-               "epoch chosen on the TEST set (optimistic), the authors' augmentation/schedule/initialisation; "
-               "not the thesis protocol (docs/decisions/protocols.md).",
+    "authors": "**Protocol: the authors' code** (`protocol=authors`): trained on all training images, "
+               "the best epoch chosen on the TEST set (optimistic), the authors' "
+               "augmentation/schedule/initialisation; not the thesis protocol (docs/decisions/protocols.md).",
 }
 
 
@@ -473,8 +493,8 @@ def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
                     f" ± {p['std_text']}" if str(p["std_text"]).strip() else "")
     head = ["", *[c.label for c in spec.columns]]
     lines = [f"### Table {spec.id}: {spec.title}", ""]
-    if res.protocol != "thesis":
-        lines += [PROTOCOL_BANNER.get(res.protocol, f"Protocol: {res.protocol}."), ""]
+    if res.reading != "thesis":
+        lines += [PROTOCOL_BANNER.get(res.reading, f"Protocol: {res.reading}."), ""]
     if spec.source:
         lines += [f"Source: {spec.source}.", ""]
     if spec.description:
@@ -507,7 +527,7 @@ def render_latex(res: TableResult) -> str:
     styler = grid.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     tex = styler.to_latex(
         caption=f"{_tex_escape(spec.title)} (mean $\\pm$ std over {len(spec.seeds)} seeds"
-                f"{'' if res.protocol == 'thesis' else '; the authors protocol, selected on the test set'})",
+                f"{'' if res.reading == 'thesis' else '; the authors protocol, selected on the test set'})",
         label=f"tab:{spec.stem.replace('_', '-')}", hrules=True, position="htbp", position_float="centering",
         column_format="l" + "r" * len(spec.columns),
     )
@@ -533,7 +553,7 @@ def write_table(res: TableResult, out_dir: str | Path, paper: pd.DataFrame | Non
     """Write ``<stem>.md`` (with the published rows when ``paper`` is given), ``.tex`` and ``.csv``
     atomically under ``out_dir`` (``<stem>_authors.*`` for a table of the authors' protocol)."""
     out = Path(out_dir)
-    stem = res.spec.stem + ("" if res.protocol == "thesis" else f"_{res.protocol}")
+    stem = res.spec.stem + ("" if res.reading == "thesis" else f"_{res.reading}")
     return {
         "md": atomic_write_text(out / f"{stem}.md", render_markdown(res, paper)),
         "tex": atomic_write_text(out / f"{stem}.tex", render_latex(res)),
