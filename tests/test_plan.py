@@ -17,8 +17,30 @@ def plan():
 
 
 def test_sweep_params_count_experiments_and_seeds(plan):
-    exps, seeds = plan.sweep_params(REPO / "conf" / "sweep" / "table_pp4.yaml")
-    assert len(exps) == 10 and seeds == 5 and "resnet14_baseline" in exps  # Table 4: ResNet-14 + 9 PP settings
+    path = REPO / "conf" / "sweep" / "table_pp4.yaml"
+    exps, seeds = plan.sweep_params(path)
+    # Table 4: ResNet-14 + 9 PP settings, and the authors'-protocol reading of one of them (an ablation)
+    assert len(exps) == 11 and seeds == 5 and "resnet14_baseline" in exps
+    assert plan.ablation_experiments(path) == ["resnet14_pushpull_h2_a10_authors"]
+
+
+def test_ablation_runs_are_listed_apart(plan):
+    """make plan: a table's own runs and hours, and apart its ablation runs (they never enter the total)."""
+    out = plan.make_plan(plan.PlanInputs(conf_dir=REPO / "conf", tables=["pp2", "2.5"]))
+    rows = {r["table"]: r for r in out["tables"]}
+    assert rows["pp2"]["runs"] == 40 and rows["pp2"]["ablation_runs"] == 5
+    assert rows["pp2"]["ablation_experiments"] == ["resnet20_pushpull_authors"]
+    assert rows["2.5"]["ablation_experiments"] == ["uncorr_gaussian_std_layer1", "corr_gaussian_std_layer1"]
+    assert out["unique_runs"] == 40 + 25 and out["unique_ablation_runs"] == 5 + 10
+    assert out["total_gpu_hours"] == pytest.approx(rows["pp2"]["gpu_hours"] + rows["2.5"]["gpu_hours"])
+    assert out["ablation_gpu_hours"] == pytest.approx(
+        rows["pp2"]["ablation_gpu_hours"] + rows["2.5"]["ablation_gpu_hours"])
+    assert out["ablation_gpu_hours"] > 0
+    # the authors' protocol trains on all 50 000 images, the thesis's on 45 000
+    info = plan.describe({"resnet20_pushpull", "resnet20_pushpull_authors"}, REPO / "conf")
+    assert info["resnet20_pushpull_authors"]["train_images"] == 50_000
+    assert info["resnet20_pushpull"]["train_images"] == 45_000
+    assert "ablation_gpu_hours=" in plan.result_line(out)
 
 
 def test_seconds_per_image_sources_in_order(plan):

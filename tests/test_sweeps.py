@@ -53,7 +53,8 @@ def test_sweep_runs_the_tables_experiments_over_five_seeds(stem: str) -> None:
     assert str(params["+experiment"]).split(",") == spec.experiments
     assert str(params["seed"]) == ",".join(str(s) for s in spec.seeds) == "0,1,2,3,4"
     if spec.id.startswith("n3."):
-        assert params["eval"] == "attacks"  # Tables 3.4-3.6 need the attack / Fisher-Rao evaluators
+        # Tables 3.4-3.6 need the attack / Fisher-Rao evaluators, 3.4-3.5 the authors' attack settings too
+        assert params["eval"] == "attacks_authors"
     else:
         assert set(params) == {"+experiment", "seed"}
 

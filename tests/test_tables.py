@@ -28,7 +28,7 @@ from bioreg.results.compare import (
     load_claims,
     printed_resolution,
 )
-from bioreg.results.records import RecordStore
+from bioreg.results.records import PROTOCOLS, RecordStore
 from bioreg.results.report import build_report
 from bioreg.results.report_page import render_markdown as render_report_markdown
 from bioreg.results.tables import (
@@ -75,9 +75,11 @@ def synthetic_records(spec, root: Path) -> None:
     metrics = [a.metric for a in (*spec.rows, *spec.columns) if a.metric is not None]
     metrics += [m for *_, m in spec.overrides if m is not None]  # explicit `cells` entries (Table 3.2)
     paths = sorted({p for m in metrics for p in leaves(m)})
+    protocols = spec.readings()  # the authors'-protocol rows' runs say so in their records
     for i, exp in enumerate(spec.experiments):
         for s in SEEDS:
-            rec = {"name": exp, "seed": s, "config_key": "abc", "status": "completed"}
+            rec = {"name": exp, "seed": s, "config_key": "abc", "status": "completed",
+                   "protocol": dict(PROTOCOLS[protocols[exp]])}
             for p in paths:
                 set_path(rec, p, base_value(i, p) + SEED_OFFSETS[s])
             store.write(rec)
@@ -109,11 +111,12 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     printed_cols = [c.label for c in spec.columns if not c.compare_to]
     assert rows[:len(printed_rows)] == printed_rows and cols[:len(printed_cols)] == printed_cols
     if tid in ("pp2", "pp3"):
-        assert rows == [r for r in p_rows if r in rows] and cols == [c for c in p_cols if c in cols]
+        assert printed_rows == [r for r in p_rows if r in rows]
+        assert printed_cols == [c for c in p_cols if c in cols]
         assert all(("resnet" in x) for x in (rows if tid == "pp3" else cols))
-        assert len(rows if tid == "pp3" else cols) == 8
+        assert len(printed_rows if tid == "pp3" else printed_cols) == 8
     elif tid == "pp5":  # the printed ResNet-20/56 rows in printed order, plus ResNet-32/44 and mce/rce
-        assert [r for r in rows if r in p_rows] == p_rows and cols[:2] == p_cols
+        assert [r for r in printed_rows if r in p_rows] == p_rows and cols[:2] == p_cols
     else:
         assert (printed_rows, printed_cols) == (p_rows, p_cols)
 
@@ -175,10 +178,14 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     assert [c.label for c in spec.columns] == [f"sigma^2={v:.0e}".replace("e-0", "e-") if v else "sigma^2=0"
                                                for v in TABLE4_VARIANCES]
     assert [str(c.metric) for c in spec.columns] == [f"error(extra.noise.acc.{i})" for i in range(6)]
-    assert [r.experiment for r in spec.rows] == ["resnet14_baseline"] + [
+    printed = [r for r in spec.rows if not r.compare_to]  # the authors'-protocol ablation row follows them
+    assert [r.experiment for r in printed] == ["resnet14_baseline"] + [
         f"resnet14_pushpull_h{h.replace('.', '')}_a{float(a):.1f}".replace(".", "") for h, a in PP4_GRID]
+    assert [(r.experiment, r.reading) for r in spec.ablations] == [
+        ("resnet14_pushpull_h2_a10_authors", "authors")]
     # every experiment is a ResNet-14 with the row's (h, alpha), push-pull only where the row says so
-    for i, (r, exp) in enumerate(zip(spec.rows, spec.experiments, strict=True)):
+    for i, r in enumerate(printed):
+        exp = r.experiment
         cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
         assert {"override /model": "resnet14"} in cfg["defaults"] and cfg["name"] == exp
         assert {"override /reg": "none" if i == 0 else ["pushpull"]} in cfg["defaults"]
@@ -189,7 +196,7 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     # the paper cells join every cell of the table
     paper = load_paper(spec)
     assert len(paper) == 60 and set(zip(paper["row"], paper["column"], strict=True)) == {
-        (r.label, c.label) for r in spec.rows for c in spec.columns}
+        (r.label, c.label) for r in printed for c in spec.columns}
     got = paper.set_index(["row", "column"])["mean"]
     assert got[("resnet14", "sigma^2=1e-2")] == pytest.approx(77.46)
     assert got[("resnet14_pp, h=1.5, alpha=1.5", "sigma^2=1e-3")] == pytest.approx(12.82)
@@ -199,22 +206,23 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     assert (res.cells["n"] == 5).all() and not res.notes
     md = render_markdown(res, paper)
     body = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("|")][2:]
-    assert body == [x for r in spec.rows for x in (r.label, f"{r.label} (published)")]
+    assert body == [x for r in printed for x in (r.label, f"{r.label} (published)")] + [
+        r.label for r in spec.ablations]
     line = next(ln for ln in md.splitlines() if ln.startswith("| resnet14 (published) |"))
     assert [c.strip() for c in line.strip("|").split("|")][1:] == ["4.09", "5.18", "10.47", "18.76", "59.53",
                                                                   "77.46"]
     report = build_report([spec], load_records(tmp_path / "runs"), claims=[], results_dir="x")
     assert report.tables[0].cell("resnet14", "sigma^2=1e-2").published == "77.46"
-    assert report.tables[0].counts()["cells"] == 60
+    assert report.tables[0].counts()["cells"] == 66  # 60 printed cells + the ablation row's 6
 
 
 def test_pp5_rows_of_the_printed_table_and_their_numbers(tmp_path: Path) -> None:
     spec = load_spec("pp5")
-    rows = [r.label for r in spec.rows]
+    rows = [r.label for r in spec.rows if not r.compare_to]  # the authors'-protocol ablation row follows
     assert rows == [f"resnet{d}{s}" for d in (20, 32, 44, 56) for s in ("", "_pp", "_pp_learned_alpha")]
     pp3 = {r.label: r.experiment for r in load_spec("pp3").rows}
     assert all(r.experiment == pp3[r.label] for r in spec.rows if r.label in pp3)
-    assert all(r.experiment.endswith("_pushpull_learned_alpha") for r in spec.rows[2::3])
+    assert all(r.experiment.endswith("_pushpull_learned_alpha") for r in spec.rows[2:12:3])
     paper = load_paper(spec)
     p_rows, p_cols = paper_layout(spec)
     assert [r for r in rows if r in p_rows] == p_rows == [f"resnet{d}{s}" for d in (20, 56)
@@ -243,23 +251,33 @@ def test_paper_index_may_name_several_columns_and_axes_map_paper_labels(tmp_path
 
 
 def test_singh_overfitting_is_per_seed_absolute_difference(tmp_path: Path) -> None:
+    """Table 3.1's train accuracy is the authors' (the running train-mode accuracy at the selected epoch);
+    the eval-mode and last-epoch readings are its ablation columns; overfitting is |train - test| per seed."""
     spec = load_spec("n3.1")
     store = RecordStore(tmp_path)
-    train = [96.0, 97.0, 95.0]
+    train = [96.0, 97.0, 95.0]  # running, selected epoch
     test = [90.0, 98.0, 91.0]  # seed 1 has test > train: |diff| per seed, then the mean
     for s, (tr, te) in enumerate(zip(train, test, strict=True)):
         store.write({"name": "vgg16_baseline", "seed": s, "config_key": "k", "status": "completed",
-                     "train": {"eval_acc": tr, "acc": 0.5}, "summary": {"test_acc": te}})
-    # a record without eval_acc falls back to train.acc (a fraction) x 100
+                     "train": {"running_acc_selected": tr, "running_acc_last": tr - 1, "eval_acc": tr + 2,
+                               "acc": 0.5}, "summary": {"test_acc": te}})
+    # a record written before the running accuracy was kept: no default cell, but the last-epoch reading
+    # (train.acc, a fraction, x 100) and the eval-mode one
     store.write({"name": "vgg16_dropout_48", "seed": 0, "config_key": "k", "status": "completed",
-                 "train": {"acc": 0.931}, "summary": {"test_acc": 90.0}})
+                 "train": {"acc": 0.931, "eval_acc": 99.0}, "summary": {"test_acc": 90.0}})
     res = build_table(spec, load_records(tmp_path))
     over = res.stats("Baseline", "Overfitting")
     gaps = [6.0, 1.0, 4.0]
     assert over.mean == pytest.approx(np.mean(gaps)) and over.std == pytest.approx(np.std(gaps, ddof=1))
     assert res.stats("Baseline", "Train Accuracy (%)").mean == pytest.approx(96.0)
-    d = res.stats("Dropout 48", "Train Accuracy (%)")
-    assert d.mean == pytest.approx(93.1) and res.stats("Dropout 48", "Overfitting").mean == pytest.approx(3.1)
+    assert res.stats("Baseline", "Train Accuracy, last epoch (%)").mean == pytest.approx(95.0)
+    assert res.stats("Baseline", "Train Accuracy, eval mode (%)").mean == pytest.approx(98.0)
+    assert res.stats("Baseline", "Overfitting, eval mode").mean == pytest.approx(np.mean([8.0, 1.0, 6.0]))
+    d = res.stats("Dropout 48", "Train Accuracy, last epoch (%)")
+    assert d.mean == pytest.approx(93.1)
+    assert res.stats("Dropout 48", "Overfitting, last epoch").mean == pytest.approx(3.1)
+    assert res.stats("Dropout 48", "Train Accuracy (%)").n == 0
+    assert any("missing metric: train.running_acc_selected" in n for n in res.notes)
 
 
 def test_write_table_writes_three_files_atomically(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@
 * :mod:`helpers.pre_graph_safe` — frozen copies of the pre-graph-safe code, the reference of its equality tests;
 * :mod:`helpers.slurm_testbed`, :mod:`helpers.slow_epochs` — the one-node SLURM of ``make test-slurm``; slow epochs;
 * :mod:`helpers.report_records` — hand-made run records and a report scenario for the report tests.
+* :mod:`helpers.augment_ref` — the per-image torchvision reference of the batched Singh augmentation.
 
 Test modules import from here, never from each other.
 """

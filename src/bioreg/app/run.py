@@ -47,6 +47,7 @@ from bioreg.results.records import (
     config_key,
     git_info,
     package_versions,
+    protocol_of_config,
     task_overrides,
     utc_now,
 )
@@ -72,6 +73,7 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
     from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 
     from bioreg.lit.callbacks.checkpoint import RelocatableModelCheckpoint
+    from bioreg.lit.callbacks.epoch_history import EpochHistory
     from bioreg.lit.callbacks.model_summary import ModelSummaryNoFlops
     from bioreg.lit.callbacks.resume import RNGStateCheckpoint
 
@@ -86,6 +88,7 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
                                    every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
         ModelSummaryNoFlops(),  # Lightning's summary would show "FLOPs 0" (no example input)
+        EpochHistory(),  # per-epoch running train accuracy + validation accuracy (train.running_acc_*)
     ]
     if cfg.trainer.get("enable_progress_bar", True):
         cbs.append(RichProgressBar(leave=True))
@@ -295,7 +298,8 @@ def build_run(plan: RunPlan) -> Built:
 def new_record(plan: RunPlan) -> dict[str, Any]:
     return {
         "record_version": RECORD_VERSION, "name": plan.name, "seed": plan.seed, "config_key": plan.key,
-        "status": "running", "config": plan.resolved, "git": git_info(Path(__file__).parent),
+        "status": "running", "protocol": protocol_of_config(plan.resolved), "config": plan.resolved,
+        "git": git_info(Path(__file__).parent),
         "versions": package_versions(), "started": utc_now(), "run_dir": str(plan.paths.run_dir),
         "ckpt_dir": str(plan.paths.ckpt), "overrides": task_overrides(),
     }
@@ -321,6 +325,8 @@ def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
     model = lit.model.to(device).eval()
     metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
     train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    for cb in trainer.callbacks:  # Table 3.1's running train accuracy at the selected and the last epoch
+        train_metrics.update(getattr(cb, "train_fields", lambda _e: {})(best_epoch))
     if cfg.eval.get("train_acc"):
         train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
     summary = summarize(metrics)

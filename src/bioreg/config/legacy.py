@@ -18,8 +18,11 @@ folder) is a hash of its resolved config. So that a run keeps its key — its co
 found, its ``last.ckpt`` resumed, its table cell not doubled — the key is computed on
 :func:`identity_view`, the config in the 0.1 spelling wherever that spelling can express it (every
 config of the 0.1 presets and experiments); a config that 0.1 could not express (another
-optimizer, say) is keyed as it is. ``tests/test_legacy.py`` checks the key of every experiment
-against the keys bioreg 0.1 computed.
+optimizer, say) is keyed as it is. Keys added later whose value leaves a run as it was
+(:data:`ADDED_DEFAULTS`: the thesis protocol, zero crop padding, one affine stage, selection on the
+validation split, torchvision's VGG init, no scheduler lead) are left out of the identity at that
+value, so a run under the thesis protocol keeps its key and one under ``protocol=authors`` gets its
+own. ``tests/test_legacy.py`` checks the key of every experiment against the keys bioreg 0.1 computed.
 
 This module is pure (no torch, no Hydra, no other bioreg module), so the lowest layers may use it.
 """
@@ -30,13 +33,32 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MOVED_TARGETS", "OPTIMIZER_NAMES", "SCHEDULER_NAMES", "RENAMED_KEYS", "is_legacy_optim",
-           "upgrade_optim", "legacy_optim", "upgrade_config", "identity_view", "renamed_hint"]
+__all__ = ["ADDED_DEFAULTS", "MOVED_TARGETS", "OPTIMIZER_NAMES", "SCHEDULER_NAMES", "RENAMED_KEYS",
+           "is_legacy_optim", "upgrade_optim", "legacy_optim", "upgrade_config", "identity_view",
+           "renamed_hint"]
 
 #: ``_target_``s that moved: former spelling -> today's
 MOVED_TARGETS: Mapping[str, str] = {
     "bioreg.lit.stopping.StopAtAccuracy": "bioreg.lit.callbacks.stopping.StopAtAccuracy",
     "bioreg.lit.activation_stats.ActivationStats": "bioreg.lit.callbacks.activation_stats.ActivationStats",
+}
+#: keys added after bioreg 0.1 -> the value at which the run is the one 0.1 trained (left out of the
+#: identity at that value; any other value is part of it). docs/decisions/protocols.md
+ADDED_DEFAULTS: Mapping[str, Any] = {
+    "protocol": {"reading": "thesis"},
+    "data.select_on": "validation",
+    "data.crop_padding_mode": "zeros",
+    "data.affine_repeats": 1,
+    "model.init": "torchvision",
+    "optim.scheduler_lead": 0,
+}
+#: the added keys that today's presets spell out, and the ``_target_``s whose node has them: a stored
+#: config of an earlier version gets them back at their default (:func:`upgrade_config`)
+_SPELLED_OUT: Mapping[str, tuple[str, ...]] = {
+    "protocol": (),
+    **{f"data.{k}": ("bioreg.data.cifar10.CIFAR10DataModule", "bioreg.data.digits.DigitsDataModule")
+       for k in ("select_on", "crop_padding_mode", "affine_repeats")},
+    "model.init": ("bioreg.models.VGG16", "bioreg.models.vgg.VGG16"),
 }
 #: ``optim.name`` of 0.1 -> the class it built, and the 0.1 keys that class took
 OPTIMIZER_NAMES: Mapping[str, str] = {"sgd": "torch.optim.SGD", "adam": "torch.optim.Adam"}
@@ -145,19 +167,49 @@ def _map_targets(node: Any, table: Mapping[str, str]) -> Any:
     return node
 
 
+def _node(cfg: Mapping[str, Any], parents: list[str]) -> Any:
+    node: Any = cfg
+    for p in parents:
+        node = node.get(p) if isinstance(node, Mapping) else None
+    return node
+
+
+def _fill_added_defaults(cfg: dict[str, Any]) -> None:
+    """Add (in place) the keys of :data:`_SPELLED_OUT` that a stored config lacks, at their default."""
+    for path, targets in _SPELLED_OUT.items():
+        *parents, leaf = path.split(".")
+        node = _node(cfg, parents)
+        if not isinstance(node, dict) or leaf in node or (targets and node.get("_target_") not in targets):
+            continue
+        node[leaf] = copy.deepcopy(ADDED_DEFAULTS[path])
+
+
 def upgrade_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A stored (resolved) config in today's spelling: moved ``_target_``s and a 0.1 ``optim`` node
-    translated; a config already in today's spelling comes back equal. Returns a new dict."""
+    translated, keys added since filled in at the value that leaves the run as it was; a config
+    already in today's spelling comes back equal. Returns a new dict."""
     out = _map_targets(copy.deepcopy(dict(cfg)), MOVED_TARGETS)
     if is_legacy_optim(out.get("optim")):
         out["optim"] = upgrade_optim(out["optim"])
+    _fill_added_defaults(out)
     return out
+
+
+def _drop_added_defaults(cfg: dict[str, Any]) -> None:
+    """Remove (in place) every key of :data:`ADDED_DEFAULTS` that has its default value."""
+    for path, default in ADDED_DEFAULTS.items():
+        *parents, leaf = path.split(".")
+        node = _node(cfg, parents)
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+            del node[leaf]
 
 
 def identity_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved config as bioreg 0.1 spelled it, for the run identity: moved ``_target_``s by
-    their former names and the ``optim`` node in the 0.1 spelling when 0.1 could express it."""
+    their former names, keys added since at their default value left out (:data:`ADDED_DEFAULTS`)
+    and the ``optim`` node in the 0.1 spelling when 0.1 could express it."""
     out = _map_targets(dict(cfg), {new: old for old, new in MOVED_TARGETS.items()})
+    _drop_added_defaults(out)
     optim = out.get("optim")
     if isinstance(optim, Mapping) and not is_legacy_optim(optim):
         old = legacy_optim(optim)

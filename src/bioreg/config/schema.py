@@ -25,7 +25,7 @@ from bioreg.errors import ConfigError
 
 __all__ = [
     "ON_EXISTING", "SEED_MAX", "TOP_KEYS", "FIXED_GROUPS", "SCHEMAS", "SET_BY_BIOREG", "TrainerConfig",
-    "OptimConfig",
+    "OptimConfig", "ProtocolConfig",
     "LoggerConfig", "EvalConfig", "unknown_key", "target_params", "signature_params", "resolve_target",
 ]
 
@@ -41,6 +41,17 @@ class OptimConfig:
     # optimizer, stepped once per epoch (the group optim/scheduler: constant | multistep | cosine)
     scheduler: Any = None
     decay_bias_and_norm: bool = False  # weight decay on biases and norm parameters too
+    # the schedule runs this many epochs ahead: the push-pull authors' train.py steps its MultiStepLR
+    # before every epoch (and once more before the loop), so their drops at 80/120/160 fall at 78/118/158
+    scheduler_lead: int = 0
+
+
+@dataclass
+class ProtocolConfig:
+    # thesis (the text; the default) | authors (the authors' public code: conf/protocol/authors.yaml)
+    reading: str = "thesis"
+    # the family recipe that protocol=authors applied (conf/protocol_recipe/<family>_authors.yaml); set by it
+    recipe: Any = None
 
 
 @dataclass
@@ -84,10 +95,11 @@ class EvalConfig:
 TOP_KEYS = frozenset({
     "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required",
     "callbacks", "sweep_ablations", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
+    "protocol",
 })
 #: the groups with a fixed schema (a dataclass above)
 FIXED_GROUPS: dict[str, type] = {"optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig,
-                                 "eval": EvalConfig}
+                                 "eval": EvalConfig, "protocol": ProtocolConfig}
 #: every dataclass-backed node by its dotted path (the fixed groups and their nested nodes)
 SCHEMAS: dict[str, type] = dict(FIXED_GROUPS)
 #: parameters of a ``_target_`` node's class that bioreg passes itself (not settable in the config)

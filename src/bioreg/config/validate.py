@@ -35,8 +35,8 @@ from bioreg.layers.base import reg_entries
 from bioreg.lit.optim import build_optimizer, build_scheduler
 from bioreg.lit.perf import check_compile
 
-__all__ = ["validate_config", "check_training_length", "check_target", "check_fields", "check_optim",
-           "torch_classes"]
+__all__ = ["READINGS", "validate_config", "check_protocol", "check_training_length", "check_target",
+           "check_fields", "check_optim", "torch_classes"]
 
 
 def check_fields(path: str, node: Mapping, schema) -> None:
@@ -215,7 +215,8 @@ def check_optim(optim: Mapping, max_epochs: int = 1) -> None:
                               "optim/scheduler=<constant, multistep or cosine>")
         kind = ("an LR scheduler", lr_scheduler.LRScheduler, lr_scheduler)
         _check_partial_target("optim.scheduler", sched, kind, "the optimizer", skip=_UNSUPPORTED_SCHEDULERS)
-        _probe("optim.scheduler", lambda: build_scheduler(opt, sched, max_epochs))
+        lead = optim.get("scheduler_lead", 0)
+        _probe("optim.scheduler", lambda: build_scheduler(opt, sched, max_epochs, lead))
 
 
 def _check_top_level(c: Mapping) -> None:
@@ -236,6 +237,23 @@ def _check_top_level(c: Mapping) -> None:
     if c.get("on_existing", "skip") not in ON_EXISTING:
         raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}; "
                           f"got {c.get('on_existing')!r}")
+
+
+#: the readings of ``protocol`` (conf/protocol/)
+READINGS = ("thesis", "authors")
+
+
+def check_protocol(c: Mapping) -> None:
+    """``protocol.reading`` is a known reading, and ``authors`` was applied by a family recipe (only the
+    families whose authors published code have one: conf/protocol_recipe/)."""
+    p = c.get("protocol") or {}
+    reading = p.get("reading", "thesis") if isinstance(p, Mapping) else p
+    if reading not in READINGS:
+        raise ConfigError(f"protocol={reading!r} is invalid; valid: {', '.join(READINGS)}")
+    if reading == "authors" and not p.get("recipe"):
+        raise ConfigError(f"protocol=authors: experiment {c.get('name')!r} has no authors' protocol (only "
+                          "the Singh 2023 VGG-16 experiments, vgg16_*, and the push-pull ResNets, resnet*, "
+                          "have public code to follow); use protocol=thesis")
 
 
 def _check_fixed_groups(c: Mapping) -> None:
@@ -273,4 +291,5 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     _check_top_level(c)
     _check_fixed_groups(c)
+    check_protocol(c)
     _check_target_groups(c)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import BatchAugment
+from .augment import BatchAugment, check_modifiers
 from .corruptions import SEVERITIES, check_corruptions, check_severities
 from .device import (
     DeviceEvalLoader,
@@ -31,6 +31,7 @@ from .occlusion import OCCLUSION_KINDS, OccludedDataset, OcclusionParams
 
 __all__ = [
     "EVAL_SUITES",
+    "SELECT_ON",
     "BaseDataModule",
     "TensorImageDataset",
     "resolve_count",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 EVAL_SUITES: tuple[str, ...] = ("clean", "occlusion", "corruption")
+#: the split the best epoch is chosen on (Lightning's validation loader): the held-out validation images,
+#: or -- as the authors' public codes did (docs/decisions/protocols.md) -- the test set
+SELECT_ON: tuple[str, ...] = ("validation", "test")
 
 
 def seed_worker(worker_id: int) -> None:
@@ -129,6 +133,16 @@ class TensorImageDataset(Dataset):
         return self.x, self.y
 
 
+def _check_occlusions(occlusions: Sequence[str] | None) -> tuple[str, ...]:
+    """The occlusion kinds to evaluate (``None``: all of them); an unknown kind is a DataError."""
+    if occlusions is None:
+        return OCCLUSION_KINDS
+    for k in occlusions:
+        if k not in OCCLUSION_KINDS:
+            raise DataError(f"unknown occlusion kind {k!r}; valid kinds: {', '.join(OCCLUSION_KINDS)}")
+    return tuple(occlusions)
+
+
 class BaseDataModule(L.LightningDataModule):
     """Common part of every bioreg data module.
 
@@ -151,6 +165,11 @@ class BaseDataModule(L.LightningDataModule):
         device_resident: keep the images on the training device and augment batches there
             (:mod:`bioreg.data.device`): ``true``, ``false`` or ``"auto"`` (default) = on when the
             Trainer's device is a GPU, off on the CPU (where the DataLoader path is unchanged).
+        select_on: ``validation`` (default) or ``test``: the set the validation loader gives, i.e.
+            the one the best epoch is chosen on. ``test`` is what the authors' public codes did; it
+            is optimistic, and records say so (``protocol.selected_on``).
+        crop_padding_mode, affine_repeats: modifiers of the training augmentation
+            (:func:`bioreg.data.augment.check_modifiers`: ``zeros``/``reflect``; 1..4 affine stages).
     """
 
     #: names the ``corruption`` suite can evaluate (set by subclasses)
@@ -173,8 +192,15 @@ class BaseDataModule(L.LightningDataModule):
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
         device_resident: bool | str = "auto",
+        select_on: str = "validation",
+        crop_padding_mode: str = "zeros",
+        affine_repeats: int = 1,
     ) -> None:
         super().__init__()
+        if select_on not in SELECT_ON:
+            raise DataError(f"select_on={select_on!r} is invalid; valid: {', '.join(SELECT_ON)}")
+        self.select_on = select_on
+        self.crop_padding_mode, self.affine_repeats = check_modifiers(crop_padding_mode, affine_repeats)
         for name, v, lo in (
             ("batch_size", batch_size, 1),
             ("eval_batch_size", eval_batch_size, 1),
@@ -190,15 +216,7 @@ class BaseDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.split_seed = int(split_seed)
         self.occlusion = OcclusionParams.from_dict(occlusion)
-        if occlusions is None:
-            self.occlusions = OCCLUSION_KINDS
-        else:
-            self.occlusions = tuple(occlusions)
-            for k in self.occlusions:
-                if k not in OCCLUSION_KINDS:
-                    raise DataError(
-                        f"unknown occlusion kind {k!r}; valid kinds: {', '.join(OCCLUSION_KINDS)}"
-                    )
+        self.occlusions = _check_occlusions(occlusions)
         self.corruptions = check_corruptions(corruptions, self.CORRUPTIONS) if self.CORRUPTIONS else ()
         if corruptions and not self.CORRUPTIONS:
             raise DataError(f"{type(self).__name__} has no corruption suite; set corruptions: null")
@@ -313,7 +331,17 @@ class BaseDataModule(L.LightningDataModule):
         return self._loader(self.train_set(), batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | DeviceEvalLoader:
-        return self.eval_dataloader(self.val_set())
+        """The set the best epoch is chosen on: the validation split, or with ``select_on: test`` the
+        test set (the authors' protocol)."""
+        return self.eval_dataloader(self.test_set() if self.select_on == "test" else self.val_set())
+
+    def check_selection(self, n_val: int) -> None:
+        """Selection on a validation split needs one: ``n_val`` = 0 with ``select_on: validation`` is a
+        :class:`DataError` naming the two fixes."""
+        if n_val == 0 and self.select_on == "validation":
+            raise DataError("val_size=0 leaves no validation images to choose the best epoch on; hold some "
+                            "out (data.val_size=5000) or select on the test set (data.select_on=test, "
+                            "as the authors' codes did: protocol=authors)")
 
     def test_dataloader(self) -> DataLoader | DeviceEvalLoader:
         return self.eval_dataloader(self.test_set())

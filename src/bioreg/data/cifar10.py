@@ -162,7 +162,8 @@ class CIFAR10DataModule(BaseDataModule):
         val_size: validation images held out of the 50 000 training images, ``int`` count
             (10 000 in Dutta 2019 §2.4.2) or ``float`` fraction (0.1 in Singh 2023 §2.3.1);
             stratified by class, fixed by ``split_seed``.
-        augment: ``none``, ``flip_crop`` or ``singh2023`` (module docstring).
+        augment: ``none``, ``flip_crop`` or ``singh2023`` (module docstring), with the modifiers
+            ``crop_padding_mode`` and ``affine_repeats`` (:mod:`bioreg.data.augment`).
         cifar10c_dir: folder holding ``CIFAR-10-C/`` (default: ``data_dir``).
         corruptions / severities: CIFAR-10-C corruptions (default all 19) and severities (1-5)
             of the ``corruption`` suite.
@@ -196,18 +197,23 @@ class CIFAR10DataModule(BaseDataModule):
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
         device_resident: bool | str = "auto",
+        select_on: str = "validation",
+        crop_padding_mode: str = "zeros",
+        affine_repeats: int = 1,
     ) -> None:
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
             occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
-            device_resident=device_resident,
+            device_resident=device_resident, select_on=select_on, crop_padding_mode=crop_padding_mode,
+            affine_repeats=affine_repeats,
         )  # fmt: skip
         self.download = bool(download)
         self.augment = str(augment)
-        self._augmentation = build_augmentation(self.augment)  # fails early on an unknown name
+        # fails early on an unknown name
+        self._augmentation = build_augmentation(self.augment, **self._modifiers())
         self.cifar10c_dir = str(cifar10c_dir) if cifar10c_dir is not None else self.data_dir
-        resolve_count(val_size, self.N_TRAIN, "val_size")  # fail early on a bad size
+        self.check_selection(resolve_count(val_size, self.N_TRAIN, "val_size"))  # fail early on a bad size
         self._mean = CIFAR10_MEAN
         self._std = CIFAR10_STD
         self.split_indices: dict[str, np.ndarray] = {}
@@ -234,9 +240,12 @@ class CIFAR10DataModule(BaseDataModule):
         xt, yt = self._load(train=False)
         self._test = UInt8ImageDataset(xt, yt)
 
+    def _modifiers(self) -> dict[str, Any]:
+        return {"crop_padding_mode": self.crop_padding_mode, "affine_repeats": self.affine_repeats}
+
     def device_augmentation(self) -> BatchAugment | None:
         """:attr:`augment` batched on the device, same distributions (:mod:`bioreg.data.augment`)."""
-        return batch_augmentation(self.augment)
+        return batch_augmentation(self.augment, **self._modifiers())
 
     def corruption_sets(self) -> dict[str, Dataset]:
         """CIFAR-10-C per corruption and severity; verifies the files first (MD5 stamped), loads nothing.

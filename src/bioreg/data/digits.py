@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from bioreg.errors import require_extra
 
-from .augment import BatchAugment
+from .augment import BatchAugment, check_modifiers
 from .base import BaseDataModule, TensorImageDataset, resolve_count, stratified_split
 from .corruptions import ON_THE_FLY_CORRUPTIONS, CorruptedDataset
 from .errors import DataError
@@ -45,17 +45,20 @@ def load_digits_tensor(size: int = 32, channels: int = 3) -> tuple[torch.Tensor,
 
 
 class RandomCropPad:
-    """Random crop of the original size after zero-padding by ``padding`` px (global torch RNG)."""
+    """Random crop of the original size after padding by ``padding`` px (zeros, or ``mode="reflect"``;
+    global torch RNG)."""
 
-    def __init__(self, padding: int) -> None:
+    def __init__(self, padding: int, mode: str = "zeros") -> None:
         self.padding = int(padding)
+        self.mode = check_modifiers(mode)[0]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         p = self.padding
         if p == 0:
             return x
         h, w = x.shape[-2:]
-        xp = F.pad(x, (p, p, p, p))
+        pad = (p, p, p, p)
+        xp = F.pad(x, pad) if self.mode == "zeros" else F.pad(x[None], pad, mode="reflect")[0]
         i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
         return xp[..., i : i + h, j : j + w]
 
@@ -68,7 +71,8 @@ class DigitsDataModule(BaseDataModule):
         val_size: validation examples, count or fraction of the non-test pool (default 0.25).
         augment: random crop with zero padding during training (never flips: digits are not
             mirror-symmetric). Default off.
-        crop_padding: padding of the random crop in px (at 32x32).
+        crop_padding: padding of the random crop in px (at 32x32); ``crop_padding_mode`` pads with
+            zeros or by reflection. ``affine_repeats`` has no effect here (no affine stage).
         data_dir: unused (the data ships with scikit-learn); accepted for a uniform config.
     """
 
@@ -95,13 +99,17 @@ class DigitsDataModule(BaseDataModule):
         severities: Sequence[int] | None = None,
         corruption_seed: int = 0,
         device_resident: bool | str = "auto",
+        select_on: str = "validation",
+        crop_padding_mode: str = "zeros",
+        affine_repeats: int = 1,
     ) -> None:
         require_extra("sklearn", "digits", "data=digits (scikit-learn's bundled digits)")
         super().__init__(
             data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
             occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
-            device_resident=device_resident,
+            device_resident=device_resident, select_on=select_on, crop_padding_mode=crop_padding_mode,
+            affine_repeats=affine_repeats,
         )  # fmt: skip
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or not 0 <= crop_padding <= 16:
             raise DataError(f"crop_padding={crop_padding!r} is invalid; valid range: integers 0..16")
@@ -109,7 +117,7 @@ class DigitsDataModule(BaseDataModule):
         self.augment = bool(augment)
         self.crop_padding = int(crop_padding)
         n_test = resolve_count(test_size, self.N_TOTAL, "test_size")
-        resolve_count(val_size, self.N_TOTAL - n_test, "val_size")  # fail early on a bad size
+        self.check_selection(resolve_count(val_size, self.N_TOTAL - n_test, "val_size"))  # fail early
         self.split_indices: dict[str, np.ndarray] = {}
 
     def _build(self) -> None:
@@ -125,7 +133,8 @@ class DigitsDataModule(BaseDataModule):
         xtr, ytr = x[t(train_idx)], y[t(train_idx)]
         self._mean = tuple(float(v) for v in xtr.mean(dim=(0, 2, 3)))
         self._std = tuple(float(v) for v in xtr.std(dim=(0, 2, 3)))
-        transform = RandomCropPad(self.crop_padding) if self.augment and self.crop_padding > 0 else None
+        on = self.augment and self.crop_padding > 0
+        transform = RandomCropPad(self.crop_padding, self.crop_padding_mode) if on else None
         self._train = TensorImageDataset(xtr, ytr, transform)
         self._train_eval = TensorImageDataset(xtr, ytr)
         self._val = TensorImageDataset(x[t(val_idx)], y[t(val_idx)])
@@ -133,7 +142,9 @@ class DigitsDataModule(BaseDataModule):
 
     def device_augmentation(self) -> BatchAugment | None:
         """The random crop batched on the device (same offsets distribution, never flips)."""
-        return BatchAugment(crop_padding=self.crop_padding) if self.augment and self.crop_padding > 0 else None
+        if not (self.augment and self.crop_padding > 0):
+            return None
+        return BatchAugment(crop_padding=self.crop_padding, crop_padding_mode=self.crop_padding_mode)
 
     def corruption_sets(self) -> dict[str, Dataset]:
         test = self.test_set()

@@ -40,7 +40,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -50,8 +50,10 @@ import torch
 from torch import nn
 
 from bioreg.errors import require_extra
+from bioreg.evaluate.attack_settings import AttackSettings
 from bioreg.evaluate.errors import EvaluatorConfigError
 from bioreg.evaluate.stats import acc_entry
+from bioreg.evaluate.unclipped import fgsm_unclipped, pgd_unclipped
 
 log = logging.getLogger("bioreg")
 
@@ -203,13 +205,29 @@ def _targets(spec: AttackSpec, yb: torch.Tensor, num_classes: int) -> torch.Tens
     return target_labels(yb, num_classes) if spec.targeted else None
 
 
+def _labels(model: nn.Module, p: dict[str, Any], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """The labels an untargeted attack ascends the loss of: the true ones, or (``labels: predicted``,
+    the authors' CleverHans calls without ``y``) the model's clean predictions."""
+    if p.get("labels", "true") == "true":
+        return yb
+    with torch.no_grad():
+        return model(xb).argmax(1)
+
+
 def _call_fgsm(model, num_classes, spec, p, xb, yb, s):
-    return fgsm(model, xb, yb, p["eps"], targets=_targets(spec, yb, num_classes))
+    targets = _targets(spec, yb, num_classes)
+    labels = yb if targets is not None else _labels(model, p, xb, yb)
+    if p.get("clip", True):
+        return fgsm(model, xb, labels, p["eps"], targets=targets)
+    return fgsm_unclipped(model, xb, labels, p["eps"], targets=targets)
 
 
 def _call_pgd(model, num_classes, spec, p, xb, yb, s):
-    return pgd(model, xb, yb, eps=p["eps"], step=p["step"], steps=p["steps"], norm=spec.norm,
-               targets=_targets(spec, yb, num_classes), random_start=p["random_start"])
+    targets = _targets(spec, yb, num_classes)
+    labels = yb if targets is not None else _labels(model, p, xb, yb)
+    attack = pgd if p.get("clip", True) else partial(pgd_unclipped, clip=False)
+    return attack(model, xb, labels, eps=p["eps"], step=p["step"], steps=p["steps"], norm=spec.norm,
+                  targets=targets, random_start=p["random_start"])
 
 
 def _call_square(model, num_classes, spec, p, xb, yb, s):
@@ -221,22 +239,34 @@ def _call_noise(model, eps, draws, xb, yb, s):
 
 
 def _pgd_linf(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start, "loss": "ce"}
+    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start,
+            "loss": "ce", **ev.reading()}
 
 
 def _pgd_l2(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start, "loss": "ce"}
+    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start,
+            "loss": "ce", **ev.reading()}
 
 
-#: name (as in ``attacks=[...]``) -> spec, in the order the attacks run and appear in the record
+def _fgsm(ev) -> dict[str, Any]:
+    return {"eps": ev.eps_linf, "steps": 1, "random_start": False, "loss": "ce", **ev.reading()}
+
+
+def _square(ev) -> dict[str, Any]:  # always clipped (as AutoAttack's Square), always the true labels
+    return {"eps": ev.eps_linf, "queries": ev.square_queries, "p_init": ev.square_p_init, "loss": "margin",
+            "restarts": 1}
+
+
+#: the implementation an entry names when its attack ran without clipping (``clip: false``)
+UNCLIPPED = "bioreg.evaluate.unclipped (CleverHans update rule, no clipping)"
+
+#: name (as in ``attacks=[...]``) -> spec, in the order the attacks run and appear in the record; the
+#: authors' reading (``labels``, ``clip``) appears in an entry only where it differs from the default
 ATTACK_SPECS: dict[str, AttackSpec] = {
-    "fgsm": AttackSpec("linf", "fgsm", "L∞ FGSM", "FGSM", _call_fgsm,
-                       params=lambda ev: {"eps": ev.eps_linf, "steps": 1, "random_start": False, "loss": "ce"}),
+    "fgsm": AttackSpec("linf", "fgsm", "L∞ FGSM", "FGSM", _call_fgsm, params=_fgsm),
     "pgd_ce": AttackSpec("linf", "pgd_ce", "L∞ PGD-CE", "PGD", _call_pgd, params=_pgd_linf),
     "pgd_t": AttackSpec("linf", "pgd_t", "L∞ PGD-T", "PGD", _call_pgd, params=_pgd_linf, targeted=True),
-    "square": AttackSpec("linf", "square", "L∞ Square", "Square", _call_square,
-                         params=lambda ev: {"eps": ev.eps_linf, "queries": ev.square_queries,
-                                            "p_init": ev.square_p_init, "loss": "margin", "restarts": 1}),
+    "square": AttackSpec("linf", "square", "L∞ Square", "Square", _call_square, params=_square),
     "pgd_ce_l2": AttackSpec("l2", "pgd_ce", "L2 PGD-CE", "PGDL2", _call_pgd, params=_pgd_l2),
     "pgd_t_l2": AttackSpec("l2", "pgd_t", "L2 PGD-T", "PGDL2", _call_pgd, params=_pgd_l2, targeted=True),
 }
@@ -256,93 +286,19 @@ class _Job:
 # --------------------------------------------------------------------------------------------
 # the evaluator
 # --------------------------------------------------------------------------------------------
-def _check_nonneg(name: str, v: float) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError) as e:
-        raise EvaluatorConfigError(f"{name} must be a number >= 0, got {v!r}") from e
-    if not math.isfinite(v) or v < 0:
-        raise EvaluatorConfigError(f"{name} must be a finite number >= 0, got {v}")
-    return v
-
-
-def _check_int(name: str, v: Any, lo: int, allow_none: bool = False) -> int | None:
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < lo:
-        more = " or null (all)" if allow_none else ""
-        raise EvaluatorConfigError(f"{name} must be an integer >= {lo}{more}, got {v!r}")
-    return int(v)
-
-
-class AdversarialEvaluator:
+class AdversarialEvaluator(AttackSettings):
     """FGSM, PGD-CE, PGD-T and Square in L∞, PGD-CE and PGD-T in L2 (Singh 2023, Tables 3.4-3.5),
     plus the gradient-masking red flags of Athalye et al. (2018) (§1.3.6).
 
-    Args:
-        n: attack the first ``n`` test images (``None``: the whole test set). The authors used 100.
-        batch_size: images per attack batch.
-        eps_linf, step_linf, steps: L∞ budget, PGD step and iterations (thesis: 8/255, 3/255, 10).
-        random_start: PGD starts from a uniform point in the ε-ball (CleverHans' and torchattacks'
-            default, Madry et al. 2017). FGSM never does.
-        eps_l2, step_l2, steps_l2: L2 PGD (not given in the thesis; 0.5 as RobustBench, step
-            2.5·ε/steps = 0.125; ``steps_l2=None`` uses ``steps``).
-        square_queries: Square's query budget per image (5000 = AutoAttack's default).
-        square_p_init: Square's initial fraction of pixels changed.
-        attacks: which of ``fgsm, pgd_ce, pgd_t, square, pgd_ce_l2, pgd_t_l2`` to run (default all).
-        red_flags: also run the ε sweep, the unbounded PGD and random noise, and evaluate the five
-            red flags (needs ``fgsm``, ``pgd_ce`` and ``square`` for flags 1, 2, 5).
-        eps_sweep: ε values (pixel units) of the L∞ PGD-CE sweep (flag 4); step scales as
-            ``step_linf/eps_linf``·ε.
-        unbounded_eps, unbounded_steps, unbounded_n: the unbounded L∞ PGD-CE of flag 3.
-        noise_draws: random sign-noise draws per image for flag 5.
-        seed: every random choice (PGD starts, Square, noise) derives from it, per attack and batch.
-        confidence: level of the reported intervals (key stays ``ci95``).
-        progress: rich progress bars; ``None`` follows ``ctx.progress``.
+    Its settings, one keyword each, are the fields of
+    :class:`~bioreg.evaluate.attack_settings.AttackSettings` (checked there from a spec table);
+    ``attacks`` is checked here against :data:`ATTACKS`.
     """
 
-    def __init__(
-        self,
-        n: int | None = None,
-        batch_size: int = 256,
-        eps_linf: float = 8 / 255,
-        step_linf: float = 3 / 255,
-        steps: int = 10,
-        random_start: bool = True,
-        eps_l2: float = 0.5,
-        step_l2: float = 0.125,
-        steps_l2: int | None = None,
-        square_queries: int = 5000,
-        square_p_init: float = 0.8,
-        attacks: Sequence[str] | None = None,
-        red_flags: bool = True,
-        eps_sweep: Sequence[float] = (2 / 255, 4 / 255, 8 / 255, 16 / 255),
-        unbounded_eps: float = 1.0,
-        unbounded_steps: int = 20,
-        unbounded_n: int | None = 100,
-        noise_draws: int = 20,
-        rs_tol: float = 1.0,
-        saturation_acc: float = 1.0,
-        seed: int = 0,
-        confidence: float = 0.95,
-        progress: bool | None = None,
-    ):
+    def __post_init__(self) -> None:
         require_extra("torchattacks", "attacks", "the attacks evaluator (eval=attacks)")
-        self.n = _check_int("n", n, 1, allow_none=True)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.eps_linf = _check_nonneg("eps_linf", eps_linf)
-        self.step_linf = _check_nonneg("step_linf", step_linf)
-        self.steps = _check_int("steps", steps, 1)
-        self.random_start = bool(random_start)
-        self.eps_l2 = _check_nonneg("eps_l2", eps_l2)
-        self.step_l2 = _check_nonneg("step_l2", step_l2)
-        self.steps_l2 = _check_int("steps_l2", steps_l2, 1, allow_none=True) or self.steps
-        self.square_queries = _check_int("square_queries", square_queries, 1)
-        self.square_p_init = _check_nonneg("square_p_init", square_p_init)
-        if not 0 < self.square_p_init <= 1:
-            raise EvaluatorConfigError(f"square_p_init must lie in (0, 1], got {square_p_init}")
-        if attacks is None:
-            attacks = ATTACKS
+        super().__post_init__()
+        attacks = ATTACKS if self.attacks is None else self.attacks
         if isinstance(attacks, str):
             attacks = [attacks]
         bad = [a for a in attacks if a not in ATTACKS]
@@ -351,21 +307,6 @@ class AdversarialEvaluator:
         if not attacks:
             raise EvaluatorConfigError(f"attacks is empty; choose some of {', '.join(ATTACKS)}")
         self.attacks = [a for a in ATTACKS if a in set(attacks)]
-        self.red_flags = bool(red_flags)
-        self.eps_sweep = sorted({_check_nonneg("eps_sweep[]", e) for e in eps_sweep})
-        if self.red_flags and len(self.eps_sweep) < 2:
-            raise EvaluatorConfigError(f"eps_sweep needs at least two distinct values, got {list(eps_sweep)}")
-        self.unbounded_eps = _check_nonneg("unbounded_eps", unbounded_eps)
-        self.unbounded_steps = _check_int("unbounded_steps", unbounded_steps, 1)
-        self.unbounded_n = _check_int("unbounded_n", unbounded_n, 1, allow_none=True)
-        self.noise_draws = _check_int("noise_draws", noise_draws, 1)
-        self.rs_tol = _check_nonneg("rs_tol", rs_tol)
-        self.saturation_acc = _check_nonneg("saturation_acc", saturation_acc)
-        self.seed = int(seed)
-        if not 0 < float(confidence) < 1:
-            raise EvaluatorConfigError(f"confidence must lie in (0, 1), got {confidence}")
-        self.confidence = float(confidence)
-        self.progress = progress
 
     # ---------------------------------------------------------------- helpers
     def _entry(self, k: int, n: int) -> dict:
@@ -472,7 +413,11 @@ class AdversarialEvaluator:
             spec, p = ATTACK_SPECS[name], preds[name]
             e = self._entry(int((p == y).sum()), n)
             e["time_s"] = round(times[name], 3)
-            e.update(spec.params(self), implementation=f"{impl} {spec.implementation}")
+            params = spec.params(self)
+            if spec.targeted:  # the target comes from the true label whatever `labels` says
+                params.pop("labels", None)
+            unclipped = params.get("clip", True) is False
+            e.update(params, implementation=UNCLIPPED if unclipped else f"{impl} {spec.implementation}")
             if spec.targeted:
                 hit = self._entry(int((p == target_labels(y, num_classes)).sum()), n)
                 e.update(target="(y + 1) mod num_classes", target_success=hit["acc"], target_success_ci95=hit["ci95"])
@@ -504,6 +449,7 @@ class AdversarialEvaluator:
             "step_l2": self.step_l2, "steps_l2": self.steps_l2, "random_start": self.random_start,
             "square_queries": self.square_queries, "attacks": list(self.attacks),
             "pgd_t_target": "(y + 1) mod num_classes", "inputs": "[0, 1], normalisation inside the model, eval mode",
+            **self.reading(),
         }
         return out
 

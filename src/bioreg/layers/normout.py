@@ -20,7 +20,12 @@ What a *unit* is: for linear activations ``(N, F)`` one of the ``F`` features;
 for convolutional maps ``(N, C, H, W)`` one of the ``C·H·W`` positions of the
 map, so "the layer" of one example (spatial pool) is all ``C·H·W`` values of
 that example and the temporal pool of a unit is the same ``(c, h, w)`` across
-the batch (docs/decisions/normout.md).
+the batch (``extent="layer"``, the thesis's "across the layer"; docs/decisions/normout.md).
+``extent="pixel"`` is the authors' code instead: "the layer" is the ``C`` channels at one
+pixel (their max over ``dim=1``), so the spatial pool is per ``(n, h, w)`` and the spatiotemporal
+pool per ``(h, w)``; on ``(N, F)`` activations both extents are the same.
+:meth:`NormOut.replacing` builds NormOut as the *replacement* of a module (``mode: replace``), as
+the authors' ``--replace-layers 1 4`` replaced VGG-16's first two BatchNorms.
 
 As the thesis describes (§2.1, "Modifying Dropout"), NormOut only decides
 whether a unit is zeroed or left untouched: there is **no** inverted-dropout
@@ -39,10 +44,12 @@ from torch import nn
 
 from bioreg.layers.base import RegularizerConfigError, float32_internals
 
-__all__ = ["NormOut", "keep_probability", "METHODS", "POOLS"]
+__all__ = ["NormOut", "keep_probability", "METHODS", "POOLS", "EXTENTS"]
 
 METHODS = ("max", "softmax")
 POOLS = ("temporal", "spatial", "spatiotemporal")
+#: what "the layer" of a conv map is: all C*H*W units (the thesis) or the C channels at a pixel (the code)
+EXTENTS = ("layer", "pixel")
 
 _THESIS_NAMES = {
     ("max", "temporal"): "TemporalMax",
@@ -54,17 +61,19 @@ _THESIS_NAMES = {
 }
 
 
-def _pool_dims(pool: str, ndim: int) -> tuple[int, ...]:
+def _pool_dims(pool: str, ndim: int, extent: str = "layer") -> tuple[int, ...]:
     """Dimensions the maximum is taken over, for an activation with ``ndim`` dims (batch first)."""
+    layer = tuple(range(1, ndim)) if extent == "layer" else (1,)
     if pool == "temporal":
         return (0,)
     if pool == "spatial":
-        return tuple(range(1, ndim))
-    return tuple(range(ndim))
+        return layer
+    return (0, *layer)
 
 
 def keep_probability(
-    a: torch.Tensor, method: str = "max", pool: str = "temporal", temperature: float | None = None
+    a: torch.Tensor, method: str = "max", pool: str = "temporal", temperature: float | None = None,
+    extent: str = "layer",
 ) -> torch.Tensor:
     """Keep probabilities ``p`` of Singh (2023) §2.2 for activations ``a`` (batch first), in float32.
 
@@ -75,7 +84,7 @@ def keep_probability(
     if a.dim() < 2:
         raise ValueError(f"NormOut needs a batch of activations (N, ...) with at least 2 dims, got shape {tuple(a.shape)}")
     m = a.detach().abs().float()
-    dims = _pool_dims(pool, m.dim())
+    dims = _pool_dims(pool, m.dim(), extent)
     mx = m.amax(dim=dims, keepdim=True)
     if method == "max":
         return m / mx.clamp_min(torch.finfo(m.dtype).tiny)
@@ -99,10 +108,18 @@ class NormOut(nn.Module):
         per example) or ``"spatiotemporal"`` (over both).
     temperature:
         ``T > 0`` of the softmax form; must be ``None`` for ``method="max"``.
+    extent:
+        ``"layer"`` (all units of a conv map; default) or ``"pixel"`` (the channels at each pixel,
+        as the authors' code); see the module docstring.
     """
 
-    def __init__(self, method: str = "max", pool: str = "temporal", temperature: float | None = None) -> None:
+    def __init__(self, method: str = "max", pool: str = "temporal", temperature: float | None = None,
+                 extent: str = "layer") -> None:
         super().__init__()
+        if extent not in EXTENTS:
+            raise RegularizerConfigError(
+                f"NormOut extent must be one of {', '.join(EXTENTS)}; got {extent!r}")
+        self.extent = extent
         if method not in METHODS:
             raise RegularizerConfigError(f"NormOut method must be one of {', '.join(METHODS)}; got {method!r}")
         if pool not in POOLS:
@@ -126,6 +143,13 @@ class NormOut(nn.Module):
         self.method = method
         self.pool = pool
 
+    @classmethod
+    def replacing(cls, module: nn.Module, method: str = "max", pool: str = "temporal",
+                  temperature: float | None = None, extent: str = "layer") -> NormOut:
+        """NormOut *in place of* ``module`` (``mode: replace``, ``_partial_: true``): the replaced module
+        is dropped, as the authors' ``--replace-layers`` dropped the BatchNorm it replaced."""
+        return cls(method=method, pool=pool, temperature=temperature, extent=extent)
+
     @property
     def thesis_name(self) -> str:
         """The variant's name in Singh (2023), e.g. ``"Temporal Softmax"``."""
@@ -133,7 +157,7 @@ class NormOut(nn.Module):
 
     def keep_probability(self, a: torch.Tensor) -> torch.Tensor:
         """``p`` for activations ``a`` (float32, same shape; no gradient)."""
-        return keep_probability(a, self.method, self.pool, self.temperature)
+        return keep_probability(a, self.method, self.pool, self.temperature, self.extent)
 
     @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
@@ -145,4 +169,5 @@ class NormOut(nn.Module):
 
     def extra_repr(self) -> str:
         t = f", temperature={self.temperature:g}" if self.temperature is not None else ""
-        return f"method={self.method!r}, pool={self.pool!r}{t}"
+        e = "" if self.extent == "layer" else f", extent={self.extent!r}"
+        return f"method={self.method!r}, pool={self.pool!r}{t}{e}"

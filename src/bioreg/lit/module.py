@@ -153,6 +153,7 @@ class LitClassifier(L.LightningModule):
         self.optim_cfg = dict(optim)
         self.label_smoothing = label_smoothing
         self.nonfinite = NonFiniteWatch()  # off the CPU: checked once per epoch, not every step
+        self.last_train_acc: torch.Tensor | None = None  # the last training batch's accuracy (device)
         # a plain attribute, not a second registration: the mixer is already a sub-module (of its taps)
         self.__dict__["_mixer"] = find_mixer(net)
 
@@ -187,14 +188,16 @@ class LitClassifier(L.LightningModule):
         loss, acc = mixed_loss(logits, y, plan, self.label_smoothing if stage == "train" else 0.0)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
+        return loss, acc
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
+        loss, acc = self._step(batch, "train")
         if loss.device.type != "cpu":  # no host sync per step: checked before validation / at epoch end
             self.nonfinite.update(loss, self.global_step)
         elif not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        # the batch's accuracy (train mode) stays on the device: EpochHistory sums it per epoch
+        self.last_train_acc = acc.detach()
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -214,7 +217,8 @@ class LitClassifier(L.LightningModule):
         opt = build_optimizer(self.model, self.optim_cfg)
         if self.state.graph_safe:  # a compiled step: the fused update where the parameters are on a GPU
             opt = fused_if_possible(opt)
-        sched = build_scheduler(opt, self.optim_cfg.get("scheduler"), int(self.trainer.max_epochs or 1))
+        sched = build_scheduler(opt, self.optim_cfg.get("scheduler"), int(self.trainer.max_epochs or 1),
+                                int(self.optim_cfg.get("scheduler_lead", 0) or 0))
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

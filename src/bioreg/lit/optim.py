@@ -15,13 +15,17 @@ parameters or other 1-D parameters (e.g. a push-pull layer's α) — following t
 of the EPFL lecture slides "Convolutional Nets, Regularization, Data augmentation, Dropout"
 (docs/references.md), unless ``decay_bias_and_norm: true``. An empty ``scheduler`` (``optim/scheduler=
 constant``) keeps the learning rate constant; schedules step once per epoch, and a scheduler that
-takes ``T_max`` and is not given one gets ``trainer.max_epochs``.
+takes ``T_max`` and is not given one gets ``trainer.max_epochs``. ``optim.scheduler_lead: k`` steps
+the new scheduler ``k`` times before the first epoch, so the schedule runs ``k`` epochs ahead: the
+push-pull authors' ``train.py`` (``scheduler.step(epoch)`` before the loop, ``scheduler.step()`` at the
+start of every epoch) is ``k = 2``, its drops at 80/120/160 falling at epochs 78/118/158.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,7 +92,18 @@ def scheduler_factory(cfg: Mapping[str, Any] | None, max_epochs: int) -> functoo
     return factory
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, max_epochs: int):
-    """The LR scheduler of ``cfg`` (the ``optim.scheduler`` node) on ``opt``, or None (constant)."""
+def build_scheduler(opt: torch.optim.Optimizer, cfg: Mapping[str, Any] | None, max_epochs: int,
+                    lead: int = 0):
+    """The LR scheduler of ``cfg`` (the ``optim.scheduler`` node) on ``opt``, or None (constant);
+    ``lead`` = ``optim.scheduler_lead``: steps taken before the first epoch (module docstring)."""
     factory = scheduler_factory(cfg, max_epochs)
-    return None if factory is None else factory(opt)
+    if factory is None:
+        return None
+    if isinstance(lead, bool) or not isinstance(lead, int) or lead < 0:
+        raise ConfigError(f"optim.scheduler_lead must be an integer >= 0, got {lead!r}")
+    sched = factory(opt)
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(lead):
+            sched.step()
+    return sched

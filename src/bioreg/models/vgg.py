@@ -16,6 +16,11 @@
   The thesis swaps ReLU and Dropout in its baseline "to log sparsity" but prints
   ReLU at 47 and Dropout at 48; we follow the printed indices, so modules at 48
   and 51 see post-ReLU activations (docs/decisions.md).
+  ``init``: ``torchvision`` (default) keeps ``vgg16_bn``'s initialisation (Kaiming-normal
+  fan-out convolutions with zero bias, N(0, 0.01) linear layers, BatchNorm 1/0); ``default``
+  resets every layer to PyTorch's own (``reset_parameters``), which is what the Singh authors'
+  model had: it builds ``nn.Conv2d``/``nn.Linear``/``nn.BatchNorm2d`` directly
+  (docs/decisions/protocols.md).
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import vgg16_bn
 
+from bioreg.errors import ConfigError
 from bioreg.models.points import Point
 
-__all__ = ["VGG11", "VGG16"]
+__all__ = ["VGG11", "VGG16", "VGG16_INITS"]
+
+#: initialisations of :class:`VGG16`
+VGG16_INITS = ("torchvision", "default")
 
 _VGG11_PLAN: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
@@ -86,8 +95,11 @@ class VGG16(nn.Module):
 
     DROPOUT_SLOTS = (48, 51)
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "torchvision"):
         super().__init__()
+        if init not in VGG16_INITS:
+            raise ConfigError(f"model.init={init!r} is invalid; valid: {', '.join(VGG16_INITS)}")
+        self.init = init
         tv = vgg16_bn(weights=None, num_classes=num_classes)
         feats = list(tv.features)
         if in_channels != 3:
@@ -103,6 +115,10 @@ class VGG16(nn.Module):
             head,  # 52
         )
         assert len(self.layers) == 53 and isinstance(self.layers[48], nn.Identity)
+        if init == "default":
+            for m in self.layers:
+                if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+                    m.reset_parameters()  # PyTorch's own initialisation, as a freshly built layer has
 
     @classmethod
     def points(cls) -> dict[str, Point]:
@@ -113,7 +129,8 @@ class VGG16(nn.Module):
         for i, kind in enumerate(kinds):
             if kind in ("Conv2d", "Linear"):
                 producer = f"layers.{i}"
-            block = f"layers.{i}" if kind in ("Conv2d", "Linear") else None
+            # a BatchNorm is replaceable too: the authors' `--replace-layers 1 4` replaced the first two
+            block = f"layers.{i}" if kind in ("Conv2d", "Linear", "BatchNorm2d") else None
             p = Point(tap=f"layers.{i}", producer=producer, block=block, doc=f"after module {i} ({kind})")
             pts[str(i)] = p
             if i < 44:

@@ -15,7 +15,10 @@ document per ``<name>/<config_key>/seed<k>``. :func:`load_records` turns a
 completed record that feeds its cells, and reports everything it leaves out:
 failed runs, duplicates (two completed records for one experiment and seed under
 different config keys — they are *excluded* from the cell and listed, never
-averaged, unless the key is pinned), and seeds outside the table's list.
+averaged, unless the key is pinned), seeds outside the table's list, and runs of
+another protocol (a record's ``protocol`` field: a run under ``protocol=authors``,
+selected on the test set, never feeds a thesis-protocol cell, and the reverse; both
+are listed).
 
 Cells (:func:`cell_stats`) are the mean and the sample standard deviation
 (``ddof=1``) over the seeds that have a value; see ``docs/decisions/pipeline.md``
@@ -32,11 +35,21 @@ from typing import Any
 
 import pandas as pd
 
-from bioreg.results.records import INCOMPLETE, UNREADABLE, RecordStore, failure_text
+from bioreg.results.records import (
+    DEFAULT_PROTOCOL,
+    INCOMPLETE,
+    PROTOCOLS,
+    UNREADABLE,
+    RecordStore,
+    failure_text,
+    protocol_label,
+    record_protocol,
+)
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
-    "records_from_dicts", "select_runs", "cell_stats", "Metric", "parse_metric", "dataset_of", "parse_pins",
+    "records_from_dicts", "select_runs", "expected_protocol", "cell_stats", "Metric", "parse_metric",
+    "dataset_of", "parse_pins",
     "add_record_options", "records_from_args",
 ]
 
@@ -120,7 +133,8 @@ class Records:
         return [head] + [f"  unreadable: {p}: {e}" for p, e in bad]
 
 
-RUN_COLUMNS = ["name", "config_key", "seed", "status", "path", "error", "finished", "data"]
+RUN_COLUMNS = ["name", "config_key", "seed", "status", "path", "error", "finished", "data", "reading",
+               "selected_on"]
 
 
 def dataset_of(record: Mapping[str, Any]) -> str:
@@ -164,7 +178,7 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
                      "path": str(path),
                      "error": failure_text(rec) if status == "failed" else rec.get("error"),
                      "finished": rec.get("finished"),
-                     "data": dataset_of(rec)})
+                     "data": dataset_of(rec), **record_protocol(rec)})
         for m, val in record_metrics(rec).items():
             values.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
                            "metric": m, "value": val})
@@ -218,9 +232,18 @@ class Selection:
     failed: list[dict[str, Any]] = field(default_factory=list)
     ignored_seeds: list[tuple[str, int, str]] = field(default_factory=list)
     ignored_pinned: list[tuple[str, int, str]] = field(default_factory=list)
+    #: ``(name, protocol label, seeds)`` of completed runs left out because they followed another protocol
+    other_protocol: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    #: the protocol each experiment's cells were taken from (``{"reading", "selected_on"}``)
+    protocols: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def notes(self) -> list[str]:
         out = []
+        for name, label, seeds in self.other_protocol:
+            want = protocol_label(self.protocols.get(name, DEFAULT_PROTOCOL))
+            out.append(f"other protocol: {name} seed(s) {', '.join(map(str, seeds))} ran under protocol "
+                       f"{label}; left out of these {want} cells (never mixed; `make table-<id> "
+                       "PROTOCOL=...` shows them)")
         for name, seed, keys in self.duplicates:
             data = [self.datasets.get((name, k), "?") for k in keys]
             shown = ", ".join(f"{k} (data: {d})" for k, d in zip(keys, data, strict=True))
@@ -247,18 +270,44 @@ class Selection:
         return out
 
 
+def expected_protocol(reading: str) -> dict[str, str]:
+    """The record ``protocol`` a table reading asks for (``thesis``: selected on validation; ``authors``:
+    selected on the test set); a ``ValueError`` naming the readings otherwise."""
+    if reading not in PROTOCOLS:
+        raise ValueError(f"protocol {reading!r} is invalid; valid: {', '.join(PROTOCOLS)}")
+    return dict(PROTOCOLS[reading])
+
+
+def _split_protocols(runs: pd.DataFrame, protocols: Mapping[str, str], sel: Selection) -> pd.DataFrame:
+    """Keep the runs of each experiment's expected protocol; list the completed others in ``sel``."""
+    want = {n: expected_protocol(protocols.get(n, "thesis")) for n in set(runs["name"])}
+    sel.protocols.update(want)
+    if runs.empty:
+        return runs
+    ok = [want[n] == {"reading": r, "selected_on": s}
+          for n, r, s in zip(runs["name"], runs["reading"], runs["selected_on"], strict=True)]
+    other = runs[[not k and st == "completed" for k, st in zip(ok, runs["status"], strict=True)]]
+    for (name, reading, selected), grp in other.groupby(["name", "reading", "selected_on"], sort=True):
+        label = protocol_label({"reading": str(reading), "selected_on": str(selected)})
+        sel.other_protocol.append((str(name), label, sorted({int(s) for s in grp["seed"]})))
+    return runs[ok]
+
+
 def select_runs(records: Records, experiments: Iterable[str], seeds: Sequence[int],
-                pins: Mapping[str, str] | None = None) -> Selection:
+                pins: Mapping[str, str] | None = None,
+                protocols: Mapping[str, str] | None = None) -> Selection:
     """Choose the completed record for each (experiment, seed); collect failures and duplicates.
 
     ``pins`` maps an experiment name to the config key to use for it (all other keys
-    of that experiment are ignored and listed).
+    of that experiment are ignored and listed). ``protocols`` maps an experiment name to the table
+    reading its cells come from (``thesis``, the default, or ``authors``, :func:`expected_protocol`):
+    records of another protocol are left out and listed (:attr:`Selection.other_protocol`).
     """
     pins = dict(pins or {})
     wanted = set(experiments)
     seeds_set = {int(s) for s in seeds}
     sel = Selection()
-    runs = records.runs[records.runs["name"].isin(wanted)]
+    runs = _split_protocols(records.runs[records.runs["name"].isin(wanted)], dict(protocols or {}), sel)
     for (name, seed), grp in runs.groupby(["name", "seed"], sort=True):
         name, seed = str(name), int(seed)
         if name in pins:

@@ -24,7 +24,10 @@ of ``make gpu-check``), else 1 (no packing assumed), or a given ``family=N`` (N 
 one run's throughput -- an assumption the user states).
 
 A run shared by several tables (same experiment and seed) is trained once; the total counts each
-unique run once. ``scripts/plan.py`` (``make plan``) is the command line; its last line is
+unique run once. The runs of a table's *ablation* rows and columns (other readings, not printed:
+``compare_to`` / ``ablation: true`` in the spec; left out by ``sweep_ablations=false``) are counted
+apart: ``ablation_runs`` / ``ablation_gpu_hours`` per table and in total, never in the table's own
+total. ``scripts/plan.py`` (``make plan``) is the command line; its last line is
 :func:`result_line`: ``RESULT total_gpu_hours=<x> basis=<...> unique_runs=<n> ...``.
 """
 
@@ -45,6 +48,7 @@ __all__ = [
     "PlanInputs",
     "family",
     "sweep_params",
+    "ablation_experiments",
     "table_sweeps",
     "describe",
     "load_bench",
@@ -84,6 +88,15 @@ def sweep_params(path: Path) -> tuple[list[str], int]:
     exps = [e.strip() for e in str(params["+experiment"]).split(",") if e.strip()]
     seeds = [s for s in str(params.get("seed", "0")).split(",") if s.strip()]
     return exps, len(seeds)
+
+
+def ablation_experiments(path: Path) -> list[str]:
+    """The experiments of a sweep file that only its table's ablation axes name (what
+    ``sweep_ablations=false`` leaves out), in sweep order."""
+    from bioreg.results.sweeps import sweep_params as resolved
+
+    core = {e.strip() for e in str(resolved(path, ablations=False)["+experiment"]).split(",")}
+    return [e for e in sweep_params(path)[0] if e not in core]
 
 
 def table_sweeps(conf_dir: Path, tables: list[str] | None = None) -> dict[str, Path]:
@@ -270,9 +283,11 @@ def _c10c(bench: dict | None) -> tuple[float, str]:
 
 
 def make_plan(inp: PlanInputs) -> dict[str, Any]:
-    """Rows per table and the total GPU-hours with shared runs once (a JSON-able dict)."""
-    tables = {t: sweep_params(p) for t, p in table_sweeps(inp.conf_dir, inp.tables).items()}
-    info = describe({e for exps, _ in tables.values() for e in exps}, inp.conf_dir)
+    """Rows per table and the total GPU-hours with shared runs once (a JSON-able dict); ablation runs
+    apart (module docstring)."""
+    sweeps = table_sweeps(inp.conf_dir, inp.tables)
+    tables = {t: (*sweep_params(p), ablation_experiments(p)) for t, p in sweeps.items()}
+    info = describe({e for exps, _, _ in tables.values() for e in exps}, inp.conf_dir)
     sec_img = per_image_seconds(inp.bench, inp.records, inp.step_ms, {i["family"] for i in info.values()})
     c10c_s, c10c_basis = _c10c(inp.bench)
 
@@ -282,34 +297,47 @@ def make_plan(inp: PlanInputs) -> dict[str, Any]:
     def run_hours(e: str) -> float:
         return (epoch_s(e) * info[e]["epochs"] + (c10c_s if info[e]["corruption"] else 0.0)) / 3600.0
 
-    rows, unique = [], {}
-    for t, (exps, n_seeds) in tables.items():
+    rows, unique, unique_abl = [], {}, {}
+    for t, (all_exps, n_seeds, abl) in tables.items():
         n_seeds = inp.seeds or n_seeds
-        hours = {e: run_hours(e) / _divisor(info[e]["family"], inp)[0] for e in exps}
+        exps = [e for e in all_exps if e not in abl]
+        hours = {e: run_hours(e) / _divisor(info[e]["family"], inp)[0] for e in all_exps}
         unique.update({(e, s): hours[e] for e in exps for s in range(n_seeds)})
-        fams = sorted({info[e]["family"] for e in exps})
-        rows.append(
-            {
-                "table": t,
-                "experiments": len(exps),
-                "seeds": n_seeds,
-                "runs": len(exps) * n_seeds,
-                "epochs": sorted({info[e]["epochs"] for e in exps}),
-                "families": fams,
-                "s_per_epoch": [min(map(epoch_s, exps)), max(map(epoch_s, exps))],
-                "concurrency": sorted({_divisor(f, inp)[1] for f in fams}),
-                "basis": sorted({sec_img[f][1] for f in fams}),
-                "gpu_hours": sum(hours.values()) * n_seeds,
-            }
-        )
+        unique_abl.update({(e, s): hours[e] for e in abl for s in range(n_seeds)})
+        rows.append(_plan_row(t, exps, abl, n_seeds, hours, info, epoch_s, sec_img, inp))
+    unique_abl = {k: v for k, v in unique_abl.items() if k not in unique}  # printed elsewhere: counted there
     return {
         "tables": rows,
         "total_gpu_hours": sum(unique.values()),
         "unique_runs": len(unique),
+        "ablation_gpu_hours": sum(unique_abl.values()),
+        "unique_ablation_runs": len(unique_abl),
         "basis": sorted({sec_img[info[e]["family"]][1].split(" ")[0] for e, _ in unique}),
         "seconds_per_image": {f: list(v) for f, v in sec_img.items()},
         "c10c_s": [c10c_s, c10c_basis],
         "step_ms": inp.step_ms,
+    }
+
+
+def _plan_row(t: str, exps: list[str], abl: list[str], n_seeds: int, hours: dict[str, float],
+              info: dict[str, dict[str, Any]], epoch_s, sec_img, inp: PlanInputs) -> dict[str, Any]:
+    """One table of the plan: its printed runs and, apart, its ablation runs."""
+    every = exps + abl
+    fams = sorted({info[e]["family"] for e in every})
+    return {
+        "table": t,
+        "experiments": len(exps),
+        "seeds": n_seeds,
+        "runs": len(exps) * n_seeds,
+        "ablation_experiments": list(abl),
+        "ablation_runs": len(abl) * n_seeds,
+        "epochs": sorted({info[e]["epochs"] for e in every}),
+        "families": fams,
+        "s_per_epoch": [min(map(epoch_s, every)), max(map(epoch_s, every))],
+        "concurrency": sorted({_divisor(f, inp)[1] for f in fams}),
+        "basis": sorted({sec_img[f][1] for f in fams}),
+        "gpu_hours": sum(hours[e] for e in exps) * n_seeds,
+        "ablation_gpu_hours": sum(hours[e] for e in abl) * n_seeds,
     }
 
 
@@ -318,9 +346,12 @@ def print_plan(plan: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    tab = Table(title="GPU-hours per thesis table (one GPU; runs x epochs x s/epoch / concurrency)")
-    for col in ("table", "runs", "epochs", "families", "s/epoch", "concurrency", "basis", "GPU-h"):
-        tab.add_column(col, justify="right" if col in ("runs", "s/epoch", "GPU-h") else "left")
+    tab = Table(title="GPU-hours per thesis table (one GPU; runs x epochs x s/epoch / concurrency); "
+                      "ablation runs (other readings, sweep_ablations=false leaves them out) apart")
+    right = ("runs", "s/epoch", "GPU-h", "ablation runs", "ablation GPU-h")
+    for col in ("table", "runs", "epochs", "families", "s/epoch", "concurrency", "basis", "GPU-h",
+                "ablation runs", "ablation GPU-h"):
+        tab.add_column(col, justify="right" if col in right else "left")
     for r in plan["tables"]:
         lo, hi = r["s_per_epoch"]
         tab.add_row(
@@ -332,6 +363,9 @@ def print_plan(plan: dict[str, Any]) -> None:
             "; ".join(r["concurrency"]),
             ",".join(r["basis"]),
             f"{r['gpu_hours']:.2f}",
+            (f"{r['ablation_runs']} ({len(r['ablation_experiments'])}x{r['seeds']})"
+             if r["ablation_runs"] else "0"),
+            f"{r['ablation_gpu_hours']:.2f}",
         )
     tab.add_row(
         "all (shared runs once)",
@@ -342,6 +376,8 @@ def print_plan(plan: dict[str, Any]) -> None:
         "",
         "",
         f"{plan['total_gpu_hours']:.2f}",
+        str(plan["unique_ablation_runs"]),
+        f"{plan['ablation_gpu_hours']:.2f}",
     )
     Console(width=200).print(tab)
     sec_img = plan["seconds_per_image"]
@@ -361,10 +397,12 @@ def print_plan(plan: dict[str, Any]) -> None:
 
 
 def result_line(plan: dict[str, Any]) -> str:
-    """``RESULT total_gpu_hours=<x> basis=<...> c10c=<...> unique_runs=<n> tables=<n> step_ms=<x>``."""
+    """``RESULT total_gpu_hours=<x> basis=<...> c10c=<...> unique_runs=<n> tables=<n> step_ms=<x>
+    ablation_gpu_hours=<x> ablation_runs=<n>``."""
     return (
         f"RESULT total_gpu_hours={plan['total_gpu_hours']:.2f} basis={'+'.join(plan['basis'])} "
         f"c10c={plan['c10c_s'][1].split(' ')[0]} unique_runs={plan['unique_runs']} "
         f"tables={len(plan['tables'])} "
-        f"step_ms={plan['step_ms']:g}"
+        f"step_ms={plan['step_ms']:g} "
+        f"ablation_gpu_hours={plan['ablation_gpu_hours']:.2f} ablation_runs={plan['unique_ablation_runs']}"
     )

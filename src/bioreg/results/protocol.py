@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from bioreg.results.aggregate import dataset_of
+from bioreg.results.records import record_protocol
 
 __all__ = ["Setting", "Protocol", "Difference", "load_protocols", "get_protocol", "differences",
            "reading_of", "Reading", "DEFAULT_READING", "data_name", "record_value"]
@@ -224,10 +225,8 @@ DEFAULT_READING = Reading()
 
 
 def reading_of(record: Mapping[str, Any]) -> Reading:
-    p = record.get("protocol")
-    if not isinstance(p, Mapping):
-        return DEFAULT_READING
-    return Reading(str(p.get("reading") or "thesis"), str(p.get("selected_on") or "validation"))
+    """The reading of a record (:func:`bioreg.results.records.record_protocol`: absent = the default)."""
+    return Reading(**record_protocol(record))
 
 
 def common_differences(diffs: Sequence[Sequence[Difference]]) -> list[str]:

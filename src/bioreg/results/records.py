@@ -25,10 +25,12 @@ slurm_job}`` per launch that trained the run; records written before stints have
 ``summary`` (derived numbers, e.g. per-corruption means over severities),
 ``extra`` (sections added by evaluators: attacks, robustness, Fisher-Rao, …),
 ``overrides`` (the Hydra command-line overrides of the run, when it ran under Hydra; records
-written before they were kept lack it), and for runs that did not complete ``error`` (one line), ``traceback``
-and ``failure`` (exception, signal, stage, epoch, batch: :func:`bioreg.lit.failure.describe_failure`).
-A record may also carry ``protocol: {reading: thesis | authors, selected_on: validation | test}``
-(absent = the thesis's reading, model selected on the validation split).
+written before they were kept lack it),
+``protocol`` (``{"reading": "thesis" | "authors", "selected_on": "validation" | "test"}``: which
+protocol the run followed and the split its best epoch was chosen on; records written before have
+none, which means thesis / validation: :func:`record_protocol`),
+and for runs that did not complete ``error`` (one line), ``traceback`` and ``failure`` (exception,
+signal, stage, epoch, batch: :func:`bioreg.lit.failure.describe_failure`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from bioreg.io import atomic_write_json
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
     "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE", "INCOMPLETE", "task_overrides",
-    "failure_text",
+    "failure_text", "DEFAULT_PROTOCOL", "PROTOCOLS", "protocol_of_config", "record_protocol",
+    "protocol_label",
 ]
 
 RECORD_VERSION = 1
@@ -83,6 +86,39 @@ def config_key(cfg: Mapping[str, Any], length: int = 10) -> str:
         _drop(d, p.split("."))
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+#: the ``protocol`` field of a record that has none (written before the field existed): the thesis's
+DEFAULT_PROTOCOL: Mapping[str, str] = {"reading": "thesis", "selected_on": "validation"}
+#: the protocol field of a run under each reading (conf/protocol/): what a table of that reading takes
+PROTOCOLS: Mapping[str, Mapping[str, str]] = {
+    "thesis": DEFAULT_PROTOCOL,
+    "authors": {"reading": "authors", "selected_on": "test"},
+}
+
+
+def protocol_of_config(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """The record's ``protocol`` field for a resolved config: ``protocol.reading`` and the data module's
+    ``select_on`` (the split the best epoch is chosen on)."""
+    p = cfg.get("protocol")
+    data = cfg.get("data")
+    reading = p.get("reading") if isinstance(p, Mapping) else None
+    selected = data.get("select_on") if isinstance(data, Mapping) else None
+    return {"reading": str(reading or DEFAULT_PROTOCOL["reading"]),
+            "selected_on": str(selected or DEFAULT_PROTOCOL["selected_on"])}
+
+
+def record_protocol(record: Mapping[str, Any]) -> dict[str, str]:
+    """A record's ``protocol`` field, :data:`DEFAULT_PROTOCOL` where it (or a part of it) is absent."""
+    p = record.get("protocol")
+    p = p if isinstance(p, Mapping) else {}
+    return {k: str(p.get(k) or v) for k, v in DEFAULT_PROTOCOL.items()}
+
+
+def protocol_label(protocol: Mapping[str, str]) -> str:
+    """``thesis`` / ``authors`` and, when the model was selected on the test set, ``… (selected on test)``."""
+    p = {**DEFAULT_PROTOCOL, **protocol}
+    return p["reading"] + ("" if p["selected_on"] == "validation" else f" (selected on {p['selected_on']})")
 
 
 class DuplicateRecordError(RuntimeError):

@@ -453,14 +453,27 @@ def table_runs(spec: TableSpec, records: Records, protocol: Protocol | None) -> 
             for p, st, err in zip(runs["path"], runs["status"], runs["error"], strict=True)]
 
 
+def _in_reading(run: RunInfo, reading: Reading, fixed: Mapping[str, str]) -> bool:
+    """Whether ``run`` belongs to the table under ``reading``. An experiment that an axis ties to a
+    reading of its own (``reading: authors``: an ablation row, issue 17) is part of the default
+    table with its runs of that reading, and of no other."""
+    if run.status == UNREADABLE:
+        return reading.is_default
+    if run.name in fixed:
+        return reading.is_default and run.reading.reading == fixed[run.name]
+    return run.reading == reading
+
+
 def build_table_report(spec: TableSpec, records: Records, runs: Sequence[RunInfo], reading: Reading, *,
                        pins: Mapping[str, str] | None = None, paper: pd.DataFrame | None = None,
                        protocol: Protocol | None = None, results_dir: str = "") -> TableReport:
     """One table under one reading, from the ``runs`` of its experiments (see the module docstring)."""
-    mine = [r for r in runs if r.reading == reading or (r.status == UNREADABLE and reading.is_default)]
+    fixed = spec.axis_readings()
+    mine = [r for r in runs if _in_reading(r, reading, fixed)]
     follow = [r.path for r in mine if r.follows_protocol]
-    res = build_table(spec, records.subset(follow), pins)
-    smoke = build_table(spec, records.subset(r.path for r in mine if not r.follows_protocol), pins)
+    res = build_table(spec, records.subset(follow), pins, reading=reading.reading)
+    smoke = build_table(spec, records.subset(r.path for r in mine if not r.follows_protocol), pins,
+                        reading=reading.reading)
     comparison = compare_table(res, paper)
     index = {(r.name, r.config_key, r.seed): r for r in mine}
     t = TableReport(spec=spec, protocol=protocol, reading=reading, result=res, smoke=smoke, paper=paper,
@@ -574,8 +587,9 @@ def _tables(specs: Sequence[TableSpec], records: Records, pins: Mapping[str, str
     for spec in specs:
         protocol = get_protocol(spec.protocol)
         runs = table_runs(spec, records, protocol)
-        readings = sorted({r.reading for r in runs if r.status != UNREADABLE} | {DEFAULT_READING},
-                          key=lambda r: (not r.is_default, r))
+        fixed = spec.axis_readings()  # their runs are ablation rows of the default table
+        readings = sorted({r.reading for r in runs if r.status != UNREADABLE and r.name not in fixed}
+                          | {DEFAULT_READING}, key=lambda r: (not r.is_default, r))
         paper = load_paper(spec, **kw)
         for reading in readings:
             out.append(build_table_report(spec, records, runs, reading, pins=pins, paper=paper,

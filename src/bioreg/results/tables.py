@@ -29,7 +29,14 @@ experiment: uncorr_gaussian_std_layer1, compare_to: UG}``) is not printed in the
 placed after the printed ones and compared with the printed cells of ``compare_to`` (another
 reading of the same model), and claims leave it out unless they name it. An axis with ``ablation:
 true`` (and every ``compare_to`` axis) is an *ablation run*: the table's sweep (conf/sweep/,
-:mod:`bioreg.results.sweeps`) trains it unless ``sweep_ablations=false``.
+:mod:`bioreg.results.sweeps`) trains it unless ``sweep_ablations=false``. An axis with ``reading:
+authors`` takes its experiment's runs under the authors' protocol (records whose ``protocol`` field
+says ``authors``, selected on the test set; e.g. ``{label: "Baseline (authors' protocol)", experiment:
+vgg16_baseline_authors, reading: authors, compare_to: Baseline}``); every other axis takes the runs of
+the table's reading (``build_table(..., reading=)``, ``make table-<id> PROTOCOL=authors``; default
+``thesis``). Runs of another reading are never mixed into a cell; the notes list them. (The spec-level
+``protocol:`` key is another thing: the *published* protocol a run must follow to get a verdict,
+:mod:`bioreg.results.protocol`.)
 A cell that follows neither axis is listed under ``cells:`` (``{row, column, experiment?,
 metric?}``; what it gives replaces the axes' value), e.g. Table 3.2's Linear Exponential column.
 Metrics are record paths or small expressions, see :class:`bioreg.results.aggregate.Metric`.
@@ -63,11 +70,12 @@ from bioreg.results.aggregate import (
     records_from_args,
     select_runs,
 )
+from bioreg.results.records import PROTOCOLS
 
 __all__ = [
     "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
     "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
-    "format_cell", "load_paper",
+    "format_cell", "load_paper", "PROTOCOL_BANNER",
 ]
 
 #: environment variable naming a folder of published-table CSVs that replaces the default one
@@ -111,6 +119,7 @@ class Axis:
     compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
     paper: str | None = None  # its label in the paper CSV when that differs from ``label``
     ablation: bool = False  # an ablation run (also every compare_to axis): left out by sweep_ablations=false
+    reading: str | None = None  # the runs' protocol reading (thesis | authors); None = the table's
 
     @property
     def is_ablation(self) -> bool:
@@ -172,6 +181,7 @@ class TableSpec:
                 get_protocol(self.protocol)
             except ValueError as e:
                 raise ValueError(f"table {self.id}: {e}") from None
+        self._check_readings()
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
@@ -180,6 +190,25 @@ class TableSpec:
         for r in self.rows:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
+
+    def _check_readings(self) -> None:
+        """Known readings, and one per experiment (a cell's runs must be of one reading)."""
+        seen: dict[str, str | None] = {}
+        for a in (*self.rows, *self.columns):
+            if a.reading is not None and a.reading not in PROTOCOLS:
+                raise ValueError(f"table {self.id}: axis {a.label!r} has reading={a.reading!r}; valid: "
+                                 f"{', '.join(PROTOCOLS)}")
+            if a.experiment and seen.setdefault(a.experiment, a.reading) != a.reading:
+                raise ValueError(f"table {self.id}: experiment {a.experiment!r} is named with two protocols; "
+                                 "give the other reading its own experiment (e.g. <name>_authors)")
+
+    def axis_readings(self) -> dict[str, str]:
+        """Experiment -> its fixed reading, for the experiments of axes with a ``reading`` of their own."""
+        return {a.experiment: a.reading for a in (*self.rows, *self.columns) if a.experiment and a.reading}
+
+    def readings(self, reading: str = "thesis") -> dict[str, str]:
+        """Experiment -> the protocol its runs are taken from under the table reading ``reading``."""
+        return {**{e: reading for e in self.experiments}, **self.axis_readings()}
 
     def cell(self, row: Axis, col: Axis) -> tuple[str, Metric]:
         """The (experiment, metric) of one cell; exactly one axis must give each, unless a ``cells``
@@ -245,7 +274,7 @@ def spec_path(table_id: str) -> Path:
 _SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
               "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
-_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"}
+_AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation", "reading"}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
@@ -264,7 +293,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
                             compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
                             paper=None if it.get("paper") is None else str(it["paper"]),
-                            ablation=bool(it.get("ablation", False))))
+                            ablation=bool(it.get("ablation", False)),
+                            reading=None if it.get("reading") is None else str(it["reading"])))
         return tuple(out)
 
     overrides = []
@@ -355,6 +385,8 @@ class TableResult:
     #: the per-seed values behind each cell, ``{(row, column): {seed: value}}`` (what the mean and std
     #: summarise; the seed-level statistics of ``bioreg.results.claim_stats`` read them)
     per_seed: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    #: the table's reading: ``thesis`` (the default) or ``authors`` (axes with their own ``reading`` aside)
+    reading: str = "thesis"
 
     @property
     def notes(self) -> list[str]:
@@ -383,9 +415,11 @@ def _none(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | None = None) -> TableResult:
-    """Aggregate the records into the cells of ``spec`` (mean ± std over the table's seeds)."""
-    sel = select_runs(records, spec.experiments, spec.seeds, pins)
+def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | None = None,
+                reading: str = "thesis") -> TableResult:
+    """Aggregate the records into the cells of ``spec`` (mean ± std over the table's seeds), from the runs
+    of the reading ``reading`` (axes with their own ``reading`` aside)."""
+    sel = select_runs(records, spec.experiments, spec.seeds, pins, spec.readings(reading))
     cache: dict[tuple[str, int], dict[str, float]] = {}
     missing: dict[tuple[str, str], list[int]] = {}
     rows = []
@@ -414,7 +448,8 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
                                         "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
              f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
-    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed)
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed,
+                       reading=reading)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -437,6 +472,14 @@ def _md_escape(s: str) -> str:
     return str(s).replace("|", r"\|")
 
 
+#: the line a table of another reading starts with (its cells are not the thesis protocol's)
+PROTOCOL_BANNER = {
+    "authors": "**Protocol: the authors' code** (`protocol=authors`): trained on all training images, "
+               "the best epoch chosen on the TEST set (optimistic), the authors' "
+               "augmentation/schedule/initialisation; not the thesis protocol (docs/decisions/protocols.md).",
+}
+
+
 def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
     """The table as Markdown; with ``paper`` (:func:`load_paper`) each row is followed by a
     ``<row> (published)`` line holding the printed numbers of that row, so both can be read together."""
@@ -450,6 +493,8 @@ def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
                     f" ± {p['std_text']}" if str(p["std_text"]).strip() else "")
     head = ["", *[c.label for c in spec.columns]]
     lines = [f"### Table {spec.id}: {spec.title}", ""]
+    if res.reading != "thesis":
+        lines += [PROTOCOL_BANNER.get(res.reading, f"Protocol: {res.reading}."), ""]
     if spec.source:
         lines += [f"Source: {spec.source}.", ""]
     if spec.description:
@@ -481,7 +526,8 @@ def render_latex(res: TableResult) -> str:
     grid = res.text_grid(latex=True)
     styler = grid.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
     tex = styler.to_latex(
-        caption=f"{_tex_escape(spec.title)} (mean $\\pm$ std over {len(spec.seeds)} seeds)",
+        caption=f"{_tex_escape(spec.title)} (mean $\\pm$ std over {len(spec.seeds)} seeds"
+                f"{'' if res.reading == 'thesis' else '; the authors protocol, selected on the test set'})",
         label=f"tab:{spec.stem.replace('_', '-')}", hrules=True, position="htbp", position_float="centering",
         column_format="l" + "r" * len(spec.columns),
     )
@@ -505,9 +551,9 @@ def render_csv(res: TableResult) -> str:
 
 def write_table(res: TableResult, out_dir: str | Path, paper: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``<stem>.md`` (with the published rows when ``paper`` is given), ``.tex`` and ``.csv``
-    atomically under ``out_dir``."""
+    atomically under ``out_dir`` (``<stem>_authors.*`` for a table of the authors' protocol)."""
     out = Path(out_dir)
-    stem = res.spec.stem
+    stem = res.spec.stem + ("" if res.reading == "thesis" else f"_{res.reading}")
     return {
         "md": atomic_write_text(out / f"{stem}.md", render_markdown(res, paper)),
         "tex": atomic_write_text(out / f"{stem}.tex", render_latex(res)),

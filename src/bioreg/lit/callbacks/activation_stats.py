@@ -30,9 +30,22 @@ recorded var 3.58 against std² 1.62), so it is not done (docs/decisions/normout
 ``log_every_n_steps`` steps, and once per epoch the EWMA and the epoch mean are
 appended to a per-epoch history (one transfer per epoch).
 
+**The authors' definition** (Singh's public code, ``custom_layers/custom_layer.py`` ``log_stats`` and
+``custom_layers/custom_dropout.py``; docs/decisions/protocols.md, item 2) is recorded beside it, smoothed
+the same way, under ``activation_stats_authors``: ``std`` is the standard deviation *across units* of
+each unit's standard deviation over the batch (:func:`unit_std`, both with Bessel's correction, as
+``torch.std``), ``var = std**2``; ``mean``, ``max`` and ``sparsity`` are those of all elements (their
+``mean``/``max`` of a ``(N, F)`` batch reduce over the batch and then the units, their sparsity averages
+the per-example zero fraction). For a point whose inserted module is a **Dropout** the authors' layer
+logged mean, max and std of its *input* and the sparsity of its *output*: so does this definition
+(the tap's own output is captured by a hook that runs before the inserted modules). A unit of a
+``(N, C, H, W)`` map is one of its ``C·H·W`` positions (the authors' code logged a tensor there, no
+number; no printed table uses such a point).
+
 ``to_record()`` returns ``{"activation_stats": {point: {mean, max, std, var,
-sparsity}}, "activation_stats_history": {point: {...}}}`` (final EWMA values;
-the history is what ``scripts/fig_activation_stats.py`` plots).
+sparsity}}, "activation_stats_authors": {point: {...}}, "activation_stats_history": {point: {...}}}``
+(final EWMA values; the history, of the all-element definition, is what
+``scripts/fig_activation_stats.py`` plots).
 """
 
 from __future__ import annotations
@@ -44,9 +57,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from bioreg.layers.dropout import Dropout
 from bioreg.models.points import resolve_point
 
-__all__ = ["ActivationStats", "STATS", "batch_stats"]
+__all__ = ["ActivationStats", "STATS", "batch_stats", "unit_std", "authors_stats", "INPUT_SIDE"]
+
+#: inserted modules whose statistics the authors took on their input (``CustomDropout.forward``)
+INPUT_SIDE: tuple[type, ...] = (Dropout, nn.Dropout)
 
 STATS = ("mean", "max", "std", "var", "sparsity")
 _STD, _VAR = STATS.index("std"), STATS.index("var")
@@ -65,6 +82,26 @@ def batch_stats(x: torch.Tensor) -> torch.Tensor:
     var, mean = torch.var_mean(x, correction=0)
     sparsity = (x == 0).float().mean() * 100.0
     return torch.stack([mean, x.amax(), var.sqrt(), var, sparsity])
+
+
+@torch.no_grad()
+def unit_std(x: torch.Tensor) -> torch.Tensor:
+    """The authors' "standard deviation" of a batch ``x`` (batch first): the std over the units of each
+    unit's std over the batch, both with Bessel's correction (``torch.std``); a batch of one example
+    uses the population std (no NaN)."""
+    u = x.detach().float().reshape(x.shape[0], -1)
+    per_unit = u.std(dim=0, correction=1 if u.shape[0] > 1 else 0)
+    return per_unit.std(correction=1 if per_unit.numel() > 1 else 0)
+
+
+@torch.no_grad()
+def authors_stats(out: torch.Tensor, inp: torch.Tensor | None = None) -> torch.Tensor:
+    """``[mean, max, std, var, sparsity %]`` as the Singh authors logged them: ``std`` = :func:`unit_std`,
+    ``var = std**2``; mean, max and std of ``inp`` when given (a Dropout point), sparsity of ``out``."""
+    src = (out if inp is None else inp).detach().float()
+    sd = unit_std(src)
+    sparsity = (out.detach() == 0).float().mean() * 100.0
+    return torch.stack([src.mean(), src.amax(), sd, sd * sd, sparsity])
 
 
 class ActivationStats(L.Callback):
@@ -98,7 +135,10 @@ class ActivationStats(L.Callback):
         self._handles: list[Any] = []
         self._active = False
         self._pending: dict[str, torch.Tensor] = {}
+        self._pending_authors: dict[str, torch.Tensor] = {}
+        self._inputs: dict[str, torch.Tensor] = {}  # the tap's own output at input-side points, this step
         self.ewma: dict[str, torch.Tensor] = {}
+        self.ewma_authors: dict[str, torch.Tensor] = {}
         self._epoch_sum: dict[str, torch.Tensor] = {}
         self._epoch_n: dict[str, int] = {}
         self.history: dict[str, dict[str, Any]] = {}
@@ -127,12 +167,22 @@ class ActivationStats(L.Callback):
             out[key] = net.get_submodule(spec.tap)
         return out
 
+    @staticmethod
+    def input_side_points(net: nn.Module) -> set[str]:
+        """Points whose inserted modules include a Dropout (:data:`INPUT_SIDE`)."""
+        return {str(m._bioreg_point) for m in getattr(net, "regularizers", {}).values()
+                if getattr(m, "_bioreg_point", None) is not None and isinstance(m, INPUT_SIDE)}
+
     def attach(self, net: nn.Module) -> list[str]:
-        """Register the forward hooks (appended after any insertion hook); returns the measured points."""
+        """Register the forward hooks (appended after any insertion hook; at a Dropout point also one
+        before them, for its input); returns the measured points."""
         self.detach()
         taps = self.resolve(net)
+        inputs = self.input_side_points(net)
         for point, tap in taps.items():
             self._handles.append(tap.register_forward_hook(self._hook(point)))
+            if point in inputs:
+                self._handles.append(tap.register_forward_hook(self._input_hook(point), prepend=True))
         return list(taps)
 
     def detach(self) -> None:
@@ -145,30 +195,43 @@ class ActivationStats(L.Callback):
         def hook(module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
             if self._active and module.training and isinstance(out, torch.Tensor):
                 self._pending[point] = batch_stats(out)
+                self._pending_authors[point] = authors_stats(out, self._inputs.pop(point, None))
+
+        return hook
+
+    def _input_hook(self, point: str):
+        def hook(module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+            if self._active and module.training and isinstance(out, torch.Tensor):
+                self._inputs[point] = out.detach()
 
         return hook
 
     # -- bookkeeping (usable without a Trainer)
     def begin_step(self) -> None:
-        self._pending = {}
+        self._pending, self._pending_authors, self._inputs = {}, {}, {}
         self._active = True
 
-    def end_step(self) -> dict[str, torch.Tensor]:
-        """Fold the statistics of this step into the EWMA and the epoch sums; returns the current EWMA."""
-        self._active = False
+    def _smooth(self, ewma: dict[str, torch.Tensor], point: str, x: torch.Tensor) -> None:
         m = self.momentum
+        if point in ewma:
+            ewma[point].mul_(m).add_(x, alpha=1.0 - m)
+        else:
+            ewma[point] = x.clone()
+        _var_from_std(ewma[point])  # var = std² of the smoothed std (Singh 2023, Tables 3.2-3.3)
+
+    def end_step(self) -> dict[str, torch.Tensor]:
+        """Fold the statistics of this step into the EWMAs and the epoch sums; returns the current EWMA."""
+        self._active = False
         for point, x in self._pending.items():
-            if point in self.ewma:
-                self.ewma[point].mul_(m).add_(x, alpha=1.0 - m)
-            else:
-                self.ewma[point] = x.clone()
-            _var_from_std(self.ewma[point])  # var = std² of the smoothed std (Singh 2023, Tables 3.2-3.3)
+            self._smooth(self.ewma, point, x)
             if point in self._epoch_sum:
                 self._epoch_sum[point].add_(x)
             else:
                 self._epoch_sum[point] = x.clone()
             self._epoch_n[point] = self._epoch_n.get(point, 0) + 1
-        self._pending = {}
+        for point, x in self._pending_authors.items():
+            self._smooth(self.ewma_authors, point, x)
+        self._pending, self._pending_authors, self._inputs = {}, {}, {}
         return self.ewma
 
     def end_epoch(self, epoch: int, step: int) -> None:
@@ -187,11 +250,13 @@ class ActivationStats(L.Callback):
                 h["epoch_mean"][s].append(float(both[1][i]))
         self._epoch_sum, self._epoch_n = {}, {}
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        return {p: dict(zip(STATS, (float(v) for v in e.tolist()), strict=True)) for p, e in self.ewma.items()}
+    def summary(self, authors: bool = False) -> dict[str, dict[str, float]]:
+        ewma = self.ewma_authors if authors else self.ewma
+        return {p: dict(zip(STATS, (float(v) for v in e.tolist()), strict=True)) for p, e in ewma.items()}
 
     def to_record(self) -> dict[str, Any]:
-        return {"activation_stats": self.summary(), "activation_stats_history": self.history}
+        return {"activation_stats": self.summary(), "activation_stats_authors": self.summary(authors=True),
+                "activation_stats_history": self.history}
 
     # -- Lightning hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -220,15 +285,20 @@ class ActivationStats(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "ewma": {p: v.detach().cpu().tolist() for p, v in self.ewma.items()},
+            "ewma_authors": {p: v.detach().cpu().tolist() for p, v in self.ewma_authors.items()},
             "history": self.history,
             "momentum": self.momentum,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.ewma = {p: torch.tensor(v, dtype=torch.float32) for p, v in state_dict.get("ewma", {}).items()}
+        def tensors(key: str) -> dict[str, torch.Tensor]:
+            return {p: torch.tensor(v, dtype=torch.float32) for p, v in state_dict.get(key, {}).items()}
+
+        self.ewma, self.ewma_authors = tensors("ewma"), tensors("ewma_authors")
         self.history = state_dict.get("history", {})
 
     def on_train_start(self, trainer, pl_module) -> None:
         # averages restored from a checkpoint arrive on the CPU
         dev = pl_module.device
         self.ewma = {p: v.to(dev) for p, v in self.ewma.items()}
+        self.ewma_authors = {p: v.to(dev) for p, v in self.ewma_authors.items()}
