@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bioreg.evaluate.gradient_masking import FLAGS, evaluate_red_flags, format_red_flags
+from bioreg.evaluate.gradient_masking import FLAGS, RULES, Thresholds, evaluate_red_flags, format_red_flags
 from bioreg.evaluate.stats import acc_entry
 
 GOLDEN = Path(__file__).parent / "data" / "red_flags_golden.json"
@@ -101,6 +101,21 @@ def test_the_cases_reach_every_verdict():
     why = {v["eps_not_increasing"]["evidence"].rsplit("; ", 1)[-1] for v in _current()["verdicts"].values()
            if v["eps_not_increasing"]["flag"] is not None}
     assert len(why) == 4, why
+
+
+def test_the_rules_table_names_each_flag_its_check_and_source():
+    assert [r.key for r in RULES] == list(FLAGS) and len(set(FLAGS)) == 5
+    assert [r.label.split(" ", 1)[0] for r in RULES] == ["1", "2", "3", "4", "5"]  # the thesis's order
+    for r in RULES:
+        assert r.checks and "Athalye et al. (2018)" in r.reference and "Singh (2023) §1.3.6" in r.reference
+        missing = r.verdict({}, Thresholds())
+        assert missing == {"flag": None, "evidence": f"not evaluated ({r.needs} not run)", "values": {}}
+    # each predicate sees only the thresholds it is given
+    sec = CASES["thresholds"][0]
+    strict = {r.key: r.verdict(sec, Thresholds(rs_tol=0.1))["flag"] for r in RULES}
+    lenient = {r.key: r.verdict(sec, Thresholds(rs_tol=50.0, unbounded_tol=5.0))["flag"] for r in RULES}
+    assert strict["random_search_better"] and not lenient["random_search_better"]
+    assert strict["unbounded_short"] and not lenient["unbounded_short"]
 
 
 def test_bad_table_format():
