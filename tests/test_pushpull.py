@@ -289,3 +289,46 @@ def test_alexnet_cifar_layout_and_push_pull_first_layer():
     net.eval()
     assert net(x).shape == (2, 10)
     assert math.isfinite(float(net(x).detach().sum()))
+
+
+# --------------------------------------------------------------------------- built on nn.Conv2d
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "padding": 1, "bias": False},
+                                {"padding": "same", "dilation": 2, "groups": 2, "padding_mode": "reflect"}])
+def test_the_push_convolution_is_nn_conv2d_s_own(kw):
+    """The arguments go to nn.Conv2d's constructor: same checked attributes, the same initial kernel
+    and bias from the same seed (bit for bit), registered as this module's ``weight`` / ``bias``."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(4, 6, 3, **kw)
+    torch.manual_seed(3)
+    pp = PushPull2d(4, 6, 3, **kw, scale=2)
+    for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                 "padding_mode"):
+        assert getattr(pp, name) == getattr(conv, name), name
+    assert torch.equal(pp.weight, conv.weight)
+    assert (pp.bias is None) == (conv.bias is None) and (pp.bias is None or torch.equal(pp.bias, conv.bias))
+    assert list(pp.state_dict()) == list(conv.state_dict())  # checkpoints of earlier runs keep their keys
+    torch.manual_seed(4)
+    pp.reset_parameters()
+    torch.manual_seed(4)
+    conv.reset_parameters()
+    assert torch.equal(pp.weight, conv.weight)
+
+
+def test_state_dict_keys_and_loading_a_saved_layer():
+    learned = PushPull2d(3, 4, 3, padding=1, train_alpha=True, alpha=0.5)
+    assert list(learned.state_dict()) == ["weight", "bias", "alpha_raw"]
+    assert [n for n, _ in learned.named_parameters()] == ["weight", "bias", "alpha_raw"]
+    assert list(PushPull2d(3, 4, 3, bias=False).state_dict()) == ["weight"]
+    saved = {"weight": torch.randn(4, 3, 3, 3), "bias": torch.randn(4), "alpha_raw": torch.rand(4)}
+    fresh = PushPull2d(3, 4, 3, padding=1, train_alpha=True)
+    fresh.load_state_dict(saved)  # strict: the keys a checkpoint of an earlier run holds
+    assert torch.equal(fresh.weight, saved["weight"]) and torch.equal(fresh.alpha_raw, saved["alpha_raw"])
+
+
+@pytest.mark.parametrize("kw, word", [({"padding_mode": "mirror"}, "padding_mode must be one of"),
+                                      ({"groups": 2}, "divisible by groups"),
+                                      ({"padding": "same", "stride": 2}, "padding='same'"),
+                                      ({"padding": "full"}, "padding string 'full'")])
+def test_a_bad_convolution_argument_is_one_config_error(kw, word):
+    with pytest.raises(RegularizerConfigError, match=f"push-pull convolution: .*{word}"):
+        PushPull2d(3, 4, 3, **kw)
