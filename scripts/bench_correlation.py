@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the Ch. 3 correlation analysis (Dutta 2019, §3.2; src/bioreg/evaluate/correlation_analysis.py).
+"""Benchmark of the Ch. 3 correlation analysis (Dutta 2019, §3.2; src/bioreg/evaluate/correlation_analysis/).
 
 Three measurements, last line ``RESULT peak_mb=<x> matmul_fraction=<y> max_abs_err=<z>``:
 

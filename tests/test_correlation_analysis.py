@@ -1,4 +1,4 @@
-"""Activation-correlation analysis of Dutta (2019) §3.2 (src/bioreg/evaluate/correlation_analysis.py)."""
+"""Activation-correlation analysis of Dutta (2019) §3.2 (src/bioreg/evaluate/correlation_analysis/)."""
 
 from __future__ import annotations
 
