@@ -126,3 +126,29 @@ def test_bad_table_format():
 if __name__ == "__main__":  # regenerate the golden file (see the module docstring)
     GOLDEN.write_text(json.dumps(_current(), indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_make_red_flags_reads_the_completed_records_by_name_and_seed(tmp_path, capsys):
+    import importlib.util
+
+    from bioreg.evaluate.gradient_masking import run_records
+
+    recs = [{"name": "normout_a", "seed": 1, "status": "completed", "extra": {"attacks": CASES["all_raised"][0]}},
+            {"name": "normout_a", "seed": 0, "status": "completed", "extra": {"attacks": CASES["eps_flat"][0]}},
+            {"name": "baseline", "seed": 0, "status": "completed", "extra": {"attacks": CASES["none_raised"][0]}},
+            {"name": "normout_b", "seed": 0, "status": "failed", "extra": {"attacks": CASES["empty"][0]}}]
+    for r in recs:
+        p = tmp_path / r["name"] / "k" / f"seed{r['seed']}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({**r, "config_key": "k"}))
+    got = run_records(tmp_path)
+    assert [(r["name"], r["seed"]) for r in got] == [("baseline", 0), ("normout_a", 0), ("normout_a", 1)]
+    assert [(r["name"], r["seed"]) for r in run_records(tmp_path, "normout*")] == [("normout_a", 0), ("normout_a", 1)]
+    spec = importlib.util.spec_from_file_location("_red_flags", Path(__file__).parents[1] / "scripts" / "red_flags.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    capsys.readouterr()
+    assert script.main(["--results-dir", str(tmp_path), "--name", "normout*"]) == 0
+    assert capsys.readouterr().out == format_red_flags(run_records(tmp_path, "normout*")) + "\n"
+    assert script.main(["--results-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip() == f"--results-dir {tmp_path / 'none'}: no such directory"

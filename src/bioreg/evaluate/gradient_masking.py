@@ -21,13 +21,15 @@ be recomputed from stored records (``scripts/red_flags.py``). A flag is ``True``
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bioreg.evaluate.stats import acc_entry, significantly_greater
 
-__all__ = ["FLAGS", "RULES", "RedFlagRule", "Thresholds", "evaluate_red_flags", "format_red_flags"]
+__all__ = ["FLAGS", "RULES", "RedFlagRule", "Thresholds", "evaluate_red_flags", "format_red_flags", "run_records"]
 
 Verdict = dict[str, Any]
 
@@ -187,6 +189,17 @@ def evaluate_red_flags(section: Mapping[str, Any], *, rs_tol: float = 1.0, satur
     out["any"] = bool(raised)
     out["raised"] = raised
     return out
+
+
+def run_records(results_dir: str | Path, name: str = "*") -> list[dict[str, Any]]:
+    """The completed run records under ``results_dir`` whose experiment name matches the glob ``name``,
+    ordered by name and seed (what ``make red-flags`` shows)."""
+    from bioreg.results.records import RecordStore
+
+    recs = [r for _, r in RecordStore(Path(results_dir)) if r.get("status") == "completed"
+            and fnmatch.fnmatch(str(r.get("name", "")), name)]
+    recs.sort(key=lambda r: (str(r.get("name")), int(r.get("seed", 0))))
+    return recs
 
 
 def _label(rec: Mapping[str, Any]) -> str:
