@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,24 @@ def _mean(v: Mapping[int, float] | float) -> float:
     return float(v)
 
 
+def _ce_terms(run: Any, ref: Any, e_clean: float, ref_clean: float) -> tuple[float, float, float, float] | None:
+    """Numerator and denominator of one corruption's CE and rCE: sums over the severities both sides
+    have, or the means when either side gives only a mean; ``None`` when they share no severity."""
+    if isinstance(run, Mapping) and isinstance(ref, Mapping):
+        sevs = sorted(set(run) & set(ref))
+        if not sevs:
+            return None
+        return (sum(run[s] for s in sevs), sum(ref[s] for s in sevs), sum(run[s] - e_clean for s in sevs),
+                sum(ref[s] - ref_clean for s in sevs))
+    num, den = _mean(run), _mean(ref)  # means over severities: Σ_s = n · mean on both sides
+    return num, den, num - e_clean, den - ref_clean
+
+
+def _finite_mean(values: Iterable[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
 def corruption_errors(
     errors: Errors,
     e_clean: float,
@@ -168,38 +186,26 @@ def corruption_errors(
             continue
         run = errors[c]
         all_errors.extend(run.values() if isinstance(run, Mapping) else [float(run)])
-        if c not in reference.errors:
+        ref = reference.errors.get(c)
+        if isinstance(run, Mapping) and isinstance(ref, Mapping) and set(run) != set(ref):
+            unmatched[c] = sorted(set(run) ^ set(ref))
+        terms = None if c not in reference.errors else _ce_terms(run, ref, e_clean, reference.clean)
+        if terms is None:
             no_ref.append(c)
             continue
-        ref = reference.errors[c]
-        if isinstance(run, Mapping) and isinstance(ref, Mapping):
-            sevs = sorted(set(run) & set(ref))
-            if set(run) != set(ref):
-                unmatched[c] = sorted(set(run) ^ set(ref))
-            if not sevs:
-                no_ref.append(c)
-                continue
-            num = sum(run[s] for s in sevs)
-            den = sum(ref[s] for s in sevs)
-            rnum = sum(run[s] - e_clean for s in sevs)
-            rden = sum(ref[s] - reference.clean for s in sevs)
-        else:  # means over severities: Σ_s = n · mean on both sides
-            num, den = _mean(run), _mean(ref)
-            rnum, rden = num - e_clean, den - reference.clean
+        num, den, rnum, rden = terms
         used.append(c)
         ce[c] = 100.0 * num / den if den > 0 else math.nan
         rce[c] = 100.0 * rnum / rden if rden > 0 else math.nan
     if corruptions is None:
         missing = [c for c in reference.errors if c not in errors]
-    finite = [v for v in ce.values() if math.isfinite(v)]
-    rfinite = [v for v in rce.values() if math.isfinite(v)]
     out: dict[str, Any] = {
         "e_clean": e_clean,
         "e_corr": sum(all_errors) / len(all_errors) if all_errors else math.nan,
         "ce": ce,
-        "mce": sum(finite) / len(finite) if finite else math.nan,
+        "mce": _finite_mean(ce.values()),
         "rce": rce,
-        "rmce": sum(rfinite) / len(rfinite) if rfinite else math.nan,
+        "rmce": _finite_mean(rce.values()),
         "reference": {"name": reference.name, "e_clean": reference.clean, "source": reference.source,
                       "per_severity": reference.per_severity},
         "corruptions_used": used,
