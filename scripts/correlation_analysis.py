@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--layers", nargs="+", default=[str(k) for k in THESIS_LAYERS],
                     help="thesis layer numbers or point names (default 3 5 6 8 9)")
     ap.add_argument("--samples", type=int, default=100, help="S fixed test images (thesis: 100)")
-    ap.add_argument("--batch", type=int, default=64, help="B mixed partners / λ values per image (default 64)")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="B mixed partners / λ values per image (default 64)")
     ap.add_argument("--analysis-seed", type=int, default=0, help="seed of the image / partner draw")
     ap.add_argument("--zero-variance", default="zero", choices=ZERO_VARIANCE,
                     help="units that do not vary in an image: zero = correlation 0 there (default), "
@@ -60,14 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     ap.add_argument("--fig-dir", default="results/figures", type=Path)
     ap.add_argument("--figures-only", action="store_true", help="only draw the figures from the records")
-    ap.add_argument("--force", action="store_true", help="recompute sections that exist with the same settings")
+    ap.add_argument("--force", action="store_true",
+                    help="recompute sections that exist with the same settings")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(message)s")
 
     from bioreg.app.analyse_correlations import Options, run_analysis
 

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="evaluate and print, but write nothing")
-    ap.add_argument("overrides", nargs="*", help="key=value: eval.… changes the eval group, others the run config")
+    ap.add_argument("overrides", nargs="*",
+                    help="key=value: eval.… changes the eval group, others the run config")
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -35,7 +35,8 @@ def sections() -> dict[tuple[str, int], dict]:
 
 def _write(runs: Path, sections: dict, with_section: bool = True) -> None:
     for (exp, seed), sec in sections.items():
-        rec = {"name": exp, "config_key": "k", "seed": seed, "status": "completed", "ckpt_dir": str(runs / "none"),
+        rec = {"name": exp, "config_key": "k", "seed": seed, "status": "completed",
+               "ckpt_dir": str(runs / "none"),
                "extra": {"correlation_analysis": sec} if with_section else {}}
         p = runs / exp / "k" / f"seed{seed}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,8 @@ def test_figures_and_report_from_the_records(tmp_path, sections, capsys):
     assert out.count(" seed ") == len(sections) and "Input Mixup seed 1: layer9: max " in out
     assert "Linear Exponential column" in out and "closest reading:" in out
     # the figure shows the mean of the seeds' grids
-    recs = [(str(i), {"extra": {"correlation_analysis": sections["vgg11_ch3_mixup", s]}}) for i, s in enumerate(SEEDS)]
+    recs = [(str(i), {"extra": {"correlation_analysis": sections["vgg11_ch3_mixup", s]}})
+            for i, s in enumerate(SEEDS)]
     d, k, g, n = mean_grid(recs, "layer9")
     want = np.mean([sections["vgg11_ch3_mixup", s]["layers"]["layer9"]["smoothed"]["g"] for s in SEEDS], 0)
     assert n == 2 and len(d) == 5 and len(k) == 7 and np.allclose(g, want)

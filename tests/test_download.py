@@ -56,7 +56,8 @@ def test_fresh_download_is_verified_and_reports_progress(server, tmp_path):
                        chunk_size=4096)
     assert out.read_bytes() == BODY and not (tmp_path / "f.bin.part").exists()
     assert seen[-1] == (len(BODY), len(BODY)) and len(seen) == 3 and _Handler.seen == [None]
-    assert download_url(server, out, md5=MD5) == out and _Handler.seen == [None]  # verified: not fetched again
+    # verified: not fetched again
+    assert download_url(server, out, md5=MD5) == out and _Handler.seen == [None]
 
 
 def test_an_interrupted_download_resumes_with_a_range_request(server, tmp_path):

@@ -4,7 +4,7 @@
 * layers: a module imports only from its own layer or lower ones (errors/io → layers, models, data →
   lit → evaluate → config → results → app and launch), counting lazy imports too;
 * no test module imports another test module (shared pieces live in tests/helpers/);
-* the README's layout tree names every module of the package.
+* the README's layout tree names every module of the package;
 * no function in src/ is longer than 60 lines, data tables (one ``return`` of a literal) aside —
   expected to fail until the branches rewriting the last offenders are merged (its xfail reason).
 """
@@ -98,7 +98,8 @@ def test_no_import_circle_lazy_imports_included():
 
 
 def test_no_module_imports_a_higher_layer():
-    up = [f"{m} (layer {_layer(m)}) imports {d} (layer {_layer(d)})" for m, deps in GRAPH.items() for d in deps
+    up = [f"{m} (layer {_layer(m)}) imports {d} (layer {_layer(d)})"
+          for m, deps in GRAPH.items() for d in deps
           if _layer(d) > _layer(m)]
     assert all(_layer(m) >= 0 for m in MODULES), [m for m in MODULES if _layer(m) < 0]
     assert not up, up
@@ -110,7 +111,8 @@ def test_no_test_module_imports_another():
         for node in ast.walk(ast.parse(p.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            bad += [f"{p.relative_to(REPO)}: {n}" for n in names if re.match(r"(tests\.)?(test_|conftest)", n)]
+            bad += [f"{p.relative_to(REPO)}: {n}" for n in names
+                    if re.match(r"(tests\.)?(test_|conftest)", n)]
     assert not bad, bad
 
 
@@ -158,7 +160,8 @@ def _is_data_table(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 
 def _long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
-    """``path:Qualified.name:lines`` of every function in src/ longer than ``limit`` lines, data tables aside."""
+    """``path:Qualified.name:lines`` of every function in src/ longer than ``limit`` lines, data tables
+    aside."""
     out = []
 
     def visit(node: ast.AST, prefix: str, path: Path) -> None:
@@ -185,7 +188,8 @@ def test_the_function_length_check_sees_long_functions_and_tables():
 
 
 @pytest.mark.xfail(strict=False, reason="being rewritten by other branches (issue 17: the attack evaluator; "
-                   "issue 19: the report object): bioreg/evaluate/attacks.py:AdversarialEvaluator.__init__:65, "
+                   "issue 19: the report object): "
+                   "bioreg/evaluate/attacks.py:AdversarialEvaluator.__init__:65, "
                    "bioreg/results/compare.py:build_report:108, bioreg/results/report.py:render_markdown:71")
 def test_no_function_over_60_lines():
     """No function in src/ is longer than 60 lines (split it into named helpers), data tables aside."""

@@ -67,7 +67,8 @@ def test_padding_modes_keep_push_equal_to_conv(mode):
     assert pp(x).shape == conv(x).shape
 
 
-@pytest.mark.parametrize("k,scale,size", [(3, 1, 3), (3, 1.5, 5), (3, 2, 7), (3, 3, 9), (5, 2, 11), (5, 1.5, 7)])
+@pytest.mark.parametrize("k,scale,size",
+                         [(3, 1, 3), (3, 1.5, 5), (3, 2, 7), (3, 3, 9), (5, 2, 11), (5, 1.5, 7)])
 def test_pull_kernel_is_negated_bilinear_upsampling(k, scale, size):
     torch.manual_seed(1)
     pp = PushPull2d(2, 3, k, padding=k // 2, bias=False, scale=scale)
@@ -82,7 +83,8 @@ def test_pull_kernel_is_negated_bilinear_upsampling(k, scale, size):
     # and the pull path convolves with it, centred, bias-free here
     x = torch.randn(1, 2, 12, 12)
     pad = (size - 1) // 2
-    torch.testing.assert_close(pp.pull_response(x), F.relu(F.conv2d(x, -expected, padding=pad)), atol=ATOL, rtol=0)
+    torch.testing.assert_close(pp.pull_response(x), F.relu(F.conv2d(x, -expected, padding=pad)), atol=ATOL,
+                               rtol=0)
 
 
 def test_bias_enters_the_pull_path_negated():
@@ -198,7 +200,8 @@ def test_checkpoint_conversion_keeps_push_equal_to_old_conv_relu(tmp_path):
         for p in trained.parameters():
             p.add_(0.1 * torch.randn_like(p))
     ckpt = tmp_path / "best.ckpt"
-    torch.save({"state_dict": {f"model.net.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}, ckpt)
+    torch.save({"state_dict": {f"model.net.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3},
+               ckpt)
 
     net = resnet20()
     load_net_weights(net, str(ckpt))  # as run.build(): weights first, regularizers after
@@ -218,7 +221,8 @@ def test_layer1_and_all_options_replace_the_right_convolutions():
     assert pp == ["conv1"] + [f"layer1.{b}.conv{i}" for b in range(3) for i in (1, 2)]
 
     net = resnet20()
-    cfg = OmegaConf.to_container(OmegaConf.create({"reg": OmegaConf.load(CONF / "reg" / "pushpull_all.yaml")}))
+    all_yaml = OmegaConf.load(CONF / "reg" / "pushpull_all.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.create({"reg": all_yaml}))
     cfg["reg"]["pushpull"]["scale"] = 1.5  # the stage entries follow reg.pushpull
     cfg = OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)["reg"]
     place_regularizers(net, cfg, (3, 32, 32))

@@ -38,10 +38,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     "all_raised": ({"n": 100, "clean": _e(95), "linf": {"fgsm": _e(20), "pgd_ce": _e(80), "pgd_t": _e(85),
                                                         "square": _e(5)},
                     "unbounded": {**_e(5, 50), "eps": 1.0, "steps": 20}, "eps_sweep": _sweep([10, 60, 20, 5]),
-                    "random_search": {"n": 100, "random_search_only": 20, "square_only": 15, "noise_only": 5}}, {}),
+                    "random_search": {"n": 100, "random_search_only": 20, "square_only": 15,
+                                      "noise_only": 5}}, {}),
     # nothing raised: success rises with eps, unbounded reaches 100 %, RS breaks nothing
     "none_raised": ({"n": 100, "clean": _e(90), "linf": {"fgsm": _e(40), "pgd_ce": _e(30), "square": _e(35)},
-                     "unbounded": {**_e(0, 50), "eps": 1.0, "steps": 20}, "eps_sweep": _sweep([70, 50, 30, 10]),
+                     "unbounded": {**_e(0, 50), "eps": 1.0, "steps": 20},
+                     "eps_sweep": _sweep([70, 50, 30, 10]),
                      "random_search": {"n": 100, "random_search_only": 0, "square_only": 0}}, {}),
     # flag 4: not rising, not saturated
     "eps_flat": ({"linf": {"fgsm": _e(40), "pgd_ce": _e(41)}, "eps_sweep": _sweep([40, 41, 40, 39])}, {}),
@@ -133,18 +135,21 @@ def test_make_red_flags_reads_the_completed_records_by_name_and_seed(tmp_path, c
 
     from bioreg.evaluate.gradient_masking import run_records
 
-    recs = [{"name": "normout_a", "seed": 1, "status": "completed", "extra": {"attacks": CASES["all_raised"][0]}},
-            {"name": "normout_a", "seed": 0, "status": "completed", "extra": {"attacks": CASES["eps_flat"][0]}},
-            {"name": "baseline", "seed": 0, "status": "completed", "extra": {"attacks": CASES["none_raised"][0]}},
-            {"name": "normout_b", "seed": 0, "status": "failed", "extra": {"attacks": CASES["empty"][0]}}]
+    def rec(name, seed, status, case):
+        return {"name": name, "seed": seed, "status": status, "extra": {"attacks": CASES[case][0]}}
+
+    recs = [rec("normout_a", 1, "completed", "all_raised"), rec("normout_a", 0, "completed", "eps_flat"),
+            rec("baseline", 0, "completed", "none_raised"), rec("normout_b", 0, "failed", "empty")]
     for r in recs:
         p = tmp_path / r["name"] / "k" / f"seed{r['seed']}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({**r, "config_key": "k"}))
     got = run_records(tmp_path)
     assert [(r["name"], r["seed"]) for r in got] == [("baseline", 0), ("normout_a", 0), ("normout_a", 1)]
-    assert [(r["name"], r["seed"]) for r in run_records(tmp_path, "normout*")] == [("normout_a", 0), ("normout_a", 1)]
-    spec = importlib.util.spec_from_file_location("_red_flags", Path(__file__).parents[1] / "scripts" / "red_flags.py")
+    assert [(r["name"], r["seed"]) for r in run_records(tmp_path, "normout*")] == [("normout_a", 0),
+                                                                                   ("normout_a", 1)]
+    path = Path(__file__).parents[1] / "scripts" / "red_flags.py"
+    spec = importlib.util.spec_from_file_location("_red_flags", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     capsys.readouterr()

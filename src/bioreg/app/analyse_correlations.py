@@ -96,7 +96,8 @@ def _load_model(rec_path: Path, record: dict, opts: Options):
 
     ckpt = Path(record.get("ckpt_dir") or "") / "best.ckpt"
     if not ckpt.is_file():
-        raise AnalysisError(f"{rec_path}: checkpoint {ckpt} not found (the analysis needs the run's best.ckpt)")
+        raise AnalysisError(f"{rec_path}: checkpoint {ckpt} not found (the analysis needs the run's "
+                            "best.ckpt)")
     cfg = OmegaConf.create(upgrade_config(record["config"]))  # a record of any bioreg version
     cfg.ckpt = None
     dm, lit = build(cfg)
@@ -127,9 +128,11 @@ def analyse_record(rec_path: Path, record: dict, opts: Options) -> dict[str, Any
     save_bins(str(path), res)
     return {"layers": {name: r.section() for name, r in res.items()},
             "bins_file": path.name,
-            "provenance": {"ckpt": str(ckpt), "epoch": state.get("epoch") if isinstance(state, dict) else None,
+            "provenance": {"ckpt": str(ckpt),
+                           "epoch": state.get("epoch") if isinstance(state, dict) else None,
                            "evaluated": utc_now(), "device": str(device),
-                           "wall_time_s": round(time.time() - t0, 1), "script": "scripts/correlation_analysis.py"}}
+                           "wall_time_s": round(time.time() - t0, 1),
+                           "script": "scripts/correlation_analysis.py"}}
 
 
 def _error(message: str) -> int:

@@ -33,7 +33,8 @@ def find_record(path: str | Path) -> Path:
         seeds = sorted(p.glob("seed*.json"))
         if len(seeds) == 1:
             return seeds[0]
-        raise SystemExit(f"{p}: no record.json and {len(seeds)} seed*.json files; give the record file itself")
+        raise SystemExit(f"{p}: no record.json and {len(seeds)} seed*.json files; give the record file "
+                         "itself")
     raise SystemExit(f"{p}: no such record file or run directory")
 
 
@@ -65,7 +66,8 @@ def pick_evaluators(evaluators: Mapping[str, Any], only: Sequence[str] | None, o
     if only:
         missing = [n for n in only if n not in evaluators]
         if missing:
-            raise SystemExit(f"--only {missing}: not in eval={option}; its evaluators: {', '.join(evaluators)}")
+            raise SystemExit(f"--only {missing}: not in eval={option}; its evaluators: "
+                             f"{', '.join(evaluators)}")
         evaluators = {k: v for k, v in evaluators.items() if k in only}
     evaluators = {k: v for k, v in evaluators.items() if v is not None}
     if not evaluators:
@@ -92,9 +94,9 @@ def _record_and_config(record_arg: str | Path, conf_dir: Path, option: str, over
     return rec_path, record, cfg
 
 
-def evaluate_record(record_arg: str | Path, *, conf_dir: Path, ckpt: str | None = None, option: str = "attacks",
-                    only: Sequence[str] | None = None, device: str | None = None, progress: bool = True,
-                    dry_run: bool = False, overrides: Sequence[str] = ()) -> int:
+def evaluate_record(record_arg: str | Path, *, conf_dir: Path, ckpt: str | None = None,
+                    option: str = "attacks", only: Sequence[str] | None = None, device: str | None = None,
+                    progress: bool = True, dry_run: bool = False, overrides: Sequence[str] = ()) -> int:
     """Evaluate the record's checkpoint and write the sections into every copy of the record (printed
     instead with ``dry_run``); with attacks, print the red flags. Returns the exit code."""
     from omegaconf import OmegaConf
@@ -113,8 +115,9 @@ def evaluate_record(record_arg: str | Path, *, conf_dir: Path, ckpt: str | None 
         sections = evaluate_checkpoint(
             OmegaConf.to_container(cfg, resolve=True), path, evaluators, record=record, device=device,
             progress=bool(cfg.eval.get("progress", True)) and progress,
-            provenance={"script": "scripts/evaluate_checkpoint.py", "eval": option, "overrides": list(overrides)})
-    except UserError as e:  # a checkpoint that is unreadable, unsafe or of another model, a bad evaluator setting
+            provenance={"script": "scripts/evaluate_checkpoint.py", "eval": option,
+                        "overrides": list(overrides)})
+    except UserError as e:  # a bad checkpoint (unreadable, unsafe, another model) or evaluator setting
         print(f"error: {e}", file=sys.stderr)
         return 2
     if dry_run:

@@ -100,7 +100,8 @@ class VerificationStamp:
     def record(self, path: Path, md5: str) -> None:
         """Remember that ``path`` (in its current state) matches ``md5``."""
         size, mtime_ns = self._key(path)
-        self._entries[path.name] = {"size": size, "mtime_ns": mtime_ns, "md5": md5, "verified_at": time.time()}
+        self._entries[path.name] = {"size": size, "mtime_ns": mtime_ns, "md5": md5,
+                                    "verified_at": time.time()}
         self._dirty = True
 
     def forget(self, name: str) -> None:
@@ -266,7 +267,8 @@ def _append_response(response: Any, part: Path, start: int, chunk_size: int,
     ``start``, from scratch when it ignored it; flushed to disk at the end."""
     with response:
         if start and response.status != 206:
-            log.info("server ignored the Range request; restarting %s from scratch", part.name[: -len(".part")])
+            log.info("server ignored the Range request; restarting %s from scratch",
+                     part.name[: -len(".part")])
             start = 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
@@ -305,7 +307,8 @@ def _safe_member_path(member: tarfile.TarInfo, archive: Path, prefix: str | None
             "(links and device files are not allowed)"
         )
     if prefix is not None and parts[0] != prefix:
-        raise DataError(f"refusing to extract {archive}: member {name!r} is outside the expected folder {prefix!r}/")
+        raise DataError(f"refusing to extract {archive}: member {name!r} is outside the expected folder "
+                        f"{prefix!r}/")
     return norm
 
 
@@ -348,7 +351,8 @@ def safe_extract_tar(
             os.replace(tmp / rel, target)
             moved.append(target)
     except tarfile.TarError as exc:
-        raise DataError(f"{archive} is not a readable tar archive ({exc}); delete it and download it again") from exc
+        raise DataError(f"{archive} is not a readable tar archive ({exc}); delete it and download it "
+                        "again") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return moved
@@ -364,7 +368,8 @@ def print_progress(label: str) -> Callable[[int, int | None], None]:
             return
         last[0] = now
         if total:
-            print(f"\r{label}: {_format_bytes(done)} / {_format_bytes(total)} ({100 * done / total:.1f}%)", end="", flush=True)
+            print(f"\r{label}: {_format_bytes(done)} / {_format_bytes(total)} ({100 * done / total:.1f}%)",
+                  end="", flush=True)
         else:
             print(f"\r{label}: {_format_bytes(done)}", end="", flush=True)
         if total is not None and done >= total:

@@ -29,7 +29,8 @@ from typing import Any
 
 from bioreg.evaluate.stats import acc_entry, significantly_greater
 
-__all__ = ["FLAGS", "RULES", "RedFlagRule", "Thresholds", "evaluate_red_flags", "format_red_flags", "run_records"]
+__all__ = ["FLAGS", "RULES", "RedFlagRule", "Thresholds", "evaluate_red_flags", "format_red_flags",
+           "run_records"]
 
 Verdict = dict[str, Any]
 
@@ -93,7 +94,8 @@ def _blackbox_stronger(section: Mapping[str, Any], th: Thresholds) -> Verdict | 
     return {
         "flag": flag,
         "evidence": (f"Square acc {_fmt(s)} {'<' if flag else 'not significantly <'} PGD-CE acc {_fmt(p)}"),
-        "values": {"square": s["acc"], "square_ci95": s["ci95"], "pgd_ce": p["acc"], "pgd_ce_ci95": p["ci95"]},
+        "values": {"square": s["acc"], "square_ci95": s["ci95"], "pgd_ce": p["acc"],
+                   "pgd_ce_ci95": p["ci95"]},
     }
 
 
@@ -143,8 +145,8 @@ def _random_search_better(section: Mapping[str, Any], th: Thresholds) -> Verdict
         return None
     n, k = int(rs["n"]), int(rs["random_search_only"])
     e = acc_entry(k, n)
-    parts = [f"{rs[key]} by {name}" for key, name in (("square_only", "Square"), ("noise_only", "random noise"))
-             if key in rs]
+    parts = [f"{rs[key]} by {name}"
+             for key, name in (("square_only", "Square"), ("noise_only", "random noise")) if key in rs]
     return {
         "flag": float(e["ci95"][0]) > th.rs_tol,
         "evidence": (f"random search broke {k}/{n} images ({e['acc']:.1f} %, 95 % CI [{e['ci95'][0]:.1f}, "
@@ -206,7 +208,8 @@ def _label(rec: Mapping[str, Any]) -> str:
     return f"{rec.get('name', '?')} s{rec.get('seed', '?')}"
 
 
-def format_red_flags(records: Iterable[Mapping[str, Any]], fmt: str = "markdown", recompute: bool = False) -> str:
+def format_red_flags(records: Iterable[Mapping[str, Any]], fmt: str = "markdown",
+                     recompute: bool = False) -> str:
     """Table 3.4 (L∞ robust accuracies with 95 % intervals) beside the five red flags, one row per run.
 
     ``records``: run records (dicts); those without ``extra.attacks`` are skipped. ``fmt``:
@@ -216,7 +219,8 @@ def format_red_flags(records: Iterable[Mapping[str, Any]], fmt: str = "markdown"
     """
     if fmt not in ("markdown", "rich"):
         raise ValueError(f"fmt={fmt!r}; choose markdown or rich")
-    cols = ["run", "n", "clean", "FGSM", "PGD-CE", "PGD-T", "Square"] + [FLAGS[k].split(" ", 1)[0] for k in FLAGS]
+    cols = ["run", "n", "clean", "FGSM", "PGD-CE", "PGD-T", "Square"] + [FLAGS[k].split(" ", 1)[0]
+                                                                         for k in FLAGS]
     rows: list[list[str]] = []
     notes: list[str] = []
     for rec in records:

@@ -90,7 +90,9 @@ def paper_reference() -> Reference:
     )
 
 
-def errors_from_metrics(metrics: Mapping[str, Mapping[str, float]]) -> tuple[float | None, dict[str, dict[int, float]]]:
+def errors_from_metrics(
+    metrics: Mapping[str, Mapping[str, float]],
+) -> tuple[float | None, dict[str, dict[int, float]]]:
     """``(E_clean, {corruption: {severity: E}})`` in % from a run's ``metrics`` (accuracies in %)."""
     clean = metrics.get("test")
     e_clean = 100.0 - float(clean["acc"]) if clean is not None else None
@@ -119,8 +121,8 @@ def reference_from_record(path: str | Path) -> Reference:
     p = _resolve(str(path))
     if not p.is_file():
         raise ValueError(
-            f"robustness reference {str(path)!r}: no such file; valid values: {PAPER_REFERENCE!r} (the paper's "
-            "CIFAR AlexNet) or the path of a run record JSON (results/runs/<name>/<key>/seed<k>.json)"
+            f"robustness reference {str(path)!r}: no such file; valid values: {PAPER_REFERENCE!r} (the "
+            "paper's CIFAR AlexNet) or the path of a run record JSON (results/runs/<name>/<key>/seed<k>.json)"
         )
     rec = read_record(p)
     if rec.get("status") == UNREADABLE:
@@ -141,7 +143,8 @@ def _mean(v: Mapping[int, float] | float) -> float:
     return float(v)
 
 
-def _ce_terms(run: Any, ref: Any, e_clean: float, ref_clean: float) -> tuple[float, float, float, float] | None:
+def _ce_terms(run: Any, ref: Any, e_clean: float,
+              ref_clean: float) -> tuple[float, float, float, float] | None:
     """Numerator and denominator of one corruption's CE and rCE: sums over the severities both sides
     have, or the means when either side gives only a mean; ``None`` when they share no severity."""
     if isinstance(run, Mapping) and isinstance(ref, Mapping):
@@ -234,17 +237,21 @@ class CorruptionError:
     def __init__(self, reference: str = PAPER_REFERENCE, corruptions: Sequence[str] | None = None,
                  require_all: bool = False):
         if not isinstance(reference, str) or not reference:
-            raise ValueError(f"reference must be {PAPER_REFERENCE!r} or the path of a run record JSON, got {reference!r}")
+            raise ValueError(f"reference must be {PAPER_REFERENCE!r} or the path of a run record JSON, "
+                             f"got {reference!r}")
         if corruptions is not None:
             bad = [c for c in corruptions if c not in CIFAR10C_CORRUPTIONS]
             if bad:
-                raise ValueError(f"unknown corruption(s) {bad}; valid names: {', '.join(CIFAR10C_CORRUPTIONS)}")
+                raise ValueError(f"unknown corruption(s) {bad}; valid names: "
+                                 f"{', '.join(CIFAR10C_CORRUPTIONS)}")
         self.reference = reference
         self.corruptions = list(corruptions) if corruptions is not None else None
         self.require_all = bool(require_all)
 
     def load_reference(self) -> Reference:
-        return paper_reference() if self.reference == PAPER_REFERENCE else reference_from_record(self.reference)
+        if self.reference == PAPER_REFERENCE:
+            return paper_reference()
+        return reference_from_record(self.reference)
 
     def __call__(self, ctx) -> dict[str, Any]:
         ref = self.load_reference()
@@ -256,7 +263,8 @@ class CorruptionError:
             return {"error": msg, "reference": {"name": ref.name, "e_clean": ref.clean}}
         out = corruption_errors(per, e_clean, ref, self.corruptions)
         if out["corruptions_missing"]:
-            msg = f"robustness: corruptions not evaluated in this run (left out of mCE/rmCE): {out['corruptions_missing']}"
+            msg = ("robustness: corruptions not evaluated in this run (left out of mCE/rmCE): "
+                   f"{out['corruptions_missing']}")
             if self.require_all:
                 raise ValueError(msg + " (require_all=true)")
             log.warning(msg)
@@ -286,9 +294,9 @@ class GaussianNoiseSweep:
     def __init__(self, stds: Sequence[float] | None = None, seed: int = 0, clip: bool = False,
                  max_samples: int | None = None, variances: Sequence[float] | None = None):
         if stds is not None and variances is not None:
-            raise ValueError("give the noise levels either as variances (sigma^2, push-pull Table 4) or as stds, "
-                             f"not both (got stds={list(stds)!r}, variances={list(variances)!r}); set the other "
-                             "to null")
+            raise ValueError("give the noise levels either as variances (sigma^2, push-pull Table 4) or as "
+                             f"stds, not both (got stds={list(stds)!r}, variances={list(variances)!r}); "
+                             "set the other to null")
         if stds is None and variances is None:
             variances = PUSHPULL2020_TABLE4_VARIANCES
         kind, levels = ("variances", variances) if variances is not None else ("stds", stds)

@@ -61,9 +61,11 @@ def _check_scale(scale: float) -> float:
     try:
         s = float(scale)
     except (TypeError, ValueError):
-        raise RegularizerConfigError(f"push-pull scale must be a number > 0 (e.g. 1, 1.5, 2), got {scale!r}") from None
+        raise RegularizerConfigError(f"push-pull scale must be a number > 0 (e.g. 1, 1.5, 2), "
+                                     f"got {scale!r}") from None
     if not math.isfinite(s) or s <= 0:
-        raise RegularizerConfigError(f"push-pull scale must be a finite number > 0 (e.g. 1, 1.5, 2), got {scale!r}")
+        raise RegularizerConfigError(f"push-pull scale must be a finite number > 0 (e.g. 1, 1.5, 2), "
+                                     f"got {scale!r}")
     return s
 
 
@@ -71,14 +73,17 @@ def _check_alpha(alpha: float) -> float:
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise RegularizerConfigError(f"push-pull alpha must be a number >= 0 (e.g. 0.5, 1), got {alpha!r}") from None
+        raise RegularizerConfigError(f"push-pull alpha must be a number >= 0 (e.g. 0.5, 1), "
+                                     f"got {alpha!r}") from None
     if not math.isfinite(a) or a < 0:
-        raise RegularizerConfigError(f"push-pull alpha (inhibition strength) must be a finite number >= 0, got {alpha!r}")
+        raise RegularizerConfigError(f"push-pull alpha (inhibition strength) must be a finite number >= 0, "
+                                     f"got {alpha!r}")
     return a
 
 
 def pull_kernel_size(push_size: int, scale: float) -> int:
-    """Side of the pull kernel: ``floor(scale * push_size)`` rounded up to odd (``scale == 1``: ``push_size``)."""
+    """Side of the pull kernel: ``floor(scale * push_size)`` rounded up to odd (``scale == 1``:
+    ``push_size``)."""
     scale = _check_scale(scale)
     if scale == 1.0:
         return int(push_size)
@@ -196,8 +201,8 @@ class PushPull2d(nn.Module):
         self.train_alpha = bool(train_alpha)
         if self.train_alpha:
             raw = _raw_alpha(alpha, alpha_param)
-            self.alpha_raw = nn.Parameter(torch.full((self.out_channels,), float(raw), device=conv.weight.device,
-                                                     dtype=conv.weight.dtype))
+            self.alpha_raw = nn.Parameter(torch.full((self.out_channels,), float(raw),
+                                                     device=conv.weight.device, dtype=conv.weight.dtype))
             self.alpha = None
         else:
             self.register_parameter("alpha_raw", None)
@@ -263,7 +268,8 @@ class PushPull2d(nn.Module):
         return self.alpha_value()
 
     # ----------------------------------------------------------------- responses
-    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pads: tuple[int, ...]) -> torch.Tensor:
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+              pads: tuple[int, ...]) -> torch.Tensor:
         t, bo, le, r = pads
         if self.padding_mode == "zeros" and t == bo and le == r and min(pads) >= 0:
             return F.conv2d(x, w, b, self.stride, (t, le), self.dilation, self.groups)
@@ -289,8 +295,8 @@ class PushPull2d(nn.Module):
         return push - alpha * pull
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}, pull_size={self.pull_size}, scale={self.scale}")
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}, pull_size={self.pull_size}, scale={self.scale}")
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -329,7 +335,8 @@ def to_push_pull(
     _check_alpha(alpha)
     kw = {"scale": scale, "alpha": alpha, "train_alpha": train_alpha, "alpha_param": alpha_param}
     if isinstance(module, PushPull2d):
-        raise RegularizerConfigError("this module is already a PushPull2d; remove the duplicate push-pull entry")
+        raise RegularizerConfigError("this module is already a PushPull2d; remove the duplicate push-pull "
+                                     "entry")
     if isinstance(module, nn.Conv2d):
         return PushPull2d.from_conv(module, **kw)
     targets = [

@@ -91,9 +91,9 @@ from bioreg.evaluate.correlation_analysis.smooth import LayerBins, nadaraya_wats
 
 __all__ = [
     "AnalysisError", "ZERO_VARIANCE", "KERNELS", "THESIS_LAYERS", "DISTANCE_SCALES", "unit_coords",
-    "mix_lambdas", "draw_inputs", "naive_sigma_prime", "naive_pairs", "zscore_block", "save_bins", "load_bins",
-    "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "Blocks", "TiledReducer",
-    "distance_index", "OffDiagStats", "LayerBins", "load_test_images", "nadaraya_watson", "smooth_grid",
-    "linear_exponential_stats", "offdiag_stats", "analyse_layer", "LayerResult", "CorrelationAnalysis",
-    "check_checkpoint_model",
+    "mix_lambdas", "draw_inputs", "naive_sigma_prime", "naive_pairs", "zscore_block", "save_bins",
+    "load_bins", "valid_layers", "resolve_layer", "cumulative_stride", "collect_blocks", "Blocks",
+    "TiledReducer", "distance_index", "OffDiagStats", "LayerBins", "load_test_images", "nadaraya_watson",
+    "smooth_grid", "linear_exponential_stats", "offdiag_stats", "analyse_layer", "LayerResult",
+    "CorrelationAnalysis", "check_checkpoint_model",
 ]

@@ -77,8 +77,9 @@ class LayerResult:
 
 
 def analyse_layer(model: nn.Module, layer: int | str, images: Tensor, *, samples: int = 100, batch: int = 64,
-                  seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian", bandwidth: float = 0.25,
-                  grid: tuple[int, int] = (41, 41), scales: Sequence[str | float] = DISTANCE_SCALES,
+                  seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian",
+                  bandwidth: float = 0.25, grid: tuple[int, int] = (41, 41),
+                  scales: Sequence[str | float] = DISTANCE_SCALES,
                   le_params: CorrelationParams | None = None, dtype: torch.dtype = torch.float32,
                   tile_units: int = 2048, device: torch.device | str | None = None) -> LayerResult:
     """Σ′ of one layer (eq 3.2), its Table 3.2 statistics, bins and smoothed ``g(d, k)`` (eq 3.6)."""
@@ -103,7 +104,8 @@ def analyse_layer(model: nn.Module, layer: int | str, images: Tensor, *, samples
     stride = cumulative_stride(images.shape[1:], blocks.shape)
     le = linear_exponential_section(weight, h, w, stride, scales, le_params)
     settings = {"S": samples, "B": batch, "seed": seed, "zero_variance": zero_variance, "kernel": kernel,
-                "bandwidth": bandwidth, "lambdas": "linspace(0, 1, B)", "dtype": str(dtype).replace("torch.", ""),
+                "bandwidth": bandwidth, "lambdas": "linspace(0, 1, B)",
+                "dtype": str(dtype).replace("torch.", ""),
                 "cumulative_stride": stride, "point": name}
     timing = {"collect": t1 - t0, "tiles": t2 - t1, "matmul": red.matmul_s, "smooth": t3 - t2}
     return LayerResult(name, blocks.shape, red.stats(), red.n_undefined(), bins, d_grid, k_grid, g, le,
@@ -126,8 +128,9 @@ class CorrelationAnalysis:
     ``.npz`` (the script sets it next to the record). Options as in :func:`analyse_layer`."""
 
     def __init__(self, layers: Sequence[int | str] = THESIS_LAYERS, samples: int = 100, batch: int = 64,
-                 seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian", bandwidth: float = 0.25,
-                 grid: Sequence[int] = (41, 41), scales: Sequence[str | float] = DISTANCE_SCALES,
+                 seed: int = 0, zero_variance: str = "zero", kernel: str = "gaussian",
+                 bandwidth: float = 0.25, grid: Sequence[int] = (41, 41),
+                 scales: Sequence[str | float] = DISTANCE_SCALES,
                  dtype: str = "float32", tile_units: int = 2048, bins_path: str | None = None,
                  progress: bool | None = None) -> None:
         check_sizes(samples, batch)
@@ -188,4 +191,5 @@ def check_checkpoint_model(state_dict: Mapping[str, Any], model: nn.Module, wher
         ex = (missing or wrong)[0]
         hint = f"; analyse a checkpoint of one of: {', '.join(valid)}" if valid else ""
         raise AnalysisError(f"{where} is not a checkpoint of {_arch_name(model)} ({len(missing)} missing, "
-                            f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. {ex!r}){hint}")
+                            f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. "
+                            f"{ex!r}){hint}")

@@ -107,7 +107,8 @@ def zscore_block(act: Tensor, rtol: float = 1e-5, atol: float = 1e-8) -> tuple[T
 
 
 def _image_block(a: Tensor, layer: str, batch: int) -> tuple[Tensor, Tensor, tuple[int, int, int]]:
-    """One image's ``(B, C, H, W)`` activations → its z-block and valid mask, position-major, and ``(C, H, W)``."""
+    """One image's ``(B, C, H, W)`` activations → its z-block and valid mask, position-major, and
+    ``(C, H, W)``."""
     if a.dim() != 4:
         raise AnalysisError(f"layer {layer!r} gives {a.dim()}-D activations; the analysis needs conv "
                             f"feature maps (C, H, W)")

@@ -106,7 +106,8 @@ def insertion_points(net: nn.Module) -> Mapping[str, Any]:
 
 
 def valid_layers(model: nn.Module) -> list[str]:
-    """Points of ``model`` the analysis accepts: 4-D activations produced (possibly via a pool) by a Conv2d."""
+    """Points of ``model`` the analysis accepts: 4-D activations produced (possibly via a pool) by a
+    Conv2d."""
     net = network(model)
     out = []
     for name, p in insertion_points(net).items():

@@ -14,7 +14,8 @@ from bioreg.evaluate.correlation_analysis.common import DISTANCE_SCALES, Analysi
 from bioreg.layers.correlation import CorrelationParams, spatial_matrix, tuning_matrix
 
 
-def linear_exponential_stats(weight: Tensor, height: int, width: int, params: CorrelationParams) -> OffDiagStats:
+def linear_exponential_stats(weight: Tensor, height: int, width: int,
+                             params: CorrelationParams) -> OffDiagStats:
     """Table 3.2's "Linear Exponential" statistics: eq 2.14 off the diagonal for a layer with kernels
     ``weight`` and ``H × W`` maps, from ``T`` (C × C) and ``S`` (HW × HW) of
     :mod:`bioreg.layers.correlation` — never the ``N × N`` matrix ``T ⊗ S + c``.
@@ -64,7 +65,8 @@ def scale_value(scale: str | float, stride: float) -> float:
     try:
         return float(scale)
     except (TypeError, ValueError):
-        raise AnalysisError(f"distance scale {scale!r}; valid: {', '.join(DISTANCE_SCALES)} or a number") from None
+        raise AnalysisError(f"distance scale {scale!r}; valid: {', '.join(DISTANCE_SCALES)} or a "
+                            "number") from None
 
 
 def linear_exponential_section(weight: Tensor, height: int, width: int, stride: float,

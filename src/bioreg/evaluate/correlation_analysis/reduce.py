@@ -63,7 +63,8 @@ class TiledReducer:
         """``(p0, p1, q0, q1)`` position ranges of the tiles (upper block triangle)."""
         m = self.pos_per_tile
         starts = list(range(0, self.hw, m))
-        return [(p0, min(p0 + m, self.hw), q0, min(q0 + m, self.hw)) for p0 in starts for q0 in starts if q0 >= p0]
+        return [(p0, min(p0 + m, self.hw), q0, min(q0 + m, self.hw)) for p0 in starts for q0 in starts
+                if q0 >= p0]
 
     @torch.no_grad()
     def run(self, progress: Any = None, sync: Any = None) -> TiledReducer:
@@ -143,7 +144,8 @@ class TiledReducer:
         per_d = torch.bincount(idx, minlength=self.nd).double()
         self.acc_cnt.add_(per_d[:, None], alpha=wgt)
         if n_undef:
-            pu = torch.zeros(self.nd, c * c, dtype=r.dtype, device=r.device).index_add_(0, idx, undef.to(r.dtype))
+            pu = torch.zeros(self.nd, c * c, dtype=r.dtype, device=r.device).index_add_(0, idx,
+                                                                                        undef.to(r.dtype))
             self.acc_cnt.sub_(pu.double(), alpha=wgt)
 
     def stats(self) -> OffDiagStats:

@@ -38,8 +38,8 @@ class LayerBins:
         return uniq, ys, cs
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """Arrays for the ``.npz`` file: sums in float32 (1e-7 relative; the record's grid is computed from the
-        float64 sums), counts in int32 (≤ H²W² per bin)."""
+        """Arrays for the ``.npz`` file: sums in float32 (1e-7 relative; the record's grid is computed from
+        the float64 sums), counts in int32 (≤ H²W² per bin)."""
         return {"d": self.d.numpy(), "k": self.k.numpy(), "maps": self.maps.numpy().astype(np.int32),
                 "sums": self.sums.numpy().astype(np.float32), "counts": self.counts.numpy().astype(np.int32)}
 
