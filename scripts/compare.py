@@ -26,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     args, specs, records, pins = parse_table_args(ap, argv)
     for line in records.unreadable_lines():  # truncated or foreign files: listed, left out, not fatal
         print(line, file=sys.stderr)
-    text, summary = build_report(specs, records, pins=pins, claims=load_claims(), results_dir=args.results_dir)
+    text, summary = build_report(specs, records, pins=pins, claims=load_claims(),
+                                 results_dir=args.results_dir)
     atomic_write_text(Path(args.out), text)
     n_flag = sum(t["flagged"] for t in summary["tables"].values())
     statuses = [c["status"] for c in summary["claims"].values()]
     print(f"wrote {args.out}: {len(specs)} tables, {n_flag} flagged cells; claims: "
-          + ", ".join(f"{s} {statuses.count(s)}" for s in ("reproduced", "not reproduced", "not enough data")))
+          + ", ".join(f"{s} {statuses.count(s)}"
+                      for s in ("reproduced", "not reproduced", "not enough data")))
     return 0
 
 

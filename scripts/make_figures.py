@@ -90,18 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         fig_test_loss(hist, labels, out, smoothing=args.smoothing, formats=args.formats)
         status["fig_3_11"] = f"built ({len(hist)} of {len(spec.experiments)} models)"
     else:
-        why = missing[0] if missing else f"no completed records of the Table {LOSS_TABLE} models in {args.results_dir}"
-        status["fig_3_11"] = f"skipped: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        why = missing[0] if missing else (f"no completed records of the Table {LOSS_TABLE} models in "
+                                          f"{args.results_dir}")
+        status["fig_3_11"] = f"skipped: {why}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                  else "")
 
     # Dutta (2019) Figs. 3.2-3.7: drawn from the records' correlation sections by the analysis script
     script = Path(__file__).with_name("correlation_analysis.py")
     if Path(args.results_dir).is_dir():
-        cmd = [sys.executable, str(script), "--figures-only", "--results-dir", args.results_dir, "--fig-dir", str(out)]
-        run = subprocess.run(cmd + (["--data", args.data] if args.data else []), capture_output=True, text=True)
+        cmd = [sys.executable, str(script), "--figures-only", "--results-dir", args.results_dir, "--fig-dir",
+               str(out)]
+        run = subprocess.run(cmd + (["--data", args.data] if args.data else []), capture_output=True,
+                             text=True)
         text = (run.stdout + run.stderr).strip().splitlines()
         for f in SOURCE_FIGURES:
             if f.stem.startswith("fig_3_") and f.stem != "fig_3_11":
-                why = [ln for ln in text if ln.startswith("error:")] or [f"no Fig {f.stem[4:].replace('_', '.')} "
+                why = [ln for ln in text
+                       if ln.startswith("error:")] or [f"no Fig {f.stem[4:].replace('_', '.')} "
                                                                          "section in the Ch. 3 records"]
                 built = any(ln.startswith("wrote") and f"{f.stem}.png" in ln for ln in text)
                 status[f.stem] = "built" if built else "skipped: " + why[0].removeprefix("error: ")
@@ -109,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     # Singh (2023) Figs. 3.1-3.10: their own script
     script = Path(__file__).with_name("fig_activation_stats.py")
     if Path(args.results_dir).is_dir():
-        run = subprocess.run([sys.executable, str(script), "--results-dir", args.results_dir, "--out", str(out)],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, str(script), "--results-dir", args.results_dir, "--out", str(out)],
+            capture_output=True, text=True)
         text = (run.stdout + run.stderr).strip().splitlines()
         for f in SOURCE_FIGURES:
             if not f.stem.startswith("activation_"):

@@ -25,18 +25,20 @@ from bioreg.results.tables import parse_table_args
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out-dir", default="results/report", help="where index.html goes (default: results/report)")
+    ap.add_argument("--out-dir", default="results/report",
+                    help="where index.html goes (default: results/report)")
     ap.add_argument("--figures-dir", default="results/figures",
                     help="the sources' figures to show (make figures writes them; default: results/figures)")
     args, specs, records, pins = parse_table_args(ap, argv)
     unfiltered = load_records(args.results_dir) if args.data else None  # unreadable files have no data set
-    data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir, data=args.data,
+    data = collect(specs, records, claims=load_claims(), pins=pins, results_dir=args.results_dir,
+                   data=args.data,
                    unfiltered=unfiltered)
     out = write_report(data, Path(args.out_dir), Path(args.figures_dir))
     print(f"wrote {out['paths']['html']} and {out['paths']['md']}: cells within 2 sigma {out['within']}/"
           f"{out['checkable']}, claims reproduced {out['claims_reproduced']}/{out['claims_checkable']}, "
-          f"seeds {out['seeds_present']}/{out['seeds_asked']}, {out['tables_with_runs']}/{out['tables']} tables "
-          f"with runs, {out['records_unreadable']} unreadable record(s)")
+          f"seeds {out['seeds_present']}/{out['seeds_asked']}, {out['tables_with_runs']}/{out['tables']} "
+          f"tables with runs, {out['records_unreadable']} unreadable record(s)")
     return 0
 
 

@@ -18,7 +18,8 @@ def plan():
 
 def test_sweep_params_count_experiments_and_seeds(plan):
     exps, seeds = plan.sweep_params(REPO / "conf" / "sweep" / "table_pp4.yaml")
-    assert len(exps) == 10 and seeds == 5 and "resnet14_baseline" in exps  # Table 4: ResNet-14 + 9 PP settings
+    # Table 4: ResNet-14 + 9 PP settings
+    assert len(exps) == 10 and seeds == 5 and "resnet14_baseline" in exps
 
 
 def test_seconds_per_image_sources_in_order(plan):
@@ -33,7 +34,8 @@ def test_seconds_per_image_sources_in_order(plan):
     assert s["resnet32"][0] == pytest.approx(2e-4 + 4e-4 * 12 / 36) and "interpolated" in s["resnet32"][1]
     assert s["vgg11"] == (1e-4, "records")
     assert s["allconvnet"] == (pytest.approx(8e-3 / 128), "estimate")
-    assert plan.per_image_seconds(None, {}, 4.0, {"vgg16"})["vgg16"] == (pytest.approx(4e-3 / 128), "estimate")
+    assert plan.per_image_seconds(None, {}, 4.0, {"vgg16"})["vgg16"] == (pytest.approx(4e-3 / 128),
+                                                                         "estimate")
 
 
 def test_concurrency_option(plan):

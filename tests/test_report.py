@@ -48,7 +48,8 @@ T2 = {  # Singh's layout: experiments are rows, a metric column (-> panels); no 
 }
 T2_PAPER = "table,row,column,mean,std\nt2,A,Norm,10.0,\nt2,D,Norm,20.0,\n"
 T3 = {"id": "t3", "title": "nobody ran this", "seeds": [0, 1, 2],  # no records at all
-      "rows": [{"label": "Z", "experiment": "exp_z"}], "columns": [{"label": "acc", "metric": "summary.test_acc"}]}
+      "rows": [{"label": "Z", "experiment": "exp_z"}],
+      "columns": [{"label": "acc", "metric": "summary.test_acc"}]}
 
 CLAIMS = [
     # A > B on both rows: reproduced (80 > 70, 55 > 43); on the paper's numbers 2 too
@@ -90,7 +91,8 @@ def write_records(root: Path) -> None:
     store.write(_rec("exp_d", 0, extra__fr__value=25.0))
     store.write(_rec("exp_d", 1, summary__test_acc=1.0))
     # a failed run of column C and a truncated file: listed, never averaged
-    store.write({"name": "exp_c", "seed": 2, "config_key": "k1", "status": "failed", "error": "RuntimeError: boom"})
+    store.write(
+        {"name": "exp_c", "seed": 2, "config_key": "k1", "status": "failed", "error": "RuntimeError: boom"})
     bad = root / "exp_x" / "k1" / "seed0.json"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"name": "exp_x", "seed": 0, "stat')
@@ -145,13 +147,15 @@ def test_summary_counts_match_the_hand_computed_numbers(report_data) -> None:
     per = {s.spec.id: s.counts() for s in report_data.sections}
     assert (per["t1"]["within"], per["t1"]["flagged"], per["t1"]["seeds_present"]) == (3, 1, 5)
     assert (per["t2"]["with_data"], per["t2"]["checkable"], per["t2"]["seeds_present"]) == (2, 1, 5)
-    assert (per["t1"]["lacking"], per["t2"]["lacking"], per["t3"]["lacking"]) == (0, 1, 0)  # D: 1 value, 2 runs
+    # D: 1 value, 2 runs
+    assert (per["t1"]["lacking"], per["t2"]["lacking"], per["t3"]["lacking"]) == (0, 1, 0)
     assert report_data.sections[0].missing() == {"exp_b": [2], "exp_c": [0, 1, 2]}
     statuses = {o.claim.id: o.status for s in report_data.sections for o in s.claims}
     assert statuses == {"c-greater": "reproduced", "c-best": "not enough data", "c-pairs": "not reproduced"}
 
 
-def test_page_renders_with_summary_sections_figures_and_the_unreadable_record(report_data, tmp_path: Path) -> None:
+def test_page_renders_with_summary_sections_figures_and_the_unreadable_record(report_data,
+                                                                              tmp_path: Path) -> None:
     out = tmp_path / "report"
     written = write_report(report_data, out, figures_dir=tmp_path / "no_figures_yet")
     html = (out / "index.html").read_text()
@@ -195,7 +199,8 @@ def test_page_renders_with_summary_sections_figures_and_the_unreadable_record(re
 
 
 def test_every_real_table_renders_without_records(tmp_path: Path) -> None:
-    data = collect(all_specs(), load_records(tmp_path / "none"), claims=load_claims(), results_dir="results/runs",
+    data = collect(all_specs(), load_records(tmp_path / "none"), claims=load_claims(),
+                   results_dir="results/runs",
                    data="digits")
     html = render_html(data)
     page = _Page()
@@ -221,7 +226,8 @@ def _stats_spec(figure=None) -> dict:
 
 def _sweep_spec() -> dict:
     return {"id": "sw", "title": "noise sweep", "seeds": [0, 1],
-            "rows": [{"label": "h=1, alpha=1", "experiment": "exp_a"}, {"label": "h=2, alpha=1", "experiment": "exp_b"}],
+            "rows": [{"label": "h=1, alpha=1", "experiment": "exp_a"},
+                     {"label": "h=2, alpha=1", "experiment": "exp_b"}],
             "columns": [{"label": f"sigma^2={v}", "metric": f"extra.noise.acc.{i}"}
                         for i, v in enumerate(["0", "1e-4", "5e-4", "1e-3", "5e-3", "1e-2"])]}
 
@@ -249,8 +255,9 @@ def test_every_figure_kind_draws_from_records(tmp_path: Path) -> None:
     for name, base in (("exp_a", 0.1), ("exp_b", 0.2)):
         for s in (0, 1):
             rec = _rec(name, s, summary__test_acc=80.0 + s)
-            rec["extra"] = {"c": {f"l{k}": {st: base + 0.01 * s for st in ("max", "min", "mean", "std")} for k in (3, 5)},
-                            "noise": {"acc": [90.0 - 5 * i + s for i in range(6)]}}
+            rec["extra"] = {
+                "c": {f"l{k}": {st: base + 0.01 * s for st in ("max", "min", "mean", "std")} for k in (3, 5)},
+                "noise": {"acc": [90.0 - 5 * i + s for i in range(6)]}}
             store.write(rec)
     records = load_records(tmp_path / "runs")
     for d in (_stats_spec(), _sweep_spec(), T1, {**T1, "figure": "none"}):
@@ -295,8 +302,9 @@ def test_fig_3_11_reads_the_runs_csv_logs(tmp_path: Path) -> None:
         (run_dir / "csv").mkdir(parents=True)
         # Lightning's CSVLogger: one row per logging call, NaN where a column was not logged
         pd.DataFrame({"epoch": [0, 0, 1, 1], "step": [3, 3, 7, 7], "train/loss": [2.0, None, 1.5, None],
-                      "val/loss": [None, 2.0 * scale, None, 1.0 * scale]}).to_csv(run_dir / "csv" / "metrics.csv",
-                                                                                  index=False)
+                      "val/loss": [None, 2.0 * scale, None, 1.0 * scale]}).to_csv(
+                          run_dir / "csv" / "metrics.csv",
+                          index=False)
         store.write({**_rec("exp_a", seed), "run_dir": str(run_dir)})
     store.write(_rec("exp_b", 0))  # no run_dir: reported, not fatal
     hist, missing = loss_histories(load_records(tmp_path / "runs"), ["exp_a", "exp_b"], [0, 1])
@@ -313,7 +321,8 @@ def test_make_figures_and_make_report_scripts(tmp_path: Path, capsys) -> None:
     import importlib.util
 
     def script(name: str):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name,
+                                                      Path(__file__).parents[1] / "scripts" / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return mod
@@ -337,7 +346,8 @@ def test_make_figures_and_make_report_scripts(tmp_path: Path, capsys) -> None:
     assert script("make_report").main(["--results-dir", str(tmp_path / "runs"), "--out-dir", str(out),
                                        "--figures-dir", str(figs), "--data", "digits"]) == 0
     html = (out / "index.html").read_text()
-    assert re.search(r'make reproduce-table-2\.3 RESULTS_DIR=\S+ ARGS="data=digits"', html.replace("&#34;", '"'))
+    assert re.search(r'make reproduce-table-2\.3 RESULTS_DIR=\S+ ARGS="data=digits"',
+                     html.replace("&#34;", '"'))
     page = _Page()
     page.feed(html)
     assert "figures/fig_2_4.png" in page.imgs and "figures/table_2_3.png" in page.imgs

@@ -83,7 +83,8 @@ class EvalConfig:
 #: the keys of the top level of a composed config
 TOP_KEYS = frozenset({
     "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required",
-    "callbacks", "sweep_ablations", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
+    "callbacks", "sweep_ablations", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher",
+    "hydra",
 })
 #: the groups with a fixed schema (a dataclass above)
 FIXED_GROUPS: dict[str, type] = {"optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig,

@@ -198,9 +198,11 @@ class CIFAR10DataModule(BaseDataModule):
         device_resident: bool | str = "auto",
     ) -> None:
         super().__init__(
-            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
-            occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            occlusions=occlusions, corruptions=corruptions, severities=severities,
+            corruption_seed=corruption_seed,
             device_resident=device_resident,
         )  # fmt: skip
         self.download = bool(download)
@@ -259,8 +261,8 @@ class CIFAR10DataModule(BaseDataModule):
         if bad:
             raise DataError(
                 f"the labels of CIFAR-10-C in {folder} do not match the CIFAR-10 test labels in "
-                f"{self.data_dir} (severity block(s) {', '.join(map(str, bad))} of labels.npy differ: different "
-                "order or data set); re-download both"
+                f"{self.data_dir} (severity block(s) {', '.join(map(str, bad))} of labels.npy differ: "
+                "different order or data set); re-download both"
             )
         return dict(sets)
 

@@ -98,9 +98,11 @@ class DigitsDataModule(BaseDataModule):
     ) -> None:
         require_extra("sklearn", "digits", "data=digits (scikit-learn's bundled digits)")
         super().__init__(
-            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
-            occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            occlusions=occlusions, corruptions=corruptions, severities=severities,
+            corruption_seed=corruption_seed,
             device_resident=device_resident,
         )  # fmt: skip
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or not 0 <= crop_padding <= 16:
@@ -133,7 +135,8 @@ class DigitsDataModule(BaseDataModule):
 
     def device_augmentation(self) -> BatchAugment | None:
         """The random crop batched on the device (same offsets distribution, never flips)."""
-        return BatchAugment(crop_padding=self.crop_padding) if self.augment and self.crop_padding > 0 else None
+        return BatchAugment(
+            crop_padding=self.crop_padding) if self.augment and self.crop_padding > 0 else None
 
     def corruption_sets(self) -> dict[str, Dataset]:
         test = self.test_set()

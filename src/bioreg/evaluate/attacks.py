@@ -56,7 +56,8 @@ from bioreg.evaluate.stats import acc_entry
 log = logging.getLogger("bioreg")
 
 __all__ = [
-    "ATTACKS", "ATTACK_SPECS", "AttackSpec", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise", "target_labels",
+    "ATTACKS", "ATTACK_SPECS", "AttackSpec", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise",
+    "target_labels",
     "batch_seed",
 ]
 
@@ -69,7 +70,8 @@ _NORMS = ("linf", "l2")
 def batch_seed(seed: int, tag: str, batch: int) -> int:
     """A 31-bit seed for (run seed, attack tag, batch index), independent of everything else."""
     tag_code = int.from_bytes(tag.encode("utf-8")[:16].ljust(16, b"\0"), "little") % (2**63)
-    return int(np.random.SeedSequence([int(seed) % (2**63), tag_code, int(batch)]).generate_state(1)[0]) & 0x7FFFFFFF
+    return int(
+        np.random.SeedSequence([int(seed) % (2**63), tag_code, int(batch)]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
 @contextlib.contextmanager
@@ -127,9 +129,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step:
     if eps == 0 or steps == 0:
         return x.detach().clone()
     if norm == "linf":
-        atk = torchattacks.PGD(model, eps=float(eps), alpha=float(step), steps=int(steps), random_start=random_start)
+        atk = torchattacks.PGD(model, eps=float(eps), alpha=float(step), steps=int(steps),
+                               random_start=random_start)
     elif norm == "l2":
-        atk = torchattacks.PGDL2(model, eps=float(eps), alpha=float(step), steps=int(steps), random_start=random_start)
+        atk = torchattacks.PGDL2(model, eps=float(eps), alpha=float(step), steps=int(steps),
+                                 random_start=random_start)
     else:
         raise EvaluatorConfigError(f"norm={norm!r} is not supported; choose one of {', '.join(_NORMS)}")
     atk = _prep(atk, model, x, targets)
@@ -144,8 +148,10 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, qu
 
     if eps == 0:
         return x.detach().clone()
-    atk = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps), n_queries=int(queries),
-                              n_restarts=1, p_init=float(p_init), loss="margin", resc_schedule=True, seed=int(seed))
+    atk = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps),
+                              n_queries=int(queries),
+                              n_restarts=1, p_init=float(p_init), loss="margin", resc_schedule=True,
+                              seed=int(seed))
     atk = _prep(atk, model, x, None)
     with torch.no_grad(), _seeded(int(seed), _device_of(model, x)):  # Square re-seeds the global RNG itself
         return atk(x, y).detach()
@@ -179,7 +185,8 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
 # --------------------------------------------------------------------------------------------
 # the attack-spec table: one row per attack of the record
 # --------------------------------------------------------------------------------------------
-AttackFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (x batch, y batch, batch seed) -> x_adv
+# (x batch, y batch, batch seed) -> x_adv
+AttackFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,8 @@ def _call_pgd(model, num_classes, spec, p, xb, yb, s):
 
 
 def _call_square(model, num_classes, spec, p, xb, yb, s):
-    return square(model, xb, yb, eps=p["eps"], queries=p["queries"], seed=s, p_init=p["p_init"], norm=spec.norm)
+    return square(model, xb, yb, eps=p["eps"], queries=p["queries"], seed=s, p_init=p["p_init"],
+                  norm=spec.norm)
 
 
 def _call_noise(model, eps, draws, xb, yb, s):
@@ -221,17 +229,20 @@ def _call_noise(model, eps, draws, xb, yb, s):
 
 
 def _pgd_linf(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start, "loss": "ce"}
+    return {"eps": ev.eps_linf, "step": ev.step_linf, "steps": ev.steps, "random_start": ev.random_start,
+            "loss": "ce"}
 
 
 def _pgd_l2(ev) -> dict[str, Any]:
-    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start, "loss": "ce"}
+    return {"eps": ev.eps_l2, "step": ev.step_l2, "steps": ev.steps_l2, "random_start": ev.random_start,
+            "loss": "ce"}
 
 
 #: name (as in ``attacks=[...]``) -> spec, in the order the attacks run and appear in the record
 ATTACK_SPECS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("linf", "fgsm", "L∞ FGSM", "FGSM", _call_fgsm,
-                       params=lambda ev: {"eps": ev.eps_linf, "steps": 1, "random_start": False, "loss": "ce"}),
+                       params=lambda ev: {"eps": ev.eps_linf, "steps": 1, "random_start": False,
+                                          "loss": "ce"}),
     "pgd_ce": AttackSpec("linf", "pgd_ce", "L∞ PGD-CE", "PGD", _call_pgd, params=_pgd_linf),
     "pgd_t": AttackSpec("linf", "pgd_t", "L∞ PGD-T", "PGD", _call_pgd, params=_pgd_linf, targeted=True),
     "square": AttackSpec("linf", "square", "L∞ Square", "Square", _call_square,
@@ -378,7 +389,8 @@ class AdversarialEvaluator:
         if self.n is not None and self.n > total:
             log.warning("attacks: n=%d > test set size %d; using all %d", self.n, total, total)
         sub = torch.utils.data.Subset(ds, range(n))
-        loader = torch.utils.data.DataLoader(sub, batch_size=max(self.batch_size, 256), shuffle=False, num_workers=0,
+        loader = torch.utils.data.DataLoader(sub, batch_size=max(self.batch_size, 256), shuffle=False,
+                                             num_workers=0,
                                              generator=torch.Generator())  # leaves the global RNG alone
         xs, ys = [], []
         for x, y in loader:
@@ -407,7 +419,8 @@ class AdversarialEvaluator:
     # ---------------------------------------------------------------- main
     def __call__(self, ctx) -> dict[str, Any]:
         model: nn.Module = ctx.model
-        device = torch.device(ctx.device) if getattr(ctx, "device", None) is not None else _device_of(model, torch.zeros(1))
+        device = torch.device(ctx.device) if getattr(ctx, "device", None) is not None else _device_of(
+            model, torch.zeros(1))
         model.eval()
         num_classes = int(getattr(ctx.datamodule, "num_classes", 0) or 0)
         x, y = self._load(ctx)
@@ -425,16 +438,19 @@ class AdversarialEvaluator:
         with _progress(show) as bar:
             for job in self._jobs(model, num_classes, n):
                 ts = time.time()
-                preds[job.tag] = self._run(bar, job.label, job.tag, x[:job.n], y[:job.n], device, job.fn, model)
+                preds[job.tag] = self._run(bar, job.label, job.tag, x[:job.n], y[:job.n], device, job.fn,
+                                           model)
                 times[job.tag] = time.time() - ts
         return self._section(y, clean_pred, preds, times, num_classes, t0)
 
     def _jobs(self, model: nn.Module, num_classes: int, n: int) -> list[_Job]:
-        """What to run, in order: the requested attacks, then (red flags) the ε sweep, the unbounded PGD, the noise."""
+        """What to run, in order: the requested attacks, then (red flags) the ε sweep, the unbounded PGD, the
+        noise."""
         jobs = []
         for name in self.attacks:
             spec = ATTACK_SPECS[name]
-            jobs.append(_Job(name, spec.label, n, partial(spec.call, model, num_classes, spec, spec.params(self))))
+            jobs.append(
+                _Job(name, spec.label, n, partial(spec.call, model, num_classes, spec, spec.params(self))))
         if not self.red_flags:
             return jobs
         eps, st, k = self.eps_linf, self.step_linf, self.steps
@@ -475,17 +491,20 @@ class AdversarialEvaluator:
             e.update(spec.params(self), implementation=f"{impl} {spec.implementation}")
             if spec.targeted:
                 hit = self._entry(int((p == target_labels(y, num_classes)).sum()), n)
-                e.update(target="(y + 1) mod num_classes", target_success=hit["acc"], target_success_ci95=hit["ci95"])
+                e.update(target="(y + 1) mod num_classes", target_success=hit["acc"],
+                         target_success_ci95=hit["ci95"])
             out[spec.norm][spec.key] = e
 
         if self.red_flags:
             from bioreg.evaluate.gradient_masking import evaluate_red_flags
 
-            sweep = [self._entry(int((preds[self._sweep_tag(e, preds)] == y).sum()), n) for e in self.eps_sweep]
+            sweep = [self._entry(int((preds[self._sweep_tag(e, preds)] == y).sum()), n)
+                     for e in self.eps_sweep]
             out["eps_sweep"] = {
                 "norm": "linf", "attack": "pgd_ce", "steps": self.steps,
                 "step_over_eps": self.step_linf / eps if eps > 0 else None,
-                "eps": list(self.eps_sweep), "acc": [s["acc"] for s in sweep], "ci95": [s["ci95"] for s in sweep],
+                "eps": list(self.eps_sweep), "acc": [s["acc"] for s in sweep],
+                "ci95": [s["ci95"] for s in sweep],
                 "n": n,
             }
             nu = int(preds["unbounded"].shape[0])
@@ -503,7 +522,8 @@ class AdversarialEvaluator:
             "eps_linf": eps, "step_linf": self.step_linf, "steps": self.steps, "eps_l2": self.eps_l2,
             "step_l2": self.step_l2, "steps_l2": self.steps_l2, "random_start": self.random_start,
             "square_queries": self.square_queries, "attacks": list(self.attacks),
-            "pgd_t_target": "(y + 1) mod num_classes", "inputs": "[0, 1], normalisation inside the model, eval mode",
+            "pgd_t_target": "(y + 1) mod num_classes",
+            "inputs": "[0, 1], normalisation inside the model, eval mode",
         }
         return out
 
@@ -512,7 +532,8 @@ class AdversarialEvaluator:
         return "pgd_ce" if math.isclose(e, self.eps_linf) and "pgd_ce" in preds else f"sweep:{e!r}"
 
 
-def _random_search(y: torch.Tensor, clean_pred: torch.Tensor, preds: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _random_search(y: torch.Tensor, clean_pred: torch.Tensor,
+                   preds: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Per example: random search (Square, noise) succeeding where gradients (PGD-CE) failed (red flag 5)."""
     rs: dict[str, Any] = {"n": int(y.shape[0])}
     if "pgd_ce" not in preds:

@@ -45,7 +45,8 @@ from bioreg.results.tables import (
     result_matrix,
 )
 
-__all__ = ["FLAG_K", "compare_table", "ablation_summary", "Claim", "load_claims", "evaluate_claim", "ClaimOutcome",
+__all__ = ["FLAG_K", "compare_table", "ablation_summary", "Claim", "load_claims", "evaluate_claim",
+           "ClaimOutcome",
            "build_report"]
 
 #: a cell is flagged when |difference| > FLAG_K * sigma
@@ -125,7 +126,8 @@ def ablation_summary(spec: TableSpec, cmp_: pd.DataFrame) -> list[dict[str, Any]
         d_p = [abs(float(theirs.loc[k, "diff"])) for k in both]
         mean_a = sum(d_a) / len(d_a) if d_a else None
         mean_p = sum(d_p) / len(d_p) if d_p else None
-        closer = "" if not both else ("tie" if mean_a == mean_p else (a.label if mean_a < mean_p else a.compare_to))
+        closer = "" if not both else ("tie" if mean_a == mean_p
+                                      else (a.label if mean_a < mean_p else a.compare_to))
         out.append({"ablation": a.label, "printed": a.compare_to, "cells": len(mine), "paired": len(both),
                     "mean_abs_diff_printed": mean_p, "mean_abs_diff_ablation": mean_a,
                     "flagged_printed": int(sum(theirs.loc[k, "flag"] == "FLAG" for k in both)),
@@ -216,7 +218,8 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
     def cell(line: str, other: str) -> tuple[str, str]:
         return (line, other) if claim.axis == "rows" else (other, line)
 
-    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater else [])]:
+    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater
+                                                         else [])]:
         if name and name not in lines_all + others:
             raise ValueError(f"claim {claim.id}: {name!r} is not a row or column label of table {spec.id}")
     needed: list[tuple[str, str]] = []
@@ -259,7 +262,8 @@ def evaluate_claim(claim: Claim, spec: TableSpec, res: TableResult | None,
         return ClaimOutcome(claim, thesis_count, None, total, "not enough data", missing=missing)
     ok = OPS[claim.op](count, claim.claimed)
     partial = any(res.stats(r, c).n < res.stats(r, c).n_expected for r, c in set(needed))
-    return ClaimOutcome(claim, thesis_count, count, total, "reproduced" if ok else "not reproduced", partial=partial)
+    return ClaimOutcome(claim, thesis_count, count, total, "reproduced" if ok else "not reproduced",
+                        partial=partial)
 
 
 # ----------------------------------------------------------------------------- the report
@@ -299,8 +303,8 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
     unreadable = records.unreadable()
     L = [
         "# Reproduction report", "",
-        f"Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by `scripts/compare.py` "
-        f"from `{results_dir or records.root}` ({n_runs} records, {n_done} completed"
+        f"Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by "
+        f"`scripts/compare.py` from `{results_dir or records.root}` ({n_runs} records, {n_done} completed"
         f"{f', {len(unreadable)} unreadable' if unreadable else ''}). Regenerate: `make compare`.", "",
     ]
     if unreadable:
@@ -310,12 +314,12 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
         L += [f"- `{p}`: {_md(e)}" for p, e in unreadable] + [""]
     L += [
         "## How to read it", "",
-        f"* Reproduced cells are the mean ± sample std (ddof={STD_DDOF}) over the table's seeds; `n` is how many "
-        "seeds have a value. The thesis columns are the printed numbers (`results/paper/`).",
+        f"* Reproduced cells are the mean ± sample std (ddof={STD_DDOF}) over the table's seeds; `n` is how "
+        "many seeds have a value. The thesis columns are the printed numbers (`results/paper/`).",
         f"* `diff` = reproduced − thesis. A cell is **FLAG**ged when |diff| > {FLAG_K:g}·σ with "
         "σ = sqrt(s_repro² + s_thesis²): the combined run-to-run spread of the reproduction (≥ 2 seeds) and "
-        "the thesis (printed std; Singh and push-pull print none), floored at half a unit of the last printed "
-        "digit. `n/a (no std)` = one seed and no printed std; `no data` = no completed run.",
+        "the thesis (printed std; Singh and push-pull print none), floored at half a unit of the last "
+        "printed digit. `n/a (no std)` = one seed and no printed std; `no data` = no completed run.",
         "* This is a loose, per-run criterion (not the standard error of the means); see "
         "`docs/decisions/pipeline.md`.", "",
         "## Summary", "",
@@ -338,25 +342,27 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
     L += ["", "## Qualitative claims", "",
           "Each claim is a count over one table; `thesis` = the count on the printed numbers, "
           "`reproduced` = on ours.", "",
-          "| claim | table | statement | check | thesis | reproduced | status |", "|---|---|---|---|--:|--:|---|"]
+          "| claim | table | statement | check | thesis | reproduced | status |",
+          "|---|---|---|---|--:|--:|---|"]
     for o in outcomes:
         c = o.claim
         status = o.status + (" (partial seeds)" if o.partial else "")
         if o.missing:
             status += f" — {len(o.missing)} cell(s) empty"
-        L.append(f"| {c.id} | {c.table} | {_md(c.text)} ({_md(c.source)}) | {c.check} {c.op} {c.claimed}/{o.total} | "
-                 f"{'' if o.thesis_count is None else o.thesis_count} | "
-                 f"{'' if o.repro_count is None else o.repro_count} | {status} |")
+        L.append(
+            f"| {c.id} | {c.table} | {_md(c.text)} ({_md(c.source)}) | {c.check} {c.op} "
+            f"{c.claimed}/{o.total} | {'' if o.thesis_count is None else o.thesis_count} | "
+            f"{'' if o.repro_count is None else o.repro_count} | {status} |")
         summary["claims"][c.id] = {"status": o.status, "thesis": o.thesis_count, "repro": o.repro_count,
                                    "total": o.total, "partial": o.partial}
 
     ablations = {spec.id: ablation_summary(spec, comps[spec.id]) for spec in specs if spec.ablations}
     if ablations:
         L += ["", "## Readings (ablations)", "",
-              "Rows/columns that the paper does not print, each compared with the printed cells of the model it "
-              "re-reads (e.g. the std reading of the noise scale against the printed UG column). Over the cells "
-              "where both have data: mean |diff| to the paper and flagged cells; `closer` = the reading nearer "
-              "the printed numbers.", "",
+              "Rows/columns that the paper does not print, each compared with the printed cells of the model "
+              "it re-reads (e.g. the std reading of the noise scale against the printed UG column). Over the "
+              "cells where both have data: mean |diff| to the paper and flagged cells; `closer` = the "
+              "reading nearer the printed numbers.", "",
               r"| table | printed (default reading) | ablation | paired cells | mean \|diff\| printed | "
               r"mean \|diff\| ablation | flagged printed | flagged ablation | closer |",
               "|---|---|---|--:|--:|--:|--:|--:|---|"]
@@ -364,9 +370,10 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
         for tid, items in ablations.items():
             f = by_id[tid].number_format
             for it in items:
-                L.append(f"| {tid} | {_md(it['printed'])} | {_md(it['ablation'])} | {it['paired']}/{it['cells']} | "
-                         f"{_fmt(it['mean_abs_diff_printed'], f)} | {_fmt(it['mean_abs_diff_ablation'], f)} | "
-                         f"{it['flagged_printed']} | {it['flagged_ablation']} | {_md(it['closer'])} |")
+                L.append(
+                    f"| {tid} | {_md(it['printed'])} | {_md(it['ablation'])} | {it['paired']}/{it['cells']} "
+                    f"| {_fmt(it['mean_abs_diff_printed'], f)} | {_fmt(it['mean_abs_diff_ablation'], f)} "
+                    f"| {it['flagged_printed']} | {it['flagged_ablation']} | {_md(it['closer'])} |")
             summary["ablations"][tid] = items
 
     for spec in specs:
@@ -375,13 +382,15 @@ def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[
         L += ["", f"## Table {spec.id}", "", f"**{_md(spec.title)}** — {_md(spec.source)}.", ""]
         if papers[spec.id] is None:
             L += ["(no published table to compare with)", ""]
-        L += ["| row | column | thesis | reproduced | n | diff | σ | flag |", "|---|---|--:|--:|--:|--:|--:|---|"]
+        L += ["| row | column | thesis | reproduced | n | diff | σ | flag |",
+              "|---|---|--:|--:|--:|--:|--:|---|"]
         for _, r in cmp_.iterrows():
             st = res.stats(r["row"], r["column"])
             rep = format_cell(st, f)
             flag = "**FLAG**" if r["flag"] == "FLAG" else r["flag"]
             L.append(f"| {_md(r['row'])} | {_md(r['column'])} | {_md(r['thesis'])} | {rep} | "
-                     f"{r['n']}/{r['n_expected']} | {_fmt(r['diff'], '+' + f)} | {_fmt(r['sigma'], f)} | {flag} |")
+                     f"{r['n']}/{r['n_expected']} | {_fmt(r['diff'], '+' + f)} | {_fmt(r['sigma'], f)} | "
+                     f"{flag} |")
         notes = res.notes
         L += ["", "Notes:" if notes else "Notes: none."]
         L += [f"- {_md(n)}" for n in notes]

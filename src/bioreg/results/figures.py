@@ -62,8 +62,9 @@ FIGURE_KINDS = ("auto", "bars", "panels", "curves", "grouped_stats", "none")
 FIGURE_OPTIONS = ("kind", "x_label", "y_label", "x_scale", "group_pattern")
 X_SCALES = ("auto", "linear", "log", "category")
 #: ``<group> <statistic>``: the statistic is the last word (max, min, mean, std, ... with or without a dot)
-DEFAULT_GROUP_PATTERN = (r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
-                         r"var(?:iance)?|median)\.?$")
+DEFAULT_GROUP_PATTERN = (
+    r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
+    r"var(?:iance)?|median)\.?$")
 #: ``sigma=0.02``, ``var = 1e-4``, ``σ²=5e-4 (std 0.022)``, or a bare number
 _SWEEP = re.compile(r"^\s*(?:(?P<name>[^=]+?)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
                     r"\s*(?:\([^)]*\))?\s*$")
@@ -72,25 +73,30 @@ PUBLISHED_COLOR = "black"
 
 
 def figure_options(options: Mapping[str, Any], table_id: str = "?") -> dict[str, Any]:
-    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid ones."""
+    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid
+    ones."""
     opts = dict(options)
     bad = sorted(set(opts) - set(FIGURE_OPTIONS))
     if bad:
-        raise ValueError(f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
+        raise ValueError(
+            f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
     kind = str(opts.get("kind", "auto"))
     if kind not in FIGURE_KINDS:
         raise ValueError(f"table {table_id}: figure kind {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
     opts["kind"] = kind
     if str(opts.get("x_scale", "auto")) not in X_SCALES:
-        raise ValueError(f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
+        raise ValueError(
+            f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
     if "group_pattern" in opts:
         try:
             pat = re.compile(str(opts["group_pattern"]), re.IGNORECASE)
         except re.error as e:
-            raise ValueError(f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
+            raise ValueError(
+                f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
         if not {"group", "stat"} <= set(pat.groupindex):
-            raise ValueError(f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
-                             "(?P<stat>...)")
+            raise ValueError(
+                f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
+                "(?P<stat>...)")
     return opts
 
 
@@ -120,7 +126,8 @@ def _sweep_values(labels: Sequence[str]) -> tuple[str, list[float]] | None:
     return names.pop() or "", [float(m.group("value")) for m in ms if m]
 
 
-def _stat_groups(labels: Sequence[str], pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
+def _stat_groups(labels: Sequence[str],
+                 pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
     """(groups, statistics, {(group, stat): label}) when every label splits and ≥ 2 groups share the stats."""
     pat = re.compile(pattern, re.IGNORECASE)
     ms = [pat.match(lb) for lb in labels]
@@ -179,7 +186,8 @@ def _cells(spec: Any, comparison: pd.DataFrame) -> Callable[[str, str], Cell]:
     by = {}
     for _, r in comparison.iterrows():
         by[(r["row"], r["column"])] = Cell(_num(r["repro_mean"]), _num(r["repro_std"]), int(r["n"]),
-                                           int(r["n_expected"]), _num(r["thesis_mean"]), _num(r["thesis_std"]),
+                                           int(r["n_expected"]), _num(r["thesis_mean"]),
+                                           _num(r["thesis_std"]),
                                            str(r["flag"]))
     rows_are_metrics = metric_axis(spec) == "rows"
 
@@ -247,23 +255,27 @@ def _bars(ax: Any, categories: Sequence[str], series: Sequence[str], colors: Seq
         ax.grid(axis="x", lw=0.4, alpha=0.5)
     else:
         long = max((len(c) for c in categories), default=0) * len(categories) > 60
-        ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center", fontsize=7)
+        ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center",
+                      fontsize=7)
         ax.grid(axis="y", lw=0.4, alpha=0.5)
     ax.set_axisbelow(True)
 
 
-def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curves: bool = False) -> list[Any]:
+def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (),
+                    curves: bool = False) -> list[Any]:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     h: list[Any] = [Patch(facecolor=c, label=s) for s, c in zip(series, colors, strict=True)]
     if curves:
         h += [Line2D([], [], color="0.3", lw=1.5, label="reproduced (mean ± std over seeds)"),
-              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white", label="published"),
+              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
+                     label="published"),
               Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec=FLAG_COLOR, mew=1.5,
                      label="outside 2σ of published")]
     else:
-        h += [Line2D([], [], ls="none", marker="D", ms=4, color=PUBLISHED_COLOR, mfc="white", label="published (± printed std)"),
+        h += [Line2D([], [], ls="none", marker="D", ms=4, color=PUBLISHED_COLOR, mfc="white",
+                     label="published (± printed std)"),
               Patch(facecolor="white", edgecolor=FLAG_COLOR, lw=1.8, label="outside 2σ of published"),
               Patch(facecolor="white", edgecolor="0.3", hatch="////", label="fewer seeds than asked")]
     return h
@@ -286,7 +298,8 @@ def _plot_bars(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, An
     if opts.get("y_label"):
         ax.set_ylabel(str(opts["y_label"]))
     rotated = max(map(len, metrics)) * len(metrics) > 60
-    ax.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(6, len(exps) + 3), loc="upper center",
+    ax.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(6, len(exps) + 3),
+              loc="upper center",
               bbox_to_anchor=(0.5, -0.3 if rotated else -0.12), frameon=False)
     ax.set_title(_title(spec), fontsize=9)
     return fig
@@ -322,7 +335,8 @@ def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mappin
     metrics, exps = _axes(spec)
     groups, stats, where = _stat_groups(metrics, str(opts.get("group_pattern", DEFAULT_GROUP_PATTERN)))  # type: ignore[misc]
     colors = _colors(len(exps))
-    fig, axes = plt.subplots(1, len(stats), figsize=(1.5 + (0.5 + 0.14 * len(exps)) * len(groups) * len(stats), 3.6),
+    fig, axes = plt.subplots(1, len(stats),
+                             figsize=(1.5 + (0.5 + 0.14 * len(exps)) * len(groups) * len(stats), 3.6),
                              squeeze=False)
     for ax, st in zip(axes[0], stats, strict=True):
         present = [g for g in groups if (g, st) in where]
@@ -334,7 +348,8 @@ def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mappin
         ax.set_title(st, fontsize=9)
         if opts.get("y_label"):
             ax.set_ylabel(str(opts["y_label"]))
-    fig.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(7, len(exps) + 3), loc="lower center",
+    fig.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(7, len(exps) + 3),
+               loc="lower center",
                bbox_to_anchor=(0.5, -0.02), frameon=False)
     fig.suptitle(_title(spec), fontsize=9)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -467,8 +482,10 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
     from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude, occlusion_mask
 
     p = OcclusionParams.from_dict(params)
-    names = {"central": "Central Occlusion", "checkerboard": "Checker Board", "horizontal_bars": "Horizontal Bars",
-             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half", "vertical_half": "Vertical Half"}
+    names = {"central": "Central Occlusion", "checkerboard": "Checker Board",
+             "horizontal_bars": "Horizontal Bars",
+             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half",
+             "vertical_half": "Vertical Half"}
     h, w = image.shape[-2:]
     panels = [("Original", image, None)] + [(names[k], occlude(image, k, p), occlusion_mask(k, h, w, p))
                                            for k in OCCLUSION_KINDS]
@@ -493,7 +510,8 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
 
 
 def ewma(values: Sequence[float], weight: float) -> np.ndarray:
-    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0`` (w in [0, 1))."""
+    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0``
+    (w in [0, 1))."""
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing weight {weight!r}; valid range: [0, 1)")
     out = np.empty(len(values))
@@ -581,16 +599,20 @@ class SourceFigure:
 
 
 SOURCE_FIGURES: tuple[SourceFigure, ...] = (
-    SourceFigure("fig_2_1", "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
+    SourceFigure("fig_2_1",
+                 "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
                  "several K (eqs 2.10–2.12)", "nothing (closed form + sampling)", "make fig-2.1"),
-    SourceFigure("fig_2_2", "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
+    SourceFigure("fig_2_2",
+                 "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
                  "sampler (§2.2.4)", "nothing (sampling)", "make fig-2.2"),
     SourceFigure("fig_2_3", "Dutta (2019) Fig. 2.3: correlation of eq 2.14 vs distance and tuning similarity",
                  "nothing (closed form)", "make fig-2.3"),
     SourceFigure("fig_2_4", "Dutta (2019) Fig. 2.4: the six occlusions of §2.4.3 (the evaluation's own code)",
                  "a CIFAR-10 test image, or a digits image when CIFAR-10 is absent", "make figures"),
-    *(SourceFigure(f"fig_3_{n}", f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
-                   "(vanilla, mixup, manifold mixup; eq 3.6)" + (", one shared colour scale" if n == 7 else ""),
+    *(SourceFigure(f"fig_3_{n}",
+                   f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
+                   "(vanilla, mixup, manifold mixup; eq 3.6)"
+                   + (", one shared colour scale" if n == 7 else ""),
                    "records of the Ch. 3 runs with extra.correlation_analysis", "make figures-ch3")
       for n, layer in ((2, 3), (3, 5), (4, 6), (5, 8), (6, 9), (7, 9))),
     SourceFigure("activation_stats_48", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
@@ -602,6 +624,7 @@ SOURCE_FIGURES: tuple[SourceFigure, ...] = (
     SourceFigure("activation_mean_std_51", "Singh (2023) Fig. 3.2: mean and std of the activations, layer 51",
                  "records with extra.activation_stats", "make figures-normout"),
     SourceFigure("fig_3_11", "Singh (2023) Fig. 3.11: loss across the models of Table 3.2 over training "
-                 "(held-out split, log scale, smoothed)", "records of the Table n3.2 models with their CSV logs",
+                 "(held-out split, log scale, smoothed)",
+                 "records of the Table n3.2 models with their CSV logs",
                  "make figures"),
 )

@@ -93,7 +93,8 @@ class TableSection:
             "checkable": int(flags.isin(CHECKED).sum()), "within": int((flags == "ok").sum()),
             "flagged": int((flags == "FLAG").sum()), "seeds_present": len(self.present),
             "seeds_asked": len(self.asked), "claims": len(self.claims), "claims_checkable": len(checked),
-            "claims_reproduced": sum(o.status == "reproduced" for o in checked), "lacking": self.cells_lacking(),
+            "claims_reproduced": sum(o.status == "reproduced" for o in checked),
+            "lacking": self.cells_lacking(),
         }
 
 
@@ -104,8 +105,10 @@ class ReportData:
     results_dir: str
     data: str | None = None
     pins: dict[str, str] = field(default_factory=dict)
-    generated: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    source_figures: list[tuple[str, str, bool]] = field(default_factory=list)  # (relative path, caption, wide)
+    generated: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    # (relative path, caption, wide)
+    source_figures: list[tuple[str, str, bool]] = field(default_factory=list)
     missing_figures: list[tuple[str, str, str]] = field(default_factory=list)  # (caption, needs, command)
     #: every record of results_dir before the --data filter (which cannot place an unreadable file)
     unfiltered: Records | None = None
@@ -142,7 +145,8 @@ def collect(specs: Sequence[TableSpec], records: Records, *, claims: Sequence[Cl
 def summary_counts(data: ReportData) -> dict[str, int]:
     """The numbers of the summary (module docstring); per-table numbers are ``TableSection.counts``."""
     per = [s.counts() for s in data.sections]
-    total = {k: sum(c[k] for c in per) for k in ("cells", "with_data", "checkable", "within", "flagged", "claims",
+    total = {k: sum(c[k] for c in per)
+             for k in ("cells", "with_data", "checkable", "within", "flagged", "claims",
                                                  "claims_checkable", "claims_reproduced")}
     asked = set().union(*(s.asked for s in data.sections)) if data.sections else set()
     present = set().union(*(s.present for s in data.sections)) if data.sections else set()
@@ -150,7 +154,8 @@ def summary_counts(data: ReportData) -> dict[str, int]:
     total.update({
         "seeds_asked": len(asked), "seeds_present": len(present & asked),
         "tables": len(data.sections), "tables_with_runs": sum(s.has_runs for s in data.sections),
-        "records": len(runs), "records_completed": int((runs["status"] == "completed").sum()) if len(runs) else 0,
+        "records": len(runs), "records_completed": int((runs["status"] == "completed").sum()) if len(runs)
+        else 0,
         "records_failed": int((runs["status"] == "failed").sum()) if len(runs) else 0,
         "records_unreadable": len(data.unreadable()),
     })
@@ -199,9 +204,11 @@ def _grids(sec: TableSection) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _styler_html(sec: TableSection) -> str:
     text, flags = _grids(sec)
-    styler = text.style.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-    styler = styler.apply(lambda _: flags.map(lambda f: f"background-color: {_CELL_COLOURS.get(f, '#ffffff')}"),
-                          axis=None)
+    styler = text.style.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html",
+                                                                                               axis=1)
+    styler = styler.apply(
+        lambda _: flags.map(lambda f: f"background-color: {_CELL_COLOURS.get(f, '#ffffff')}"),
+        axis=None)
     styler = styler.set_table_attributes('class="cells"').set_uuid(sec.spec.stem.replace("_", ""))
     return styler.to_html()
 
@@ -240,7 +247,8 @@ def _context(data: ReportData) -> dict[str, Any]:
             "missing": [(e, ", ".join(map(str, s))) for e, s in miss.items()],
             "n_missing": sum(len(s) for s in miss.values()), "seeds": ", ".join(map(str, sec.spec.seeds)),
         })
-    return {"data": data, "tot": tot, "tables": tables, "unreadable": data.unreadable(), "failed": data.failed(),
+    return {"data": data, "tot": tot, "tables": tables, "unreadable": data.unreadable(),
+            "failed": data.failed(),
             "flag_k": f"{FLAG_K:g}", "ddof": STD_DDOF, "source_figures": data.source_figures,
             "missing_figures": data.missing_figures,
             "partial": [t for t in tables if t["n_missing"] and t["has_runs"]],
@@ -252,7 +260,8 @@ def _context(data: ReportData) -> dict[str, Any]:
 def render_html(data: ReportData) -> str:
     import jinja2
 
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
     tpl = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return tpl.render(**_context(data))
 
@@ -265,31 +274,36 @@ def render_markdown(data: ReportData) -> str:
          + (f" (data: {data.data})" if data.data else "") + f": {t['records']} records, "
          f"{t['records_completed']} completed. Regenerate: `make report`.", "",
          "## Summary", "",
-         f"- **Cells within {ctx['flag_k']}σ of the published value: {t['within']} / {t['checkable']}** checkable "
-         f"({t['with_data']} of {t['cells']} cells have data; {t['flagged']} flagged).",
+         f"- **Cells within {ctx['flag_k']}σ of the published value: {t['within']} / {t['checkable']}** "
+         f"checkable ({t['with_data']} of {t['cells']} cells have data; {t['flagged']} flagged).",
          f"- **Claims reproduced: {t['claims_reproduced']} / {t['claims_checkable']}** checkable "
          f"({t['claims']} claims in all).",
-         f"- **Seeds present: {t['seeds_present']} / {t['seeds_asked']}** (experiment, seed) runs asked for by the "
-         f"tables; {t['tables_with_runs']} of {t['tables']} tables have runs.",
+         f"- **Seeds present: {t['seeds_present']} / {t['seeds_asked']}** (experiment, seed) runs asked for "
+         f"by the tables; {t['tables_with_runs']} of {t['tables']} tables have runs.",
          f"- Records: {t['records_failed']} failed, {t['records_unreadable']} unreadable.", "",
          "| table | title | seeds | cells with data | within 2σ / checkable | claims | fill with |",
          "|---|---|--:|--:|--:|--:|---|"]
     for tb in ctx["tables"]:
         c = tb["counts"]
-        L.append(f"| [{tb['id']}](#{tb['anchor']}) | {_md(tb['title'])} | {c['seeds_present']}/{c['seeds_asked']} "
-                 f"| {c['with_data']}/{c['cells']} | {c['within']}/{c['checkable']} "
-                 f"| {c['claims_reproduced']}/{c['claims_checkable']} "
-                 f"| {'' if not tb['n_missing'] else '`' + tb['command'] + '`'} |")
+        L.append(
+            f"| [{tb['id']}](#{tb['anchor']}) | {_md(tb['title'])} | {c['seeds_present']}/{c['seeds_asked']} "
+            f"| {c['with_data']}/{c['cells']} | {c['within']}/{c['checkable']} "
+            f"| {c['claims_reproduced']}/{c['claims_checkable']} "
+            f"| {'' if not tb['n_missing'] else '`' + tb['command'] + '`'} |")
     if ctx["partial"] or ctx["no_runs"] or ctx["lacking"]:
         L += ["", "### What is missing", ""]
         for tb in ctx["partial"]:
             what = "; ".join(f"{e} seeds {s}" for e, s in tb["missing"])
-            L.append(f"- Table {tb['id']}: {tb['n_missing']} run(s) missing ({_md(what)}) — `{tb['command']}`")
+            L.append(
+                f"- Table {tb['id']}: {tb['n_missing']} run(s) missing ({_md(what)}) — `{tb['command']}`")
         if ctx["no_runs"]:
-            L.append(f"- {NO_RUNS}: tables {', '.join(t['id'] for t in ctx['no_runs'])} — `{ctx['no_runs_command']}`")
+            L.append(
+                f"- {NO_RUNS}: tables {', '.join(t['id'] for t in ctx['no_runs'])} — "
+                f"`{ctx['no_runs_command']}`")
         for tb in ctx["lacking"]:
-            L.append(f"- Table {tb['id']}: {tb['counts']['lacking']} cell(s) lack a number that some of their runs "
-                     "do not record (see the table's notes)")
+            L.append(
+                f"- Table {tb['id']}: {tb['counts']['lacking']} cell(s) lack a number that some of their "
+                "runs do not record (see the table's notes)")
     if ctx["unreadable"]:
         L += ["", "### Unreadable records", ""] + [f"- `{p}`: {_md(e)}" for p, e in ctx["unreadable"]]
     if ctx["failed"]:
@@ -303,8 +317,9 @@ def render_markdown(data: ReportData) -> str:
             L += ["", f"**{NO_RUNS}** — `{tb['command']}`"]
             continue
         c = tb["counts"]
-        L += ["", f"Seeds {c['seeds_present']}/{c['seeds_asked']}; cells with data {c['with_data']}/{c['cells']}; "
-              f"within 2σ {c['within']}/{c['checkable']}."]
+        L += ["",
+              f"Seeds {c['seeds_present']}/{c['seeds_asked']}; cells with data "
+              f"{c['with_data']}/{c['cells']}; within 2σ {c['within']}/{c['checkable']}."]
         if tb["n_missing"]:
             L += ["", f"Missing: {tb['n_missing']} run(s) — `{tb['command']}`"]
         if tb["figure"]:
@@ -317,9 +332,11 @@ def render_markdown(data: ReportData) -> str:
             L.append(f"| {_md(r)} | " + " | ".join(_md(text.loc[r, c]) + mark.get(flags.loc[r, c], "")
                                                    for c in text.columns) + " |")
         if tb["claims"]:
-            L += ["", "| claim | statement | check | paper | reproduced | status |", "|---|---|---|--:|--:|---|"]
-            L += [f"| {cl['id']} | {_md(cl['text'])} ({_md(cl['source'])}) | {cl['check']} | {cl['thesis']} | "
-                  f"{cl['repro']} | {cl['status_text']} |" for cl in tb["claims"]]
+            L += ["", "| claim | statement | check | paper | reproduced | status |",
+                  "|---|---|---|--:|--:|---|"]
+            L += [
+                f"| {cl['id']} | {_md(cl['text'])} ({_md(cl['source'])}) | {cl['check']} | {cl['thesis']} | "
+                f"{cl['repro']} | {cl['status_text']} |" for cl in tb["claims"]]
         if tb["notes"]:
             L += ["", "Notes:"] + [f"- {_md(n)}" for n in tb["notes"]]
     L += ["", "## Figures of the sources", ""]
@@ -330,7 +347,8 @@ def render_markdown(data: ReportData) -> str:
     return "\n".join(L) + "\n"
 
 
-def write_report(data: ReportData, out_dir: str | Path, figures_dir: str | Path | None = None) -> dict[str, Any]:
+def write_report(data: ReportData, out_dir: str | Path,
+                 figures_dir: str | Path | None = None) -> dict[str, Any]:
     """Draw the table figures, copy the source figures, write ``index.html`` and ``index.md`` under
     ``out_dir``. Returns :func:`summary_counts` plus the paths written."""
     out = Path(out_dir)
