@@ -187,10 +187,9 @@ def test_the_function_length_check_sees_long_functions_and_tables():
     assert all(int(s.rsplit(":", 1)[1]) > 10 for s in _long_functions(10)) and len(_long_functions(10)) > 50
 
 
-@pytest.mark.xfail(strict=False, reason="being rewritten by other branches (issue 17: the attack evaluator; "
-                   "issue 19: the report object): "
-                   "bioreg/evaluate/attacks.py:AdversarialEvaluator.__init__:65, "
-                   "bioreg/results/compare.py:build_report:108, bioreg/results/report.py:render_markdown:71")
+@pytest.mark.xfail(strict=False, reason="replaced on main by issue 19's report object (strict after the "
+                   "merge): bioreg/results/compare.py:build_report:113, "
+                   "bioreg/results/report.py:render_markdown:79")
 def test_no_function_over_60_lines():
     """No function in src/ is longer than 60 lines (split it into named helpers), data tables aside."""
     assert not _long_functions(), _long_functions()

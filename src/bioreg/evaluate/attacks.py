@@ -286,6 +286,20 @@ def _check_int(name: str, v: Any, lo: int, allow_none: bool = False) -> int | No
     return int(v)
 
 
+def _checked_attacks(attacks: Sequence[str] | str | None) -> list[str]:
+    """The requested attacks in the order of :data:`ATTACKS` (``None``: all); unknown or none raise."""
+    if attacks is None:
+        attacks = ATTACKS
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad:
+        raise EvaluatorConfigError(f"unknown attack(s) {bad}; valid choices: {', '.join(ATTACKS)}")
+    if not attacks:
+        raise EvaluatorConfigError(f"attacks is empty; choose some of {', '.join(ATTACKS)}")
+    return [a for a in ATTACKS if a in set(attacks)]
+
+
 class AdversarialEvaluator:
     """FGSM, PGD-CE, PGD-T and Square in L∞, PGD-CE and PGD-T in L2 (Singh 2023, Tables 3.4-3.5),
     plus the gradient-masking red flags of Athalye et al. (2018) (§1.3.6).
@@ -339,6 +353,20 @@ class AdversarialEvaluator:
         progress: bool | None = None,
     ):
         require_extra("torchattacks", "attacks", "the attacks evaluator (eval=attacks)")
+        self._set_budgets(n, batch_size, eps_linf, step_linf, steps, random_start, eps_l2, step_l2, steps_l2,
+                          square_queries, square_p_init)
+        self.attacks = _checked_attacks(attacks)
+        self._set_red_flags(red_flags, eps_sweep, unbounded_eps, unbounded_steps, unbounded_n, noise_draws,
+                            rs_tol, saturation_acc)
+        self.seed = int(seed)
+        if not 0 < float(confidence) < 1:
+            raise EvaluatorConfigError(f"confidence must lie in (0, 1), got {confidence}")
+        self.confidence = float(confidence)
+        self.progress = progress
+
+    def _set_budgets(self, n, batch_size, eps_linf, step_linf, steps, random_start, eps_l2, step_l2, steps_l2,
+                     square_queries, square_p_init) -> None:
+        """Check and set the image count, batch size and the L∞ / L2 / Square budgets."""
         self.n = _check_int("n", n, 1, allow_none=True)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.eps_linf = _check_nonneg("eps_linf", eps_linf)
@@ -352,16 +380,10 @@ class AdversarialEvaluator:
         self.square_p_init = _check_nonneg("square_p_init", square_p_init)
         if not 0 < self.square_p_init <= 1:
             raise EvaluatorConfigError(f"square_p_init must lie in (0, 1], got {square_p_init}")
-        if attacks is None:
-            attacks = ATTACKS
-        if isinstance(attacks, str):
-            attacks = [attacks]
-        bad = [a for a in attacks if a not in ATTACKS]
-        if bad:
-            raise EvaluatorConfigError(f"unknown attack(s) {bad}; valid choices: {', '.join(ATTACKS)}")
-        if not attacks:
-            raise EvaluatorConfigError(f"attacks is empty; choose some of {', '.join(ATTACKS)}")
-        self.attacks = [a for a in ATTACKS if a in set(attacks)]
+
+    def _set_red_flags(self, red_flags, eps_sweep, unbounded_eps, unbounded_steps, unbounded_n, noise_draws,
+                       rs_tol, saturation_acc) -> None:
+        """Check and set the settings of the red-flag runs (ε sweep, unbounded PGD, noise, tolerances)."""
         self.red_flags = bool(red_flags)
         self.eps_sweep = sorted({_check_nonneg("eps_sweep[]", e) for e in eps_sweep})
         if self.red_flags and len(self.eps_sweep) < 2:
@@ -372,11 +394,6 @@ class AdversarialEvaluator:
         self.noise_draws = _check_int("noise_draws", noise_draws, 1)
         self.rs_tol = _check_nonneg("rs_tol", rs_tol)
         self.saturation_acc = _check_nonneg("saturation_acc", saturation_acc)
-        self.seed = int(seed)
-        if not 0 < float(confidence) < 1:
-            raise EvaluatorConfigError(f"confidence must lie in (0, 1), got {confidence}")
-        self.confidence = float(confidence)
-        self.progress = progress
 
     # ---------------------------------------------------------------- helpers
     def _entry(self, k: int, n: int) -> dict:
