@@ -1,7 +1,7 @@
 # Thesis tables and the reproduction report from the run records (docs/tables.md).
 #   make table-2.5                  one table -> results/tables/table_2_5.{md,tex,csv}
 #   make tables                     all of them
-#   make compare                    results/REPORT.md: reproduced vs printed, flags, qualitative claims
+#   make compare                    results/REPORT.md: the report (make report) as Markdown, without figures
 #   make tables RESULTS_DIR=/scratch/runs PINS="allconvnet_baseline=1a2b3c4d5e"
 #   make tables DATA=digits         only the records of one data set (cifar10, digits, ...)
 PY ?= uv run python
@@ -25,5 +25,5 @@ tables: ## all thesis tables from the run records (Markdown, LaTeX, CSV under re
 $(TABLE_TARGETS): table-%:
 	$(PY) scripts/make_table.py $* --results-dir $(RESULTS_DIR) --out-dir $(TABLES_DIR) $(_PIN_ARGS) $(_DATA_ARGS)
 
-compare: ## results/REPORT.md: reproduced vs thesis tables, >2 sigma flags, the theses' claims
+compare: ## results/REPORT.md: the report's Markdown (claims, verdicts of published-protocol runs, readings)
 	$(PY) scripts/compare.py --results-dir $(RESULTS_DIR) --out $(REPORT) $(_PIN_ARGS) $(_DATA_ARGS)

@@ -40,8 +40,7 @@ STAT_LABELS = {"mean": "mean", "max": "maximum", "std": "standard deviation", "v
 # the models of Tables 3.2-3.3 (the best of Table 3.1), in the thesis's order
 DEFAULT_NAMES = (
     "vgg16_baseline", "vgg16_dropout_48_51", "vgg16_spatialmax_48_51", "vgg16_temporalmax_48_51",
-    "vgg16_spatiotemporalmax_48_51", "vgg16_spatiotemporal_softmax_48_51_t80",
-    "vgg16_temporal_softmax_48_51_t100",
+    "vgg16_spatiotemporalmax_48_51", "vgg16_spatiotemporal_softmax_48_51_t80", "vgg16_temporal_softmax_48_51_t100",
 )
 _KIND = {"baseline_noaug": "Baseline-no-data-aug", "baseline": "Baseline", "dropout": "Dropout",
          "spatialmax": "SpatialMax", "temporalmax": "TemporalMax", "spatiotemporalmax": "SpatiotemporalMax",
@@ -100,17 +99,27 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
 
     where = f"layer {point}" if point.isdigit() else point
     written: list[Path] = []
-    curves = {n: d for n, d in data.items() if "epoch" in d}
+    # a curve over training needs two epochs at least: one point would draw empty-looking axes
+    curves = {n: d for n, d in data.items() if "epoch" in d and len(d["epoch"]) >= 2}
+    short = sorted(n for n, d in data.items() if "epoch" in d and len(d["epoch"]) < 2)
+    if short and not curves:
+        print(f"point {point}: only one epoch of activation statistics in the records of {', '.join(short)}; "
+              "a curve over training (Figs 3.3-3.10) needs at least 2 epochs")
     if curves:
-        fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.2), squeeze=False)
-        for ax, s in zip(axes[0], stats, strict=True):
+        # at most 3 panels a row: the figure stays <= 11 in wide and its text keeps its size on the report
+        ncols = min(3, len(stats))
+        nrows = -(-len(stats) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)
+        for ax in axes.flat[len(stats):]:
+            ax.set_visible(False)
+        for ax, s in zip(axes.flat, stats, strict=False):
             for name, d in curves.items():
-                ax.plot(d["epoch"] + 1, d[s], label=thesis_label(name), lw=1.2)
+                ax.plot(d["epoch"] + 1, d[s], label=thesis_label(name), lw=1.2, marker="o", ms=2.5)
             ax.set_title(f"{where}: {STAT_LABELS[s]}", fontsize=9)
             ax.set_xlabel("epoch")
             if s in ("max", "var"):
                 ax.set_yscale("log")
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes.flat[len(stats) - 1].legend(fontsize=8, loc="best")
         fig.tight_layout()
         stem = f"activation_stats_{point.replace('.', '_')}"
         written += save_figure(fig, out, stem, ("png", "pdf"), dpi=150, close=True)
@@ -119,9 +128,8 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         order = sorted(finals, key=lambda n: finals[n]["mean"])
         fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(order), 3.2))
         x = np.arange(len(order))
-        ax.errorbar(x, [finals[n]["mean"] for n in order], yerr=[finals[n]["std"] for n in order], fmt="o",
-                    capsize=3)
-        ax.set_xticks(x, [thesis_label(n) for n in order], rotation=30, ha="right", fontsize=7)
+        ax.errorbar(x, [finals[n]["mean"] for n in order], yerr=[finals[n]["std"] for n in order], fmt="o", capsize=3)
+        ax.set_xticks(x, [thesis_label(n) for n in order], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"activation in {where}")
         ax.set_title(f"Mean and standard deviation of activations, {where}", fontsize=9)
         fig.tight_layout()
@@ -144,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for point in args.points:
         data = load_histories(args.results_dir, args.names, point)
         if not data:
-            print(
-                f"point {point}: no completed records with activation statistics for {', '.join(args.names)}")
+            print(f"point {point}: no completed records with activation statistics for {', '.join(args.names)}")
             continue
         for p in plot_point(data, point, args.out, tuple(args.stats)):
             print(f"wrote {p}")

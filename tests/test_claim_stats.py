@@ -375,7 +375,7 @@ def make_records(spec, effect: dict[str, float], seeds=(0, 1, 2)):
 def test_judge_table_on_built_records() -> None:
     spec = load_spec("4.1")
     res = build_table(spec, make_records(spec, {"vgg11_dropblockrandom_layer1": 1.0}))
-    assert res.values[("Fog", "DropBlock")].keys() == {0, 1, 2}
+    assert res.per_seed[("Fog", "DropBlock")].keys() == {0, 1, 2}
     paper = load_paper(spec)
     claims = [c for c in load_claims() if c.table in ("4.1", "2.5")]
     (j,) = judge_table(res, claims, paper, StatsOptions(n_resamples=999))

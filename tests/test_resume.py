@@ -63,8 +63,14 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
     Measured: 1.2 s at load ~3 (2 tiny runs; the reference run is shared with the test above)."""
     a, b = uninterrupted, tmp_path / "b"
     killer = SigtermMidEpoch(epoch=1, batch=1)
-    kill_and_resume(b, monkeypatch, killer=killer, ckpt_epoch=0)
+    stopped = kill_and_resume(b, monkeypatch, killer=killer, ckpt_epoch=0)
     assert killer.fired_at_step == 3 + 2  # killed after 2 of epoch 1's 3 steps; last.ckpt holds step 3
+    # the interrupted record says which signal stopped the run, and where (issue 19)
+    f = stopped["failure"]
+    assert (f["signal"], f["stage"], f["epoch"], f["batch"], f["batches"], f["global_step"]) == (
+        "SIGTERM", "train", 1, 2, 3, 5)
+    assert stopped["error"].startswith("killed by SIGTERM during training: epoch 1 of ")
+    assert "after batch 2 of 3 (global step 5)" in stopped["error"]
     _, ra = record(a)
     _, rb = record(b)
     assert ra["status"] == rb["status"] == "completed"

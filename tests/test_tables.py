@@ -17,14 +17,20 @@ import pytest
 
 from bioreg.results.aggregate import Metric, load_records
 from bioreg.results.compare import (
+    FEW_SEEDS,
     FLAG_K,
-    build_report,
+    NO_DATA,
+    NO_PUBLISHED,
+    OUTSIDE,
+    WITHIN,
     compare_table,
     evaluate_claim,
     load_claims,
     printed_resolution,
 )
 from bioreg.results.records import RecordStore
+from bioreg.results.report import build_report
+from bioreg.results.report_page import render_markdown as render_report_markdown
 from bioreg.results.tables import (
     PAPER_DIR,
     all_specs,
@@ -38,6 +44,7 @@ from bioreg.results.tables import (
     table_ids,
     write_table,
 )
+from helpers.report_records import record as protocol_record
 
 ALL_IDS = ["2.3", "2.4", "2.5", "2.6", "3.2", "4.1", "4.2", "4.3", "4.4", "4.5",
            "n3.1", "n3.2", "n3.3", "n3.4", "n3.5", "n3.6", "pp2", "pp3", "pp4", "pp5"]
@@ -129,8 +136,7 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     # Markdown: header in column order, one line per row in row order
     md = render_markdown(res)
     table_lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert [h.strip() for h in table_lines[0].strip("|").split("|")][1:] == [c.replace("|", r"\|")
-                                                                             for c in cols]
+    assert [h.strip() for h in table_lines[0].strip("|").split("|")][1:] == [c.replace("|", r"\|") for c in cols]
     assert [ln.split("|")[1].strip() for ln in table_lines[2:]] == rows
     assert all(ln.count(" ± ") == len(cols) for ln in table_lines[2:])
 
@@ -163,8 +169,7 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     import yaml
 
     spec = load_spec("pp4")
-    base = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
     noise = base["eval"]["evaluators"]["noise"]
     assert noise["variances"] == TABLE4_VARIANCES and noise["stds"] is None
     assert [c.label for c in spec.columns] == [f"sigma^2={v:.0e}".replace("e-0", "e-") if v else "sigma^2=0"
@@ -174,8 +179,7 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
         f"resnet14_pushpull_h{h.replace('.', '')}_a{float(a):.1f}".replace(".", "") for h, a in PP4_GRID]
     # every experiment is a ResNet-14 with the row's (h, alpha), push-pull only where the row says so
     for i, (r, exp) in enumerate(zip(spec.rows, spec.experiments, strict=True)):
-        cfg = yaml.safe_load(
-            (Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
+        cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
         assert {"override /model": "resnet14"} in cfg["defaults"] and cfg["name"] == exp
         assert {"override /reg": "none" if i == 0 else ["pushpull"]} in cfg["defaults"]
         if i == 0:
@@ -199,9 +203,9 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     line = next(ln for ln in md.splitlines() if ln.startswith("| resnet14 (published) |"))
     assert [c.strip() for c in line.strip("|").split("|")][1:] == ["4.09", "5.18", "10.47", "18.76", "59.53",
                                                                   "77.46"]
-    text, summary = build_report([spec], load_records(tmp_path / "runs"), claims=[], results_dir="x")
-    assert "| resnet14 | sigma^2=1e-2 | 77.46 |" in text
-    assert summary["tables"]["pp4"]["with_data"] == 60
+    report = build_report([spec], load_records(tmp_path / "runs"), claims=[], results_dir="x")
+    assert report.tables[0].cell("resnet14", "sigma^2=1e-2").published == "77.46"
+    assert report.tables[0].counts()["cells"] == 60
 
 
 def test_pp5_rows_of_the_printed_table_and_their_numbers(tmp_path: Path) -> None:
@@ -220,8 +224,8 @@ def test_pp5_rows_of_the_printed_table_and_their_numbers(tmp_path: Path) -> None
     res = build_table(spec, load_records(tmp_path / "runs"))
     cmp_ = compare_table(res, paper).set_index(["row", "column"])
     assert cmp_.loc[("resnet20_pp_learned_alpha", "e_corr"), "thesis_mean"] == pytest.approx(31.09)
-    assert cmp_.loc[("resnet32_pp", "e_clean"), "flag"] == "no thesis value"
-    assert cmp_.loc[("resnet56", "mce"), "flag"] == "no thesis value"
+    assert cmp_.loc[("resnet32_pp", "e_clean"), "verdict"] == NO_PUBLISHED
+    assert cmp_.loc[("resnet56", "mce"), "verdict"] == NO_PUBLISHED
 
 
 def test_paper_index_may_name_several_columns_and_axes_map_paper_labels(tmp_path: Path) -> None:
@@ -231,11 +235,9 @@ def test_paper_index_may_name_several_columns_and_axes_map_paper_labels(tmp_path
                                     {"label": "Net-PP", "experiment": "b", "paper": "net_pp,2"}],
                            "columns": [{"label": "V", "metric": "m", "paper": "v1"}]})
     p = load_paper(spec, paper_dir=tmp_path)
-    assert list(zip(p["row"], p["column"], p["mean"], strict=True)) == [("Net", "V", 1.5),
-                                                                        ("Net-PP", "V", 2.5)]
+    assert list(zip(p["row"], p["column"], p["mean"], strict=True)) == [("Net", "V", 1.5), ("Net-PP", "V", 2.5)]
     bad = spec_from_dict({"id": "x", "paper": "t.csv", "paper_format": "wide", "paper_index": ["model", "hh"],
-                          "rows": [{"label": "Net", "experiment": "a"}],
-                          "columns": [{"label": "V", "metric": "m"}]})
+                          "rows": [{"label": "Net", "experiment": "a"}], "columns": [{"label": "V", "metric": "m"}]})
     with pytest.raises(ValueError, match=r"paper_index \['hh'\] is not a column of t.csv"):
         load_paper(bad, paper_dir=tmp_path)
 
@@ -298,7 +300,8 @@ def test_unknown_table_names_the_valid_ids() -> None:
 
 def records_from_paper(spec, root: Path, shift: dict | None = None, skip: set | None = None,
                        spread: float = 0.0) -> None:
-    """Five seeds per experiment whose mean is the printed value (+ shift) and whose std is 0 or `spread`."""
+    """Five seeds per experiment whose mean is the printed value (+ shift) and whose std is 0 or `spread`;
+    the records follow the table's published protocol."""
     shift, skip = shift or {}, skip or set()
     paper = load_paper(spec).set_index(["row", "column"])
     store = RecordStore(root)
@@ -315,7 +318,7 @@ def records_from_paper(spec, root: Path, shift: dict | None = None, skip: set | 
             v = float(paper.loc[printed, "mean"]) + shift.get((r.label, c.label), 0.0)
             for s in SEEDS:
                 rec = per_exp.setdefault(exp, {}).setdefault(
-                    s, {"name": exp, "seed": s, "config_key": "k", "status": "completed"})
+                    s, protocol_record(exp, s, spec.protocol, key="k"))
                 set_path(rec, metric.path, v + offs[s])
     for seeds in per_exp.values():
         for rec in seeds.values():
@@ -331,37 +334,35 @@ def test_compare_flags_beyond_two_combined_sigma(tmp_path: Path) -> None:
     cmp_ = compare_table(res, load_paper(spec)).set_index(["row", "column"])
     c = cmp_.loc[("Contrast", "Baseline")]
     assert c["diff"] == pytest.approx(5.2) and c["sigma"] == pytest.approx(math.hypot(1.5, 2.0))
-    assert c["flag"] == "FLAG"
+    assert c["verdict"] == OUTSIDE
     f = cmp_.loc[("Fog", "Baseline")]  # printed 72.4 ± 1.7: sigma = hypot(1.5, 1.7) = 2.267, 4.8 > 4.53
-    assert f["flag"] == "FLAG" and FLAG_K * f["sigma"] == pytest.approx(2 * math.hypot(1.5, 1.7))
+    assert f["verdict"] == OUTSIDE and FLAG_K * f["sigma"] == pytest.approx(2 * math.hypot(1.5, 1.7))
     # every unshifted cell agrees exactly
     rest = cmp_.drop(index=list(shift))
-    assert (rest["flag"] == "ok").all() and np.allclose(rest["diff"].astype(float), 0, atol=1e-9)
+    assert (rest["verdict"] == WITHIN).all() and np.allclose(rest["diff"].astype(float), 0, atol=1e-9)
 
 
 def test_compare_sigma_floor_and_no_std(tmp_path: Path) -> None:
-    # Table 2.3 CP prints std 0.0: with one seed, sigma = the printed resolution (0.05)
     assert printed_resolution("75.8") == pytest.approx(0.05)
     assert printed_resolution("100") == pytest.approx(0.5)
     assert printed_resolution("0.0346") == pytest.approx(0.00005)
     spec = load_spec("2.3")
-    RecordStore(tmp_path).write(
-        {"name": "corr_poisson_layer1", "seed": 0, "config_key": "k", "status": "completed",
-                                 "summary": {"test_acc": 75.89}})
-    cmp_ = compare_table(build_table(spec, load_records(tmp_path)), load_paper(spec)).set_index(
-        ["row", "column"])
+    # Table 2.3 CP prints std 0.0; three seeds with std 0.01: sigma = the printed resolution (0.05)
+    for s, v in enumerate((75.88, 75.89, 75.90)):
+        RecordStore(tmp_path).write({"name": "corr_poisson_layer1", "seed": s, "config_key": "k",
+                                     "status": "completed", "summary": {"test_acc": v}})
+    cmp_ = compare_table(build_table(spec, load_records(tmp_path)), load_paper(spec)).set_index(["row", "column"])
     r = cmp_.loc[("Test Set", "CP")]
-    assert r["sigma"] == pytest.approx(0.05) and r["flag"] == "ok"  # |0.09| <= 0.1
+    assert r["sigma"] == pytest.approx(0.05) and r["verdict"] == WITHIN  # |0.09| <= 0.1
     assert r["thesis"] == "75.8 ± 0.0"  # printed text, not re-formatted
-    assert cmp_.loc[("Test Set", "CG"), "flag"] == "no data"
-    # Singh prints no std: one seed -> no verdict
+    assert cmp_.loc[("Test Set", "CG"), "verdict"] == NO_DATA
+    # one seed: no verdict and no σ (it used to be σ = 0.05 and a distance of hundreds of σ)
     s6 = load_spec("n3.6")
-    RecordStore(tmp_path / "s").write(
-        {"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
+    RecordStore(tmp_path / "s").write({"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
                                        "extra": {"fisher_rao": {"value": 3.0}}})
-    c6 = compare_table(build_table(s6, load_records(tmp_path / "s")), load_paper(s6)).set_index(
-        ["row", "column"])
-    assert c6.loc[("Baseline", "Fisher-Rao Norm"), "flag"] == "n/a (no std)"
+    c6 = compare_table(build_table(s6, load_records(tmp_path / "s")), load_paper(s6)).set_index(["row", "column"])
+    assert c6.loc[("Baseline", "Fisher-Rao Norm"), "verdict"] == FEW_SEEDS
+    assert c6.loc[("Baseline", "Fisher-Rao Norm"), "sigma"] is None
 
 
 def test_claims_count_on_printed_numbers() -> None:
@@ -399,15 +400,17 @@ def test_claim_reproduced_not_reproduced_not_enough_data(tmp_path: Path) -> None
 
 def test_report_has_every_table_and_claim(tmp_path: Path) -> None:
     spec = load_spec("4.1")
-    records_from_paper(spec, tmp_path)
-    text, summary = build_report(all_specs(), load_records(tmp_path), claims=load_claims(), results_dir="x")
+    records_from_paper(spec, tmp_path, spread=0.5)
+    report = build_report(all_specs(), load_records(tmp_path), claims=load_claims(), results_dir="x")
+    text = render_report_markdown(report)
     for tid in ALL_IDS:
-        assert f"## Table {tid}\n" in text
-    assert summary["tables"]["4.1"] == {"cells": 100, "with_data": 100, "complete": 100, "flagged": 0,
-                                        "ok": 100}
-    assert summary["tables"]["2.3"]["with_data"] == 0
-    assert summary["claims"]["D4.1-dropblockrandom-beats-dropblock"]["status"] == "reproduced"
-    assert summary["claims"]["D2.3-occlusion-best-correlated"]["status"] == "not enough data"
+        assert f"### Table {tid}: " in text
+    tables = {t.id: t.counts() for t in report.tables}
+    assert (tables["4.1"]["cells"], tables["4.1"]["with_data"], tables["4.1"]["within"]) == (100, 100, 100)
+    assert tables["2.3"]["with_data"] == 0
+    claims = {c.claim.id: c.verdict for c in report.claims}
+    assert claims["D4.1-dropblockrandom-beats-dropblock"] == "reproduced"
+    assert claims["D2.3-occlusion-best-correlated"] == "not enough data"
     assert (PAPER_DIR / "dutta2019_table_4_1.csv").is_file()
 
 

@@ -107,7 +107,7 @@ def test_compare_lists_unreadable_files(tmp_path: Path, capsys) -> None:
     std = capsys.readouterr()
     assert rc == 0 and "wrote" in std.out
     text = report.read_text()
-    assert f"{len(BAD)} unreadable" in text and "## Unreadable files" in text
+    assert f"{len(BAD)} unreadable" in text and "### Unreadable records" in text
     for p in bad:
         assert f"`{p}`" in text and f"unreadable: {p}: " in std.err
 

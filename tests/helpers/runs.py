@@ -29,8 +29,7 @@ __all__ = ["TINY", "KILL_AFTER_EPOCH", "cfg_for", "SigtermMidEpoch", "SigtermAft
 
 TINY = [
     "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
-    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
+    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
     "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
     "trainer.deterministic=true", "trainer.accelerator=cpu",
 ]
@@ -87,7 +86,7 @@ def weights(tmp: Path, name: str = "last.ckpt", ckpt: str = "ckpt") -> dict[str,
 
 
 def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
-         extra: Sequence[str] = ()) -> None:
+         extra: Sequence[str] = ()) -> dict:
     """Run with ``killer`` (default: SIGTERM at the end of epoch ``KILL_AFTER_EPOCH``), then check the
     interrupted record and that ``last.ckpt`` is the one of epoch ``ckpt_epoch``."""
     killer = killer if killer is not None else SigtermAfterEpoch(KILL_AFTER_EPOCH)
@@ -104,12 +103,13 @@ def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: i
     assert [st["end"] for st in stopped["stints"]] == ["interrupted"]
     (last,) = list((tmp / "ckpt").rglob("last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == ckpt_epoch
+    return stopped
 
 
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None,
-                    ckpt_epoch: int = KILL_AFTER_EPOCH,
-                    extra: Sequence[str] = ()) -> None:
+def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
+                    extra: Sequence[str] = ()) -> dict:
     """:func:`kill`, then relaunch the same config: the interrupted record does not count, ``last.ckpt``
-    is resumed."""
-    kill(tmp, monkeypatch, killer, ckpt_epoch, extra)
+    is resumed. Returns the interrupted record."""
+    stopped = kill(tmp, monkeypatch, killer, ckpt_epoch, extra)
     run_mod.run(cfg_for(tmp, *extra))
+    return stopped

@@ -47,6 +47,7 @@ from bioreg.results.records import (
     config_key,
     git_info,
     package_versions,
+    task_overrides,
     utc_now,
 )
 
@@ -184,7 +185,7 @@ def train_and_evaluate(plan: RunPlan) -> dict[str, Any]:
         fit(built, plan)
         record.update(evaluate(built, plan))
     except BaseException as e:
-        record_failure(record, e, t0, plan)
+        record_failure(record, e, t0, plan, built.trainer)
         raise
     write_record(record, t0, plan, overwrite=plan.cfg.on_existing == "overwrite")
     return record
@@ -297,7 +298,7 @@ def new_record(plan: RunPlan) -> dict[str, Any]:
         "record_version": RECORD_VERSION, "name": plan.name, "seed": plan.seed, "config_key": plan.key,
         "status": "running", "config": plan.resolved, "git": git_info(Path(__file__).parent),
         "versions": package_versions(), "started": utc_now(), "run_dir": str(plan.paths.run_dir),
-        "ckpt_dir": str(plan.paths.ckpt),
+        "ckpt_dir": str(plan.paths.ckpt), "overrides": task_overrides(),
     }
 
 
@@ -362,16 +363,18 @@ def reload_best(built: Built) -> tuple[int, float | None]:
     return best_epoch, (float(score) if score is not None else None)
 
 
-def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan) -> None:
+def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan, trainer: Any = None) -> None:
     """Training had started and stopped: write an honest record (not for a user error, which leaves
     none): ``requeued`` or ``interrupted`` for a stop by a signal that the next launch resumes,
-    ``failed`` otherwise (:func:`bioreg.launch.stints.stop_status`). A SIGTERM (Lightning's
+    ``failed`` otherwise (:func:`bioreg.launch.stints.stop_status`), with the signal, stage, epoch and
+    batch of the stop (:func:`bioreg.lit.failure.describe_failure`). A SIGTERM (Lightning's
     ``SIGTERMException``, a ``SystemExit(None)``) becomes exit status 143 so that a killed run does
     not look successful."""
     if isinstance(e, UserError):  # a mistake in the config or data, not a failed run: no record
         return
-    record.update({"status": stop_status(e), "error": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc()})
+    from bioreg.lit.failure import describe_failure
+
+    record.update({"status": stop_status(e), **describe_failure(e, trainer), "traceback": traceback.format_exc()})
     write_record(record, t0, plan, overwrite=True)
     if type(e).__name__ == "SIGTERMException":
         raise SystemExit(128 + 15) from e  # 143 = SIGTERM

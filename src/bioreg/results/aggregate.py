@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from bioreg.results.records import INCOMPLETE, UNREADABLE, RecordStore
+from bioreg.results.records import INCOMPLETE, UNREADABLE, RecordStore, failure_text
 
 __all__ = [
     "METRIC_SECTIONS", "STD_DDOF", "Records", "Selection", "CellStats", "flatten", "load_records",
@@ -83,7 +83,19 @@ class Records:
     runs: pd.DataFrame
     values: pd.DataFrame
     root: Path | None = None
+    #: the record documents by file path (what each ``runs`` row was read from)
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _index: dict[tuple[str, str, int], dict[str, float]] | None = field(default=None, repr=False)
+
+    def subset(self, paths: Iterable[str]) -> Records:
+        """The records read from ``paths`` only (same root): e.g. the runs that follow a protocol."""
+        keep = {str(p) for p in paths}
+        runs = self.runs[self.runs["path"].isin(keep)].reset_index(drop=True)
+        ids = set(zip(runs["name"], runs["config_key"], runs["seed"], strict=True))
+        mask = [(n, k, s) in ids for n, k, s in zip(self.values["name"], self.values["config_key"],
+                                                     self.values["seed"], strict=True)]
+        return Records(runs=runs, values=self.values[mask].reset_index(drop=True), root=self.root,
+                       docs={p: d for p, d in self.docs.items() if p in keep})
 
     def metrics(self, name: str, key: str, seed: int) -> dict[str, float]:
         """``{metric path: value}`` of one record (empty if there is none)."""
@@ -138,9 +150,10 @@ VALUE_COLUMNS = ["name", "config_key", "seed", "status", "metric", "value"]
 
 def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Path | None = None) -> Records:
     """Build :class:`Records` from ``(path, record)`` pairs (what :class:`RecordStore` iterates)."""
-    runs, values = [], []
+    runs, values, docs = [], [], {}
     for path, rec in items:
         p = Path(path)
+        docs[str(path)] = dict(rec)
         # identity from the record; the path is the fallback (a foreign or unreadable file)
         name = rec.get("name", p.parent.parent.name)
         key = rec.get("config_key", p.parent.name)
@@ -150,14 +163,16 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
             seed = int(stem[4:]) if stem.startswith("seed") and stem[4:].isdigit() else -1
         status = str(rec.get("status", "unknown"))
         runs.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
-                     "path": str(path), "error": rec.get("error"), "finished": rec.get("finished"),
+                     "path": str(path),
+                     "error": failure_text(rec) if status == "failed" else rec.get("error"),
+                     "finished": rec.get("finished"),
                      "data": dataset_of(rec)})
         for m, val in record_metrics(rec).items():
             values.append({"name": str(name), "config_key": str(key), "seed": int(seed), "status": status,
                            "metric": m, "value": val})
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS).astype({"seed": "int64"})
     values_df = pd.DataFrame(values, columns=VALUE_COLUMNS).astype({"seed": "int64", "value": "float64"})
-    return Records(runs=runs_df, values=values_df, root=root)
+    return Records(runs=runs_df, values=values_df, root=root, docs=docs)
 
 
 def add_record_options(ap: Any) -> None:

@@ -1,18 +1,18 @@
-"""Reproduction vs. publication: cell-by-cell differences, flags, and the theses' qualitative claims.
+"""Reproduction vs. publication: cell-by-cell verdicts, and the theses' qualitative claims.
 
 For every table spec with a paper CSV, :func:`compare_table` joins the reproduced
-cells to the printed ones on (row label, column label) and flags a cell when
+cells to the printed ones on (row label, column label) and gives each a verdict:
 
-    |reproduced mean − printed mean| > 2 · σ,   σ = sqrt(s_repro² + s_thesis²)
-
-where ``s_repro`` is the reproduction's sample std over seeds (used when it has at
-least two seeds) and ``s_thesis`` the printed std (Dutta prints one per cell; Singh
-and the push-pull paper print none). σ is floored at half a unit of the last printed
-digit (``75.8`` → 0.05), because several printed stds are ``0.0``. No σ at all (one
-seed and no printed std) gives no flag but ``n/a``. This is the spread of *single
-runs*, not the standard error of the means: a deliberately loose test that asks
-"is our mean outside the run-to-run scatter of both sets of runs?". See
-``docs/decisions/pipeline.md``.
+* ``within`` (✓) / ``outside`` (✗): |reproduced mean − printed mean| ≤ / > 2σ with
+  σ = sqrt(s_repro² + s_paper²), where ``s_repro`` is the reproduction's sample std over
+  seeds and ``s_paper`` the printed std (Dutta prints one per cell; Singh and the push-pull
+  paper print none, then σ = s_repro). σ is floored at half a unit of the last printed digit
+  (``75.8`` → 0.05). This is the spread of *single runs*, not the standard error of the
+  means: a deliberately loose test that asks "is our mean outside the run-to-run scatter of
+  both sets of runs?" (``docs/decisions/pipeline.md``);
+* no verdict (–): ``too few seeds`` (fewer than :data:`MIN_SEEDS` seeds have a value: two
+  seeds' std says little, one has none), ``no σ`` (the seeds agree exactly, so the
+  reproduction has no spread to measure a distance in), ``no published value``, ``no data``.
 
 Claims (``specs/claims.yaml``) are small declarative checks over one table's means;
 each is evaluated on the printed numbers (to show the encoding matches the text)
@@ -21,10 +21,9 @@ and on the reproduction: *reproduced*, *not reproduced*, or *not enough data*.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,24 +32,27 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bioreg.results.aggregate import STD_DDOF, Records
 from bioreg.results.tables import (
     SPEC_DIR,
     TableResult,
     TableSpec,
-    build_table,
-    format_cell,
-    load_paper,
     paper_matrix,
     result_matrix,
 )
 
-__all__ = ["FLAG_K", "compare_table", "ablation_summary", "Claim", "load_claims", "evaluate_claim",
-           "ClaimOutcome",
-           "build_report"]
+__all__ = ["FLAG_K", "MIN_SEEDS", "VERDICTS", "WITHIN", "OUTSIDE", "NO_SIGMA", "FEW_SEEDS", "NO_PUBLISHED",
+           "NO_DATA", "GLYPHS", "cell_verdict", "compare_table", "ablation_summary", "Claim", "load_claims",
+           "evaluate_claim", "ClaimOutcome", "format_z"]
 
-#: a cell is flagged when |difference| > FLAG_K * sigma
+#: a cell is outside when |difference| > FLAG_K * sigma
 FLAG_K = 2.0
+#: the fewest seeds with a value for a cell (and each cell of a claim) to get a verdict
+MIN_SEEDS = 3
+WITHIN, OUTSIDE, NO_SIGMA, FEW_SEEDS, NO_PUBLISHED, NO_DATA = (
+    "within", "outside", "no σ", "too few seeds", "no published value", "no data")
+VERDICTS = (WITHIN, OUTSIDE, NO_SIGMA, FEW_SEEDS, NO_PUBLISHED, NO_DATA)
+#: the mark printed beside each verdict's colour (✓ within, ✗ outside, – no verdict)
+GLYPHS = {WITHIN: "✓", OUTSIDE: "✗"}
 OPS = {">=": operator.ge, "==": operator.eq, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 CHECKS = ("count_best", "count_greater", "pairs_greater")
 
@@ -64,46 +66,55 @@ def printed_resolution(text: str) -> float:
     return 0.5 * 10.0 ** int(exp) if isinstance(exp, int) else 0.0
 
 
-def compare_table(res: TableResult, paper: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per cell: thesis and reproduced mean/std, difference, σ and flag (see module docstring).
+def cell_verdict(n: int, r_mean: float | None, r_std: float | None, t_mean: float | None,
+                 t_std: float | None, t_text: str = "") -> tuple[str, float | None, float | None]:
+    """``(verdict, diff, sigma)`` of one cell under the rules of the module docstring."""
+    if r_mean is None or n == 0:
+        return NO_DATA, None, None
+    if t_mean is None:
+        return NO_PUBLISHED, None, None
+    diff = r_mean - t_mean
+    if n < MIN_SEEDS:
+        return FEW_SEEDS, diff, None
+    if not r_std:  # None or 0: the seeds agree exactly, there is no spread to measure in
+        return NO_SIGMA, diff, None
+    sigma = max(math.sqrt(r_std ** 2 + (t_std or 0.0) ** 2), printed_resolution(t_text))
+    return (OUTSIDE if abs(diff) > FLAG_K * sigma else WITHIN), diff, sigma
 
-    A cell of an ablation row/column (``compare_to`` in the spec) is compared with the printed cell of
-    its counterpart; its ``thesis`` text names that counterpart.
-    """
+
+def format_z(diff: float | None, sigma: float | None) -> str:
+    """``Δ = +1.3σ``; ``no σ`` without a σ; never ``-0.0``."""
+    if diff is None or not sigma:
+        return "no σ"
+    z = round(diff / sigma, 1)
+    return f"Δ = {z + 0.0:+.1f}σ" if z != 0 else "Δ = 0.0σ"
+
+
+def compare_table(res: TableResult, paper: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per cell: published and reproduced mean/std, difference, σ and ``verdict`` (module
+    docstring). A cell of an ablation row/column (``compare_to`` in the spec) is compared with the
+    printed cell of its counterpart; its ``thesis`` text names that counterpart."""
     pap = {} if paper is None else {(r["row"], r["column"]): r for _, r in paper.iterrows()}
     spec = res.spec
     out = []
     for _, c in res.cells.iterrows():
         key = (spec.paper_label(c["row"]), spec.paper_label(c["column"]))
         p = pap.get(key)
-        ablation = key != (c["row"], c["column"])
         t_mean = None if p is None or pd.isna(p["mean"]) else float(p["mean"])
         t_std = None if p is None or pd.isna(p["std"]) else float(p["std"])
         r_mean = None if pd.isna(c["mean"]) else float(c["mean"])
         r_std = None if pd.isna(c["std"]) else float(c["std"])
-        diff = sigma = None
-        flag = ""
-        if t_mean is None:
-            flag = "no thesis value"
-        elif r_mean is None:
-            flag = "no data"
-        else:
-            diff = r_mean - t_mean
-            parts = [s for s in (r_std, t_std) if s is not None]
-            if parts:
-                sigma = max(math.sqrt(sum(s * s for s in parts)), printed_resolution(p["mean_text"]))
-                flag = "FLAG" if abs(diff) > FLAG_K * sigma else "ok"
-            else:
-                flag = "n/a (no std)"
+        verdict, diff, sigma = cell_verdict(int(c["n"]), r_mean, r_std, t_mean, t_std,
+                                            "" if p is None else str(p["mean_text"]))
         thesis = "" if p is None else (p["mean_text"] + ("" if t_std is None else f" ± {p['std_text']}"))
-        if thesis and ablation:
+        if thesis and key != (c["row"], c["column"]):
             thesis += f" ({key[1] if key[1] != c['column'] else key[0]})"
-        out.append({"row": c["row"], "column": c["column"],
-                    "thesis": thesis,
+        out.append({"row": c["row"], "column": c["column"], "thesis": thesis,
                     "thesis_mean": t_mean, "thesis_std": t_std, "repro_mean": r_mean, "repro_std": r_std,
                     "n": int(c["n"]), "n_expected": int(c["n_expected"]), "diff": diff, "sigma": sigma,
-                    "flag": flag})
-    return pd.DataFrame(out)
+                    "z": None if diff is None or not sigma else diff / sigma, "verdict": verdict})
+    return pd.DataFrame(out, columns=["row", "column", "thesis", "thesis_mean", "thesis_std", "repro_mean",
+                                      "repro_std", "n", "n_expected", "diff", "sigma", "z", "verdict"])
 
 
 def ablation_summary(spec: TableSpec, cmp_: pd.DataFrame) -> list[dict[str, Any]]:
@@ -126,12 +137,11 @@ def ablation_summary(spec: TableSpec, cmp_: pd.DataFrame) -> list[dict[str, Any]
         d_p = [abs(float(theirs.loc[k, "diff"])) for k in both]
         mean_a = sum(d_a) / len(d_a) if d_a else None
         mean_p = sum(d_p) / len(d_p) if d_p else None
-        closer = "" if not both else ("tie" if mean_a == mean_p
-                                      else (a.label if mean_a < mean_p else a.compare_to))
+        closer = "" if not both else ("tie" if mean_a == mean_p else (a.label if mean_a < mean_p else a.compare_to))
         out.append({"ablation": a.label, "printed": a.compare_to, "cells": len(mine), "paired": len(both),
                     "mean_abs_diff_printed": mean_p, "mean_abs_diff_ablation": mean_a,
-                    "flagged_printed": int(sum(theirs.loc[k, "flag"] == "FLAG" for k in both)),
-                    "flagged_ablation": int(sum(mine.loc[k, "flag"] == "FLAG" for k in both)),
+                    "flagged_printed": int(sum(theirs.loc[k, "verdict"] == OUTSIDE for k in both)),
+                    "flagged_ablation": int(sum(mine.loc[k, "verdict"] == OUTSIDE for k in both)),
                     "closer": closer})
     return out
 
@@ -202,6 +212,8 @@ class ClaimOutcome:
     status: str  # reproduced | not reproduced | not enough data
     partial: bool = False  # some cells used have fewer seeds than the table asks for
     missing: list[tuple[str, str]] = field(default_factory=list)
+    #: the (row, column) cells the claim rests on, in the order it reads them
+    cells: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | None]
@@ -218,8 +230,7 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
     def cell(line: str, other: str) -> tuple[str, str]:
         return (line, other) if claim.axis == "rows" else (other, line)
 
-    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater
-                                                         else [])]:
+    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater else [])]:
         if name and name not in lines_all + others:
             raise ValueError(f"claim {claim.id}: {name!r} is not a row or column label of table {spec.id}")
     needed: list[tuple[str, str]] = []
@@ -258,140 +269,11 @@ def evaluate_claim(claim: Claim, spec: TableSpec, res: TableResult | None,
     if res is None:
         return ClaimOutcome(claim, thesis_count, None, total, "not enough data")
     count, total, missing, needed = _count(claim, spec, result_matrix(res))
+    needed = list(dict.fromkeys(needed))
     if count is None:
-        return ClaimOutcome(claim, thesis_count, None, total, "not enough data", missing=missing)
+        return ClaimOutcome(claim, thesis_count, None, total, "not enough data", missing=missing,
+                            cells=needed)
     ok = OPS[claim.op](count, claim.claimed)
-    partial = any(res.stats(r, c).n < res.stats(r, c).n_expected for r, c in set(needed))
+    partial = any(res.stats(r, c).n < res.stats(r, c).n_expected for r, c in needed)
     return ClaimOutcome(claim, thesis_count, count, total, "reproduced" if ok else "not reproduced",
-                        partial=partial)
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def _fmt(x: float | None, fmt: str) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
-
-
-def _anchor(spec: TableSpec) -> str:
-    """GitHub's anchor of the heading ``## Table <id>`` (lower case, punctuation dropped, spaces → -)."""
-    return "table-" + "".join(ch for ch in spec.id.lower() if ch.isalnum() or ch in "-_")
-
-
-def _md(s: Any) -> str:
-    return str(s).replace("|", r"\|")
-
-
-def build_report(specs: Sequence[TableSpec], records: Records, *, pins: Mapping[str, str] | None = None,
-                 claims: Sequence[Claim] | None = None, results_dir: str = "", paper_dir: Path | None = None
-                 ) -> tuple[str, dict[str, Any]]:
-    """Markdown report and a summary dict (per-table counts, claim statuses) for tests and scripts."""
-    kw = {"paper_dir": paper_dir} if paper_dir is not None else {}
-    results: dict[str, TableResult] = {}
-    papers: dict[str, pd.DataFrame | None] = {}
-    comps: dict[str, pd.DataFrame] = {}
-    for spec in specs:
-        results[spec.id] = build_table(spec, records, pins)
-        papers[spec.id] = load_paper(spec, **kw)
-        comps[spec.id] = compare_table(results[spec.id], papers[spec.id])
-    by_id = {s.id: s for s in specs}
-    outcomes = [evaluate_claim(c, by_id[c.table], results.get(c.table), papers.get(c.table))
-                for c in (claims or []) if c.table in by_id]
-
-    n_runs = len(records.runs)
-    n_done = int((records.runs["status"] == "completed").sum()) if n_runs else 0
-    unreadable = records.unreadable()
-    L = [
-        "# Reproduction report", "",
-        f"Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by "
-        f"`scripts/compare.py` from `{results_dir or records.root}` ({n_runs} records, {n_done} completed"
-        f"{f', {len(unreadable)} unreadable' if unreadable else ''}). Regenerate: `make compare`.", "",
-    ]
-    if unreadable:
-        L += ["## Unreadable files", "",
-              "These files under the results folder are not run records (truncated, not JSON, or not a JSON "
-              "object); they are left out of every table. Move or delete them.", ""]
-        L += [f"- `{p}`: {_md(e)}" for p, e in unreadable] + [""]
-    L += [
-        "## How to read it", "",
-        f"* Reproduced cells are the mean ± sample std (ddof={STD_DDOF}) over the table's seeds; `n` is how "
-        "many seeds have a value. The thesis columns are the printed numbers (`results/paper/`).",
-        f"* `diff` = reproduced − thesis. A cell is **FLAG**ged when |diff| > {FLAG_K:g}·σ with "
-        "σ = sqrt(s_repro² + s_thesis²): the combined run-to-run spread of the reproduction (≥ 2 seeds) and "
-        "the thesis (printed std; Singh and push-pull print none), floored at half a unit of the last "
-        "printed digit. `n/a (no std)` = one seed and no printed std; `no data` = no completed run.",
-        "* This is a loose, per-run criterion (not the standard error of the means); see "
-        "`docs/decisions/pipeline.md`.", "",
-        "## Summary", "",
-        "| table | title | cells with data | complete (all seeds) | flagged | within 2σ |",
-        "|---|---|--:|--:|--:|--:|",
-    ]
-    summary: dict[str, Any] = {"tables": {}, "claims": {}}
-    for spec in specs:
-        cmp_ = comps[spec.id]
-        res = results[spec.id]
-        have = int((res.cells["n"] > 0).sum())
-        complete = int((res.cells["n"] >= res.cells["n_expected"]).sum())
-        flagged = int((cmp_["flag"] == "FLAG").sum())
-        ok = int((cmp_["flag"] == "ok").sum())
-        summary["tables"][spec.id] = {"cells": len(res.cells), "with_data": have, "complete": complete,
-                                      "flagged": flagged, "ok": ok}
-        L.append(f"| [{spec.id}](#{_anchor(spec)}) | {_md(spec.title)} | {have}/{len(res.cells)} "
-                 f"| {complete} | {flagged} | {ok} |")
-
-    L += ["", "## Qualitative claims", "",
-          "Each claim is a count over one table; `thesis` = the count on the printed numbers, "
-          "`reproduced` = on ours.", "",
-          "| claim | table | statement | check | thesis | reproduced | status |",
-          "|---|---|---|---|--:|--:|---|"]
-    for o in outcomes:
-        c = o.claim
-        status = o.status + (" (partial seeds)" if o.partial else "")
-        if o.missing:
-            status += f" — {len(o.missing)} cell(s) empty"
-        L.append(
-            f"| {c.id} | {c.table} | {_md(c.text)} ({_md(c.source)}) | {c.check} {c.op} "
-            f"{c.claimed}/{o.total} | {'' if o.thesis_count is None else o.thesis_count} | "
-            f"{'' if o.repro_count is None else o.repro_count} | {status} |")
-        summary["claims"][c.id] = {"status": o.status, "thesis": o.thesis_count, "repro": o.repro_count,
-                                   "total": o.total, "partial": o.partial}
-
-    ablations = {spec.id: ablation_summary(spec, comps[spec.id]) for spec in specs if spec.ablations}
-    if ablations:
-        L += ["", "## Readings (ablations)", "",
-              "Rows/columns that the paper does not print, each compared with the printed cells of the model "
-              "it re-reads (e.g. the std reading of the noise scale against the printed UG column). Over the "
-              "cells where both have data: mean |diff| to the paper and flagged cells; `closer` = the "
-              "reading nearer the printed numbers.", "",
-              r"| table | printed (default reading) | ablation | paired cells | mean \|diff\| printed | "
-              r"mean \|diff\| ablation | flagged printed | flagged ablation | closer |",
-              "|---|---|---|--:|--:|--:|--:|--:|---|"]
-        summary["ablations"] = {}
-        for tid, items in ablations.items():
-            f = by_id[tid].number_format
-            for it in items:
-                L.append(
-                    f"| {tid} | {_md(it['printed'])} | {_md(it['ablation'])} | {it['paired']}/{it['cells']} "
-                    f"| {_fmt(it['mean_abs_diff_printed'], f)} | {_fmt(it['mean_abs_diff_ablation'], f)} "
-                    f"| {it['flagged_printed']} | {it['flagged_ablation']} | {_md(it['closer'])} |")
-            summary["ablations"][tid] = items
-
-    for spec in specs:
-        res, cmp_ = results[spec.id], comps[spec.id]
-        f = spec.number_format
-        L += ["", f"## Table {spec.id}", "", f"**{_md(spec.title)}** — {_md(spec.source)}.", ""]
-        if papers[spec.id] is None:
-            L += ["(no published table to compare with)", ""]
-        L += ["| row | column | thesis | reproduced | n | diff | σ | flag |",
-              "|---|---|--:|--:|--:|--:|--:|---|"]
-        for _, r in cmp_.iterrows():
-            st = res.stats(r["row"], r["column"])
-            rep = format_cell(st, f)
-            flag = "**FLAG**" if r["flag"] == "FLAG" else r["flag"]
-            L.append(f"| {_md(r['row'])} | {_md(r['column'])} | {_md(r['thesis'])} | {rep} | "
-                     f"{r['n']}/{r['n_expected']} | {_fmt(r['diff'], '+' + f)} | {_fmt(r['sigma'], f)} | "
-                     f"{flag} |")
-        notes = res.notes
-        L += ["", "Notes:" if notes else "Notes: none."]
-        L += [f"- {_md(n)}" for n in notes]
-    return "\n".join(L) + "\n", summary
+                        partial=partial, cells=needed)

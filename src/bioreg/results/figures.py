@@ -1,13 +1,15 @@
 """Figures of the reproduction: every table drawn from its spec, and the sources' remaining figures.
 
-**Tables.** :func:`plot_table` draws any table spec from the same cells as the printed table
-(:func:`bioreg.results.tables.build_table`) and the same comparison as ``make compare``
-(:func:`bioreg.results.compare.compare_table`): per cell the reproduced mean with the sample std
-over seeds as error bar, the published value beside it (a black diamond, with its printed std as
-error bar where the paper prints one), cells outside 2σ of the published value outlined in red,
-and cells with fewer seeds than the table asks for hatched. There is no per-table plotting code:
-the spec's ``figure:`` entry picks one of a few kinds, and without one the kind follows from the
-table's shape (:func:`figure_kind`):
+**Tables.** :func:`plot_table` draws any table spec from the cells of the report
+(:class:`Cell`, made by ``bioreg.results.report_page.figure_cells`` from the same cells the page
+prints): per cell the mean with the sample std over seeds as error bar, the published value beside
+it (a black diamond, with its printed std as error bar where the paper prints one), cells outside 2σ
+of the published value outlined in vermillion with a ✗ marker (:data:`FLAG_COLOR`, never a series
+colour, :data:`SERIES_COLORS`), cells with fewer seeds than the table asks for hatched (curves: a
+hollow point), cells of smoke runs pale beside cells with a verdict. Rows keep the table's order;
+text is ≥ :data:`FONT` pt and no figure is wider than :data:`MAX_WIDTH_IN`. There is no per-table
+plotting code: the spec's ``figure:`` entry picks one of a few kinds, and without one the kind
+follows from the table's shape (:func:`figure_kind`):
 
 ``curves``
     the metric axis is a swept number (every label reads ``<name>=<number>``, e.g. push-pull
@@ -54,49 +56,55 @@ from bioreg.io import save_figure
 
 __all__ = [
     "FIGURE_KINDS", "FIGURE_OPTIONS", "SOURCE_FIGURES", "SourceFigure", "figure_options", "figure_kind",
-    "metric_axis", "plot_table", "fig_occlusions", "occlusion_image", "fig_test_loss", "loss_histories",
-    "ewma",
+    "metric_axis", "plot_table", "table_figure", "Cell", "FLAG_COLOR", "SERIES_COLORS", "FONT", "FIGURE_DPI",
+    "fig_occlusions", "occlusion_image", "fig_test_loss", "loss_histories", "ewma",
 ]
 
 FIGURE_KINDS = ("auto", "bars", "panels", "curves", "grouped_stats", "none")
 FIGURE_OPTIONS = ("kind", "x_label", "y_label", "x_scale", "group_pattern")
 X_SCALES = ("auto", "linear", "log", "category")
 #: ``<group> <statistic>``: the statistic is the last word (max, min, mean, std, ... with or without a dot)
-DEFAULT_GROUP_PATTERN = (
-    r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
-    r"var(?:iance)?|median)\.?$")
+DEFAULT_GROUP_PATTERN = (r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
+                         r"var(?:iance)?|median)\.?$")
 #: ``sigma=0.02``, ``var = 1e-4``, ``σ²=5e-4 (std 0.022)``, or a bare number
 _SWEEP = re.compile(r"^\s*(?:(?P<name>[^=]+?)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
                     r"\s*(?:\([^)]*\))?\s*$")
-FLAG_COLOR = "#d62728"
+#: the mark of a cell outside 2σ (vermillion); no series colour is ever this one
+FLAG_COLOR = "#D55E00"
 PUBLISHED_COLOR = "black"
+PARTIAL_COLOR = "#222222"  # the hatch of a bar with fewer seeds than the table asks for
+#: series colours: Okabe & Ito's colour-blind-safe set without its vermillion (the flag) and black (the
+#: published values), then Paul Tol's indigo, green, olive and cyan for tables with more rows
+SERIES_COLORS = ("#0072B2", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#CC79A7", "#999999",
+                 "#332288", "#117733", "#999933", "#88CCEE")
+#: the smallest font (pt) of a table figure, and its widest size: at the page's width (1216 CSS px =
+#: 12.7 in) a figure of at most 12.5 in is shown at 100 %, so no text is smaller than FONT pt
+FONT = 8
+MAX_WIDTH_IN = 12.5
+#: PNG resolution: 2 px per CSS px at 96 px/in, sharp on high-density screens
+FIGURE_DPI = 192
 
 
 def figure_options(options: Mapping[str, Any], table_id: str = "?") -> dict[str, Any]:
-    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid
-    ones."""
+    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid ones."""
     opts = dict(options)
     bad = sorted(set(opts) - set(FIGURE_OPTIONS))
     if bad:
-        raise ValueError(
-            f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
+        raise ValueError(f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
     kind = str(opts.get("kind", "auto"))
     if kind not in FIGURE_KINDS:
         raise ValueError(f"table {table_id}: figure kind {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
     opts["kind"] = kind
     if str(opts.get("x_scale", "auto")) not in X_SCALES:
-        raise ValueError(
-            f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
+        raise ValueError(f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
     if "group_pattern" in opts:
         try:
             pat = re.compile(str(opts["group_pattern"]), re.IGNORECASE)
         except re.error as e:
-            raise ValueError(
-                f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
+            raise ValueError(f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
         if not {"group", "stat"} <= set(pat.groupindex):
-            raise ValueError(
-                f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
-                "(?P<stat>...)")
+            raise ValueError(f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
+                             "(?P<stat>...)")
     return opts
 
 
@@ -126,8 +134,7 @@ def _sweep_values(labels: Sequence[str]) -> tuple[str, list[float]] | None:
     return names.pop() or "", [float(m.group("value")) for m in ms if m]
 
 
-def _stat_groups(labels: Sequence[str],
-                 pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
+def _stat_groups(labels: Sequence[str], pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
     """(groups, statistics, {(group, stat): label}) when every label splits and ≥ 2 groups share the stats."""
     pat = re.compile(pattern, re.IGNORECASE)
     ms = [pat.match(lb) for lb in labels]
@@ -164,199 +171,246 @@ def figure_kind(spec: Any) -> str:
 
 @dataclass(frozen=True)
 class Cell:
+    """What a figure draws of one table cell (``bioreg.results.report_page.figure_cells`` makes them
+    from the report's cells): the runs' mean ± std, the published value ± printed std, and marks."""
+
     repro: float | None
     repro_std: float | None
     n: int
     n_expected: int
     paper: float | None
     paper_std: float | None
-    flag: str
+    outside: bool = False  # outside 2σ of the published value (a verdict)
+    smoke: bool = False  # only smoke runs fill it: no verdict
 
     @property
     def partial(self) -> bool:
         return 0 < self.n < self.n_expected
 
-    @property
-    def outside(self) -> bool:
-        return self.flag == "FLAG"
+
+EMPTY = Cell(None, None, 0, 0, None, None)
 
 
-def _cells(spec: Any, comparison: pd.DataFrame) -> Callable[[str, str], Cell]:
-    """``get(metric label, experiment label)`` over the rows of :func:`compare_table`."""
-    by = {}
-    for _, r in comparison.iterrows():
-        by[(r["row"], r["column"])] = Cell(_num(r["repro_mean"]), _num(r["repro_std"]), int(r["n"]),
-                                           int(r["n_expected"]), _num(r["thesis_mean"]),
-                                           _num(r["thesis_std"]),
-                                           str(r["flag"]))
-    rows_are_metrics = metric_axis(spec) == "rows"
-
-    def get(metric: str, exp: str) -> Cell:
-        return by[(metric, exp) if rows_are_metrics else (exp, metric)]
-
-    return get
-
-
-def _num(x: Any) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def _colors(n: int) -> list[Any]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+def _series_colors(n: int) -> list[str]:
+    """``n`` series colours from :data:`SERIES_COLORS` (colour-blind safe, never the flag colour)."""
+    return [SERIES_COLORS[i % len(SERIES_COLORS)] for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- drawing
 
 
+def _mark_bar(ax: Any, bar: Any, cell: Cell, horizontal: bool, faded: bool) -> None:
+    """Hatch (fewer seeds), flag outline + ✗ marker (outside 2σ), fade (smoke) on one bar."""
+    from matplotlib.patches import Rectangle
+
+    if faded and cell.smoke:
+        bar.set_alpha(0.45)
+    if cell.partial:  # a separate patch, so the hatch is dark whatever the bar's edge
+        ax.add_patch(Rectangle(bar.get_xy(), bar.get_width(), bar.get_height(), fill=False, hatch="////",
+                               edgecolor=PARTIAL_COLOR, linewidth=0, gid="fewer-seeds"))
+    if cell.outside:
+        bar.set_edgecolor(FLAG_COLOR)
+        bar.set_linewidth(2.2)
+        x, y = bar.get_x(), bar.get_y()
+        end = (x + bar.get_width(), y + bar.get_height() / 2) if horizontal else (x + bar.get_width() / 2,
+                                                                                   y + bar.get_height())
+        ax.plot(*end, marker="X", ms=6, color=FLAG_COLOR, mec="white", mew=0.6, zorder=4, gid="flag")
+
+
 def _bars(ax: Any, categories: Sequence[str], series: Sequence[str], colors: Sequence[Any],
-          get: Callable[[str, str], Cell], horizontal: bool = False) -> None:
-    """A group of bars per category, a bar per series: reproduced mean ± std, published diamond ± std."""
+          get: Callable[[str, str], Cell], horizontal: bool = False, faded: bool = False) -> None:
+    """A group of bars per category, a bar per series: reproduced mean ± std, published diamond ± std.
+    Each bar's ``gid`` is ``cell:<category>|<series>`` (tests read the order back)."""
     k = len(series)
     width = 0.8 / k
     pos = np.arange(len(categories), dtype=float)
+    draw = ax.barh if horizontal else ax.bar
     for j, (ser, col) in enumerate(zip(series, colors, strict=True)):
         x = pos - 0.4 + width * (j + 0.5)
         cells = [get(c, ser) for c in categories]
         val = np.array([c.repro if c.repro is not None else np.nan for c in cells])
-        err = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
-        edge = [FLAG_COLOR if c.outside else "none" for c in cells]
-        lw = [1.8 if c.outside else 0.0 for c in cells]
-        hatch = ["////" if c.partial else None for c in cells]
-        draw = ax.barh if horizontal else ax.bar
         kw = {"height": width} if horizontal else {"width": width}
-        bars = draw(x, np.nan_to_num(val, nan=0.0), color=col, label=ser, **kw)
-        for b, e, w, h, v in zip(bars, edge, lw, hatch, val, strict=True):
-            b.set_edgecolor(e)
-            b.set_linewidth(w)
-            if h:
-                b.set_hatch(h)
-            if np.isnan(v):
-                b.set_visible(False)
-        ok = ~np.isnan(val) & (err > 0)
-        if ok.any():
-            if horizontal:
-                ax.errorbar(val[ok], x[ok], xerr=err[ok], fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
-            else:
-                ax.errorbar(x[ok], val[ok], yerr=err[ok], fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
-        pv = np.array([c.paper if c.paper is not None else np.nan for c in cells])
-        pe = np.array([c.paper_std if c.paper_std is not None else 0.0 for c in cells])
-        have = ~np.isnan(pv)
-        if have.any():
-            args = (pv[have], x[have]) if horizontal else (x[have], pv[have])
-            ekw = {"xerr": pe[have]} if horizontal else {"yerr": pe[have]}
-            ax.errorbar(*args, **ekw, fmt="D", ms=3.5, color=PUBLISHED_COLOR, mfc="white", mew=0.9,
-                        elinewidth=0.8, capsize=2, zorder=3)
+        bars = draw(x, np.nan_to_num(val, nan=0.0), color=col, label=ser, edgecolor="none", **kw)
+        for b, c, v, cat in zip(bars, cells, val, categories, strict=True):
+            b.set_gid(f"cell:{cat}|{ser}")
+            b.set_visible(not np.isnan(v))
+            if not np.isnan(v):
+                _mark_bar(ax, b, c, horizontal, faded)
+        _error_bars(ax, x, cells, horizontal)
+    ticks = (ax.set_yticks if horizontal else ax.set_xticks)
     if horizontal:
-        ax.set_yticks(pos, categories, fontsize=7)
-        ax.invert_yaxis()
+        ticks(pos, categories, fontsize=FONT)
+        if not ax.yaxis_inverted():  # the first row on top, as in the table (once: the axis may be shared)
+            ax.invert_yaxis()
         ax.grid(axis="x", lw=0.4, alpha=0.5)
     else:
         long = max((len(c) for c in categories), default=0) * len(categories) > 60
         ax.set_xticks(pos, categories, rotation=40 if long else 0, ha="right" if long else "center",
-                      fontsize=7)
+                      fontsize=FONT)
         ax.grid(axis="y", lw=0.4, alpha=0.5)
+    ax.tick_params(labelsize=FONT)
     ax.set_axisbelow(True)
 
 
-def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (),
-                    curves: bool = False) -> list[Any]:
+def _error_bars(ax: Any, x: np.ndarray, cells: Sequence[Cell], horizontal: bool) -> None:
+    """The reproduction's std and the published value (diamond ± printed std) of one series."""
+    val = np.array([c.repro if c.repro is not None else np.nan for c in cells])
+    err = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
+    ok = ~np.isnan(val) & (err > 0)
+    if ok.any():
+        pts = (val[ok], x[ok]) if horizontal else (x[ok], val[ok])
+        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": err[ok]}, fmt="none", ecolor="0.2",
+                    elinewidth=0.8, capsize=2)
+    pv = np.array([c.paper if c.paper is not None else np.nan for c in cells])
+    pe = np.array([c.paper_std if c.paper_std is not None else 0.0 for c in cells])
+    have = ~np.isnan(pv)
+    if have.any():
+        pts = (pv[have], x[have]) if horizontal else (x[have], pv[have])
+        ax.errorbar(*pts, **{"xerr" if horizontal else "yerr": pe[have]}, fmt="D", ms=3.5,
+                    color=PUBLISHED_COLOR, mfc="white", mew=0.9, elinewidth=0.8, capsize=2, zorder=3)
+
+
+def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curves: bool = False,
+                    smoke: bool = False) -> list[Any]:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     h: list[Any] = [Patch(facecolor=c, label=s) for s, c in zip(series, colors, strict=True)]
     if curves:
-        h += [Line2D([], [], color="0.3", lw=1.5, label="reproduced (mean ± std over seeds)"),
-              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
-                     label="published"),
-              Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec=FLAG_COLOR, mew=1.5,
-                     label="outside 2σ of published")]
+        h += [Line2D([], [], color="0.3", lw=1.5, marker="o", ms=4,
+                     label="reproduced (mean ± std over seeds)"),
+              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white", label="published"),
+              Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3",
+                     label="fewer seeds than asked"),
+              Line2D([], [], ls="none", marker="X", ms=7, color=FLAG_COLOR,
+                     label="✗ outside 2σ of published")]
     else:
         h += [Line2D([], [], ls="none", marker="D", ms=4, color=PUBLISHED_COLOR, mfc="white",
                      label="published (± printed std)"),
-              Patch(facecolor="white", edgecolor=FLAG_COLOR, lw=1.8, label="outside 2σ of published"),
-              Patch(facecolor="white", edgecolor="0.3", hatch="////", label="fewer seeds than asked")]
+              Patch(facecolor="white", edgecolor=FLAG_COLOR, lw=2.2, label="✗ outside 2σ of published"),
+              Patch(facecolor="white", edgecolor=PARTIAL_COLOR, hatch="////", label="fewer seeds than asked")]
+    if smoke:
+        h.append(Patch(facecolor="0.6", alpha=0.45, label="pale: smoke run (no verdict)"))
     return h
 
 
-def _title(spec: Any) -> str:
+def _title(spec: Any, subtitle: str) -> str:
     import textwrap
 
-    return "\n".join(textwrap.wrap(f"Table {spec.id}: {spec.title}", 110))
+    lines = textwrap.wrap(f"Table {spec.id}: {spec.title}", 100)
+    return "\n".join(lines + textwrap.wrap(subtitle, 110))
 
 
-def _plot_bars(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+def _plot_bars(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
     metrics, exps = _axes(spec)
-    colors = _colors(len(exps))
-    width = min(22.0, max(6.0, 0.16 * len(metrics) * len(exps) + 1.5))
-    fig, ax = plt.subplots(figsize=(width, 4.2))
-    _bars(ax, metrics, exps, colors, get)
+    colors = _series_colors(len(exps))
+    width = min(MAX_WIDTH_IN, max(6.0, 0.13 * len(metrics) * len(exps) + 1.8))
+    fig, ax = plt.subplots(figsize=(width, 4.6), layout="constrained")
+    _bars(ax, metrics, exps, colors, get, faded=faded)
     if opts.get("y_label"):
-        ax.set_ylabel(str(opts["y_label"]))
-    rotated = max(map(len, metrics)) * len(metrics) > 60
-    ax.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(6, len(exps) + 3),
-              loc="upper center",
-              bbox_to_anchor=(0.5, -0.3 if rotated else -0.12), frameon=False)
-    ax.set_title(_title(spec), fontsize=9)
+        ax.set_ylabel(str(opts["y_label"]), fontsize=FONT)
+    fig.legend(handles=_legend_handles(exps, colors, smoke=faded), fontsize=FONT, ncol=min(6, len(exps) + 3),
+               loc="outside lower center", frameon=False)
     return fig
 
 
-def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+def _grid(n: int, panel_in: float, label_in: float) -> tuple[int, int, float]:
+    """(rows, columns, width) of ``n`` panels in at most :data:`MAX_WIDTH_IN` inches."""
+    ncols = max(1, min(n, int((MAX_WIDTH_IN - label_in) // panel_in)))
+    return math.ceil(n / ncols), ncols, min(MAX_WIDTH_IN, label_in + panel_in * ncols)
+
+
+def _panels(axes: Any, n: int) -> list[Any]:
+    """The first ``n`` axes of a grid of panels, row by row; the others are hidden."""
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return flat[:n]
+
+
+def _plot_panels(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
     metrics, exps = _axes(spec)
-    height = max(2.4, 0.22 * len(exps) + 1.2)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.0 + 2.9 * len(metrics), height), sharey=True,
-                             squeeze=False)
-    for ax, m in zip(axes[0], metrics, strict=True):
-        one = [m]  # each experiment is its own category here, with a single bar of its colour
+    label_in = min(3.2, 0.075 * max(map(len, exps)) + 0.3)
+    nrows, ncols, width = _grid(len(metrics), 2.7, label_in)
+    height = max(2.2, 0.24 * len(exps) + 1.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows + 0.9), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, m in zip(_panels(axes, len(metrics)), metrics, strict=True):
 
         def get_one(exp: str, _m: str, m: str = m) -> Cell:
             return get(m, exp)
 
-        _bars(ax, exps, one, ["tab:blue"], get_one, horizontal=True)
-        ax.set_title(m, fontsize=8)
+        _bars(ax, exps, [m], [SERIES_COLORS[0]], get_one, horizontal=True, faded=faded)
+        ax.set_title(m, fontsize=FONT + 1)
         if opts.get("x_label"):
-            ax.set_xlabel(str(opts["x_label"]), fontsize=8)
-    fig.legend(handles=_legend_handles(), fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.02),
+            ax.set_xlabel(str(opts["x_label"]), fontsize=FONT)
+    fig.legend(handles=_legend_handles(smoke=faded), fontsize=FONT, ncol=4, loc="outside lower center",
                frameon=False)
-    fig.suptitle(_title(spec), fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
-def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+def _plot_grouped_stats(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any],
+                        faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
     metrics, exps = _axes(spec)
     groups, stats, where = _stat_groups(metrics, str(opts.get("group_pattern", DEFAULT_GROUP_PATTERN)))  # type: ignore[misc]
-    colors = _colors(len(exps))
-    fig, axes = plt.subplots(1, len(stats),
-                             figsize=(1.5 + (0.5 + 0.14 * len(exps)) * len(groups) * len(stats), 3.6),
-                             squeeze=False)
-    for ax, st in zip(axes[0], stats, strict=True):
+    colors = _series_colors(len(exps))
+    nrows, ncols, width = _grid(len(stats), max(2.5, (0.5 + 0.14 * len(exps)) * len(groups)), 0.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.4 * nrows + 1.0), squeeze=False,
+                             layout="constrained")
+    for ax, st in zip(_panels(axes, len(stats)), stats, strict=True):
         present = [g for g in groups if (g, st) in where]
 
         def get_st(g: str, exp: str, st: str = st) -> Cell:
             return get(where[(g, st)], exp)
 
-        _bars(ax, present, exps, colors, get_st)
-        ax.set_title(st, fontsize=9)
+        _bars(ax, present, exps, colors, get_st, faded=faded)
+        ax.set_title(st, fontsize=FONT + 1)
         if opts.get("y_label"):
-            ax.set_ylabel(str(opts["y_label"]))
-    fig.legend(handles=_legend_handles(exps, colors), fontsize=7, ncol=min(7, len(exps) + 3),
-               loc="lower center",
-               bbox_to_anchor=(0.5, -0.02), frameon=False)
-    fig.suptitle(_title(spec), fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+            ax.set_ylabel(str(opts["y_label"]), fontsize=FONT)
+    fig.legend(handles=_legend_handles(exps, colors, smoke=faded), fontsize=FONT, ncol=min(6, len(exps) + 3),
+               loc="outside lower center", frameon=False)
     return fig
 
 
-def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any]) -> Any:
+def _curve_x(xs: Sequence[float], scale: str) -> tuple[np.ndarray, str]:
+    pos_vals = [x for x in xs if x > 0]
+    if scale == "auto":
+        spread = max(pos_vals) / min(pos_vals) if pos_vals else 1.0
+        scale = "category" if spread > 50 else "linear"
+    if scale == "log" and len(pos_vals) < len(xs):
+        scale = "category"  # a zero level has no place on a log axis
+    return (np.arange(len(xs), dtype=float) if scale == "category" else np.asarray(xs)), scale
+
+
+def _curve(ax: Any, xpos: np.ndarray, cells: Sequence[Cell], col: Any, label: str, faded: bool) -> None:
+    """One row as a line (± std band), its published values dashed, fewer-seed points hollow, flags ✗."""
+    y = np.array([c.repro if c.repro is not None else np.nan for c in cells])
+    s = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
+    alpha = 0.45 if faded and any(c.smoke for c in cells) else 1.0
+    if not np.isnan(y).all():
+        ax.plot(xpos, y, color=col, lw=1.5, alpha=alpha, label=label, gid=f"row:{label}")
+        ax.fill_between(xpos, y - s, y + s, color=col, alpha=0.15 * alpha, lw=0)
+        part = np.array([c.partial for c in cells])
+        ax.plot(xpos[~part], y[~part], ls="none", marker="o", ms=4, color=col, alpha=alpha)
+        ax.plot(xpos[part], y[part], ls="none", marker="o", ms=5, mfc="white", mec=col, mew=1.3, alpha=alpha,
+                gid="fewer-seeds")
+    p = np.array([c.paper if c.paper is not None else np.nan for c in cells])
+    if not np.isnan(p).all():
+        ax.plot(xpos, p, color=col, lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
+                label=None if not np.isnan(y).all() else label)
+    out = np.array([c.outside for c in cells])
+    if out.any():
+        ax.plot(xpos[out], y[out], ls="none", marker="X", ms=8, color=FLAG_COLOR, mec="white", mew=0.6,
+                zorder=4, gid="flag")
+
+
+def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, Any], faded: bool) -> Any:
     import matplotlib.pyplot as plt
 
     metrics, exps = _axes(spec)
@@ -365,42 +419,22 @@ def _plot_curves(spec: Any, get: Callable[[str, str], Cell], opts: Mapping[str, 
         raise ValueError(f"table {spec.id}: figure kind 'curves' needs metric labels '<name>=<number>' "
                          f"(e.g. 'sigma=0.02'); got {metrics[:3]}...")
     name, xs = sweep
-    scale = str(opts.get("x_scale", "auto"))
-    pos_vals = [x for x in xs if x > 0]
-    if scale == "auto":
-        spread = max(pos_vals) / min(pos_vals) if pos_vals else 1.0
-        scale = "category" if spread > 50 else "linear"
-    if scale == "log" and len(pos_vals) < len(xs):
-        scale = "category"  # a zero level has no place on a log axis
-    xpos = np.arange(len(xs), dtype=float) if scale == "category" else np.asarray(xs)
-    colors = _colors(len(exps))
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for exp, col in zip(exps, colors, strict=True):
-        cells = [get(m, exp) for m in metrics]
-        y = np.array([c.repro if c.repro is not None else np.nan for c in cells])
-        s = np.array([c.repro_std if c.repro_std is not None else 0.0 for c in cells])
-        if not np.isnan(y).all():
-            ax.plot(xpos, y, color=col, lw=1.5, marker="o", ms=3, label=exp)
-            ax.fill_between(xpos, y - s, y + s, color=col, alpha=0.15, lw=0)
-        p = np.array([c.paper if c.paper is not None else np.nan for c in cells])
-        if not np.isnan(p).all():
-            ax.plot(xpos, p, color=col, lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
-                    label=None if not np.isnan(y).all() else exp)
-        out = np.array([c.outside for c in cells])
-        if out.any():
-            ax.plot(xpos[out], y[out], ls="none", marker="o", ms=8, mfc="none", mec=FLAG_COLOR, mew=1.5)
+    xpos, scale = _curve_x(xs, str(opts.get("x_scale", "auto")))
+    fig, ax = plt.subplots(figsize=(10.5, 4.8), layout="constrained")
+    for exp, col in zip(exps, _series_colors(len(exps)), strict=True):
+        _curve(ax, xpos, [get(m, exp) for m in metrics], col, exp, faded)
     if scale == "category":
         ax.set_xticks(xpos, [f"{x:g}" for x in xs])
     elif scale == "log":
         ax.set_xscale("log")
-    ax.set_xlabel(str(opts.get("x_label") or name or "level"))
+    ax.set_xlabel(str(opts.get("x_label") or name or "level"), fontsize=FONT + 1)
     if opts.get("y_label"):
-        ax.set_ylabel(str(opts["y_label"]))
+        ax.set_ylabel(str(opts["y_label"]), fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT)
     ax.grid(lw=0.4, alpha=0.5)
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + _legend_handles(curves=True), fontsize=7, loc="center left",
-              bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_title(_title(spec), fontsize=9)
+    fig.legend(handles=handles + _legend_handles(curves=True, smoke=faded), fontsize=FONT,
+               loc="outside right center", frameon=False)
     return fig
 
 
@@ -408,24 +442,35 @@ _PLOTTERS = {"bars": _plot_bars, "panels": _plot_panels, "grouped_stats": _plot_
              "curves": _plot_curves}
 
 
-def plot_table(res: Any, comparison: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("png",)
-               ) -> list[Path]:
-    """Draw one table (``res``: :class:`~bioreg.results.tables.TableResult`; ``comparison``: its
-    :func:`~bioreg.results.compare.compare_table`) as ``<out_dir>/<stem>.<fmt>``; the kind comes from the
-    spec (:func:`figure_kind`). Returns the files written (none for kind ``none``)."""
+def table_figure(spec: Any, get: Callable[[str, str], Cell], subtitle: str = "") -> Any:
+    """The matplotlib figure of one table (``None`` for kind ``none``): ``get(metric label, experiment
+    label)`` gives each cell; ``subtitle`` (the runs' data set and settings) goes under the title. Smoke
+    cells are drawn pale when the figure also has cells with a verdict."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    spec = res.spec
     kind = figure_kind(spec)
     if kind == "none":
+        return None
+    metrics, exps = _axes(spec)
+    shown = [get(m, e) for m in metrics for e in exps]
+    faded = any(c.smoke for c in shown) and any(c.repro is not None and not c.smoke for c in shown)
+    fig = _PLOTTERS[kind](spec, get, figure_options(spec.figure or {}, spec.id), faded)
+    fig.suptitle(_title(spec, subtitle), fontsize=FONT + 1)
+    return fig
+
+
+def plot_table(spec: Any, get: Callable[[str, str], Cell], out_dir: str | Path, subtitle: str = "",
+               formats: Sequence[str] = ("png",), dpi: int = FIGURE_DPI) -> list[Path]:
+    """Draw one table (:func:`table_figure`) as ``<out_dir>/<stem>.<fmt>``; returns the files written
+    (none for kind ``none``)."""
+    import matplotlib.pyplot as plt
+
+    fig = table_figure(spec, get, subtitle)
+    if fig is None:
         return []
-    opts = figure_options(spec.figure or {}, spec.id)
-    fig = _PLOTTERS[kind](spec, _cells(spec, comparison), opts)
     try:
-        return save_figure(fig, out_dir, spec.stem, formats)
+        return save_figure(fig, out_dir, spec.stem, formats, dpi=dpi)
     finally:
         plt.close(fig)
 
@@ -482,10 +527,8 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
     from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude, occlusion_mask
 
     p = OcclusionParams.from_dict(params)
-    names = {"central": "Central Occlusion", "checkerboard": "Checker Board",
-             "horizontal_bars": "Horizontal Bars",
-             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half",
-             "vertical_half": "Vertical Half"}
+    names = {"central": "Central Occlusion", "checkerboard": "Checker Board", "horizontal_bars": "Horizontal Bars",
+             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half", "vertical_half": "Vertical Half"}
     h, w = image.shape[-2:]
     panels = [("Original", image, None)] + [(names[k], occlude(image, k, p), occlusion_mask(k, h, w, p))
                                            for k in OCCLUSION_KINDS]
@@ -497,7 +540,7 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (red: outline of the occluder)"
+    fig.suptitle("Dutta (2019) Fig. 2.4: the six occlusions (coloured line: outline of the occluder)"
                  + (f" — {caption}" if caption else ""), fontsize=9)
     fig.tight_layout()
     try:
@@ -510,8 +553,7 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
 
 
 def ewma(values: Sequence[float], weight: float) -> np.ndarray:
-    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0``
-    (w in [0, 1))."""
+    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0`` (w in [0, 1))."""
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing weight {weight!r}; valid range: [0, 1)")
     out = np.empty(len(values))
@@ -573,14 +615,14 @@ def fig_test_loss(histories: Mapping[str, pd.DataFrame], labels: Mapping[str, st
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     for exp, df in histories.items():
         mean = df.mean(axis=1)
-        ax.plot(mean.index.to_numpy() + 1, ewma(mean.to_numpy(), smoothing), lw=1.4,
+        ax.plot(mean.index.to_numpy() + 1, ewma(mean.to_numpy(), smoothing), lw=1.4, marker="o", ms=2.5,
                 label=f"{labels.get(exp, exp)} ({df.shape[1]} seed{'s' if df.shape[1] != 1 else ''})")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("held-out loss (log scale, EWMA-smoothed)")
     ax.set_title(f"Singh (2023) Fig. 3.11: loss across models (smoothing weight {smoothing:g})", fontsize=9)
     ax.grid(lw=0.4, alpha=0.5, which="both")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     try:
         return save_figure(fig, out_dir, "fig_3_11", formats, dpi=150)
     finally:
@@ -599,20 +641,16 @@ class SourceFigure:
 
 
 SOURCE_FIGURES: tuple[SourceFigure, ...] = (
-    SourceFigure("fig_2_1",
-                 "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
+    SourceFigure("fig_2_1", "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
                  "several K (eqs 2.10–2.12)", "nothing (closed form + sampling)", "make fig-2.1"),
-    SourceFigure("fig_2_2",
-                 "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
+    SourceFigure("fig_2_2", "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
                  "sampler (§2.2.4)", "nothing (sampling)", "make fig-2.2"),
     SourceFigure("fig_2_3", "Dutta (2019) Fig. 2.3: correlation of eq 2.14 vs distance and tuning similarity",
                  "nothing (closed form)", "make fig-2.3"),
     SourceFigure("fig_2_4", "Dutta (2019) Fig. 2.4: the six occlusions of §2.4.3 (the evaluation's own code)",
                  "a CIFAR-10 test image, or a digits image when CIFAR-10 is absent", "make figures"),
-    *(SourceFigure(f"fig_3_{n}",
-                   f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
-                   "(vanilla, mixup, manifold mixup; eq 3.6)"
-                   + (", one shared colour scale" if n == 7 else ""),
+    *(SourceFigure(f"fig_3_{n}", f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
+                   "(vanilla, mixup, manifold mixup; eq 3.6)" + (", one shared colour scale" if n == 7 else ""),
                    "records of the Ch. 3 runs with extra.correlation_analysis", "make figures-ch3")
       for n, layer in ((2, 3), (3, 5), (4, 6), (5, 8), (6, 9), (7, 9))),
     SourceFigure("activation_stats_48", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
@@ -624,7 +662,6 @@ SOURCE_FIGURES: tuple[SourceFigure, ...] = (
     SourceFigure("activation_mean_std_51", "Singh (2023) Fig. 3.2: mean and std of the activations, layer 51",
                  "records with extra.activation_stats", "make figures-normout"),
     SourceFigure("fig_3_11", "Singh (2023) Fig. 3.11: loss across the models of Table 3.2 over training "
-                 "(held-out split, log scale, smoothed)",
-                 "records of the Table n3.2 models with their CSV logs",
+                 "(held-out split, log scale, smoothed)", "records of the Table n3.2 models with their CSV logs",
                  "make figures"),
 )

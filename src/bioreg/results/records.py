@@ -24,7 +24,11 @@ slurm_job}`` per launch that trained the run; records written before stints have
 ``corruption/<name>/<severity>``),
 ``summary`` (derived numbers, e.g. per-corruption means over severities),
 ``extra`` (sections added by evaluators: attacks, robustness, Fisher-Rao, …),
-and for runs that did not complete ``error``.
+``overrides`` (the Hydra command-line overrides of the run, when it ran under Hydra; records
+written before they were kept lack it), and for runs that did not complete ``error`` (one line), ``traceback``
+and ``failure`` (exception, signal, stage, epoch, batch: :func:`bioreg.lit.failure.describe_failure`).
+A record may also carry ``protocol: {reading: thesis | authors, selected_on: validation | test}``
+(absent = the thesis's reading, model selected on the validation split).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from bioreg.io import atomic_write_json
 
 __all__ = [
     "RECORD_VERSION", "IDENTITY_EXCLUDE", "config_key", "RecordStore", "DuplicateRecordError",
-    "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE", "INCOMPLETE",
+    "git_info", "package_versions", "utc_now", "read_record", "UNREADABLE", "INCOMPLETE", "task_overrides",
+    "failure_text",
 ]
 
 RECORD_VERSION = 1
@@ -134,6 +139,50 @@ def git_info(cwd: str | Path | None = None) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def task_overrides() -> list[str] | None:
+    """The command-line overrides of the running Hydra job (``None`` outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    except Exception:  # noqa: BLE001 - not under Hydra (tests, notebooks, evaluate_checkpoint.py)
+        return None
+
+
+def failure_text(record: Mapping[str, Any]) -> str:
+    """Why a failed run stopped, in one line: from its ``failure`` section, or for a record written
+    before that section existed, from ``error`` (a bare ``"SIGTERMException: "`` becomes "killed by
+    SIGTERM") and the last line of ``traceback`` when the error has no message."""
+    f = record.get("failure")
+    if isinstance(f, Mapping) and f.get("exception"):
+        return _failure_line(f)
+    err = " ".join(str(record.get("error") or "").split())
+    name, _, msg = err.partition(":")
+    if name.strip() == "SIGTERMException" and not msg.strip():
+        return "killed by SIGTERM (Lightning's SIGTERMException; the record does not say at which epoch)"
+    if err and not msg.strip():
+        tb = [ln.strip() for ln in str(record.get("traceback") or "").splitlines() if ln.strip()]
+        return f"{name.strip()} (no message){'; traceback ends: ' + tb[-1] if tb else ''}"
+    return err or "no error text in the record"
+
+
+def _failure_line(f: Mapping[str, Any]) -> str:
+    where = []
+    if "epoch" in f:
+        where.append(f"epoch {f['epoch']}" + (f" of {f['max_epochs']}" if "max_epochs" in f else ""))
+    if "batch" in f:
+        where.append(f"after batch {f['batch']}" + (f" of {f['batches']}" if "batches" in f else ""))
+    tail = (f" ({'global step ' + str(f['global_step'])})" if "global_step" in f else "")
+    stage = {"train": "training", "validate": "validation", "sanity_check": "the sanity check",
+             "evaluation": "the evaluation after training"}.get(
+        str(f.get("stage")), str(f.get("stage") or ""))
+    place = (f" during {stage}" if stage else "") + (": " + ", ".join(where) + tail if where else "")
+    if f.get("signal"):
+        return f"killed by {f['signal']}{place}"
+    msg = f.get("message") or "(no message)"
+    return f"{f['exception']}: {msg}" + (f" —{place}" if place else "")
 
 
 def package_versions() -> dict[str, str]:

@@ -11,6 +11,7 @@ A table is one YAML spec in ``src/bioreg/results/specs/table_<id>.yaml`` (``2.3`
     paper_index: null                   # wide only: the column(s) holding the row labels; a list
                                         # (e.g. [model, h, alpha]) names a row by its values joined with ","
     seeds: [0, 1, 2, 3, 4]
+    protocol: dutta2019_ch2_corruption  # its published protocol (specs/protocols.yaml): who gets a verdict
     number_format: ".1f"
     rows:                               # printed order, top to bottom
       - {label: Test Set, metric: summary.test_acc}
@@ -64,8 +65,7 @@ from bioreg.results.aggregate import (
 )
 
 __all__ = [
-    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult",
-    "spec_path", "load_spec", "all_specs",
+    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
     "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
     "format_cell", "load_paper",
 ]
@@ -108,8 +108,7 @@ class Axis:
     label: str
     experiment: str | None = None
     metric: Metric | None = None
-    # ablation: the printed row/column whose published cells it is compared with
-    compare_to: str | None = None
+    compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
     paper: str | None = None  # its label in the paper CSV when that differs from ``label``
     ablation: bool = False  # an ablation run (also every compare_to axis): left out by sweep_ablations=false
 
@@ -131,13 +130,15 @@ class TableSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
-    #: how the table is drawn (``bioreg.results.figures``): ``{kind:
-    # auto|bars|panels|curves|grouped_stats|none,
+    #: how the table is drawn (``bioreg.results.figures``): ``{kind: auto|bars|panels|curves|grouped_stats|none,
     #: ...}``; empty = chosen from the table's shape
     figure: Mapping[str, Any] = field(default_factory=dict, hash=False)
     #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
     #: what their axes would give (e.g. Table 3.2's Linear Exponential column reads another section)
     overrides: tuple[tuple[str, str, str | None, Metric | None], ...] = ()
+    #: the published protocol its runs must follow to be compared (an id of ``specs/protocols.yaml``,
+    #: :mod:`bioreg.results.protocol`); ``None``: every run is compared
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.paper_format not in ("tidy", "wide"):
@@ -153,25 +154,29 @@ class TableSpec:
                 raise ValueError(f"table {self.id}: duplicate {kind} labels {dup}")
             printed = [a.label for a in axis if not a.compare_to]
             if labels[:len(printed)] != printed:
-                raise ValueError(
-                    f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
-                    f"order: {labels}")
+                raise ValueError(f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
+                                 f"order: {labels}")
             for a in axis:
                 if a.compare_to is not None and a.compare_to not in printed:
-                    raise ValueError(
-                        f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
-                        f"not a printed {kind} label; valid: {printed}")
+                    raise ValueError(f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
+                                     f"not a printed {kind} label; valid: {printed}")
         try:
             format(1.0, self.number_format)
         except ValueError as e:
             raise ValueError(f"table {self.id}: number_format={self.number_format!r} is not a float format "
                              "spec (e.g. '.1f', '.3g')") from e
+        if self.protocol is not None:
+            from bioreg.results.protocol import get_protocol
+
+            try:
+                get_protocol(self.protocol)
+            except ValueError as e:
+                raise ValueError(f"table {self.id}: {e}") from None
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
-                raise ValueError(
-                    f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
-                    f"{sorted(rl)}, columns: {sorted(cl)}")
+                raise ValueError(f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
+                                 f"{sorted(rl)}, columns: {sorted(cl)}")
         for r in self.rows:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
@@ -237,9 +242,8 @@ def spec_path(table_id: str) -> Path:
     return SPEC_DIR / f"{spec_stem(table_id)}.yaml"
 
 
-_SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format",
-              "rows",
-              "columns", "description", "figure", "cells"}
+_SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
+              "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"}
 
@@ -247,17 +251,15 @@ _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
     unknown = set(d) - _SPEC_KEYS
     if unknown:
-        raise ValueError(
-            f"table spec {d.get('id')!r}: unknown keys {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
+        raise ValueError(f"table spec {d.get('id')!r}: unknown keys {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
 
     def axis(items: Any, what: str) -> tuple[Axis, ...]:
         out = []
         for it in items or []:
             bad = set(it) - _AXIS_KEYS
             if bad or "label" not in it:
-                raise ValueError(
-                    f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
-                    f"{sorted(_AXIS_KEYS - {'label'})}")
+                raise ValueError(f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
+                                 f"{sorted(_AXIS_KEYS - {'label'})}")
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
                             compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
@@ -284,6 +286,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
         number_format=str(d.get("number_format", ".1f")),
         rows=axis(d.get("rows"), "row"), columns=axis(d.get("columns"), "column"), overrides=tuple(overrides),
         figure=_figure_options(d.get("figure"), d.get("id")),
+        protocol=None if d.get("protocol") is None else str(d["protocol"]),
     )
 
 
@@ -324,8 +327,7 @@ def all_specs(spec_dir: Path = SPEC_DIR) -> list[TableSpec]:
     return [load_spec(i, spec_dir) for i in table_ids(spec_dir)]
 
 
-def parse_table_args(ap: Any,
-                     argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
+def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
     """Add ``--tables`` and the record options (:func:`bioreg.results.aggregate.add_record_options`) to
     the table scripts' parser, parse ``argv`` and load the specs (all when ``--tables`` is empty), the
     records and the pins: ``(args, specs, records, pins)``. Bad input ends the script with exit code 2
@@ -347,12 +349,12 @@ def parse_table_args(ap: Any,
 @dataclass
 class TableResult:
     spec: TableSpec
-    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds
+    cells: pd.DataFrame  # row, column, experiment, metric, mean, std, n, n_expected, seeds, values
     selection: Selection
     missing_metrics: list[str] = field(default_factory=list)
     #: the per-seed values behind each cell, ``{(row, column): {seed: value}}`` (what the mean and std
     #: summarise; the seed-level statistics of ``bioreg.results.claim_stats`` read them)
-    values: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    per_seed: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -363,9 +365,12 @@ class TableResult:
         return CellStats(_none(r["mean"]), _none(r["std"]), int(r["n"]), int(r["n_expected"]),
                          tuple(int(s) for s in str(r["seeds"]).split(";") if s != ""))
 
+    def values(self, row: str, col: str) -> dict[int, float]:
+        """The per-seed values of one cell, ``{seed: value}`` (what its mean and std are taken over)."""
+        return dict(self.per_seed.get((row, col), {}))
+
     def text_grid(self, latex: bool = False) -> pd.DataFrame:
-        grid = pd.DataFrame(index=[r.label for r in self.spec.rows],
-                            columns=[c.label for c in self.spec.columns],
+        grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
                             dtype=object)
         for _, r in self.cells.iterrows():
             grid.loc[r["row"], r["column"]] = format_cell(
@@ -404,14 +409,12 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
             per_seed[(r.label, c.label)] = vals
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
-                         "seeds": ";".join(str(s) for s in st.seeds)})
-    cells = pd.DataFrame(rows,
-                         columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
-                                        "seeds"]).astype({"mean": "float64", "std": "float64"})
+                         "seeds": ";".join(str(s) for s in st.seeds), "values": vals})
+    cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
+                                        "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
-             f"{', '.join(str(s) for s in sorted(set(seeds)))}"
-             for (exp, m), seeds in sorted(missing.items())]
-    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, values=per_seed)
+             f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
+    return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -461,13 +464,11 @@ def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
         "|" + "|".join(["---"] + ["--:"] * len(spec.columns)) + "|",
     ]
     for r in spec.rows:
-        lines.append("| "
-                     + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
+        lines.append("| " + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
                      + " |")
         if any((r.label, c.label) in printed for c in spec.columns):
             lines.append("| " + " | ".join([_md_escape(f"{r.label} (published)"),
-                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]])
-                         + " |")
+                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]]) + " |")
     lines.append("")
     notes = res.notes
     lines += ["**Notes**", ""] + ([f"- {_md_escape(n)}" for n in notes] if notes else ["- none"])
@@ -491,17 +492,14 @@ def render_latex(res: TableResult) -> str:
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"),
-                 ("$", r"\$")):
+    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
         s = s.replace(a, b)
     return s
 
 
 def render_csv(res: TableResult) -> str:
-    """Tidy CSV in the layout of ``results/paper`` (``table,row,column,mean,std``) plus
-    ``n,n_expected,seeds``."""
-    df = res.cells.assign(
-        table=res.spec.id)[["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]]
+    """Tidy CSV in the layout of ``results/paper`` (``table,row,column,mean,std``) plus ``n,n_expected,seeds``."""
+    df = res.cells.assign(table=res.spec.id)[["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]]
     return df.to_csv(index=False, float_format="%.6g")
 
 
@@ -529,9 +527,8 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
         return None
     p = Path(paper_dir) / spec.paper
     if not p.is_file():
-        raise ValueError(
-            f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
-            f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
+        raise ValueError(f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
+                         f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
     raw = pd.read_csv(p, dtype=str, keep_default_na=False)
     if spec.paper_format == "tidy":
         df = raw[["row", "column", "mean", "std"]].copy()
@@ -556,8 +553,7 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
 
 
 def paper_matrix(spec: TableSpec, paper: pd.DataFrame | None) -> dict[tuple[str, str], float | None]:
-    out: dict[tuple[str, str], float | None] = {(r.label, c.label): None for r in spec.rows
-                                                for c in spec.columns}
+    out: dict[tuple[str, str], float | None] = {(r.label, c.label): None for r in spec.rows for c in spec.columns}
     if paper is not None:
         for _, p in paper.iterrows():
             if (p["row"], p["column"]) in out:

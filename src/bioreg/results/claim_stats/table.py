@@ -18,13 +18,13 @@ __all__ = ["judge_table", "table_cell_intervals"]
 def judge_table(res: TableResult, claims: Sequence[Claim], paper: pd.DataFrame | None,
                 options: StatsOptions | None = None) -> list[ClaimJudgement]:
     """Judge the claims of ``res``'s table (the others in ``claims`` are skipped) from its per-seed
-    values (``res.values``, filled by :func:`bioreg.results.tables.build_table`) and the printed
+    values (``res.per_seed``, filled by :func:`bioreg.results.tables.build_table`) and the printed
     cells (``paper`` from :func:`bioreg.results.tables.load_paper`, run counts from
     ``specs/published_runs.yaml``). Comparisons shared by several claims are computed once."""
     opt = options or StatsOptions()
     pub = published_cells(res.spec, paper)
     cache: dict = {}
-    return [judge_claim(c, res.spec, res.values, pub, opt, cache) for c in claims if c.table == res.spec.id]
+    return [judge_claim(c, res.spec, res.per_seed, pub, opt, cache) for c in claims if c.table == res.spec.id]
 
 
 def table_cell_intervals(res: TableResult, paper: pd.DataFrame | None, level: float = 0.95
@@ -41,5 +41,5 @@ def table_cell_intervals(res: TableResult, paper: pd.DataFrame | None, level: fl
     for r in spec.rows:
         for c in spec.columns:
             pub = printed.get((spec.paper_label(r.label), spec.paper_label(c.label)))
-            out[(r.label, c.label)] = cell_interval(res.values.get((r.label, c.label), {}), pub, level)
+            out[(r.label, c.label)] = cell_interval(res.per_seed.get((r.label, c.label), {}), pub, level)
     return out

@@ -40,8 +40,7 @@ def _published_text(j: ClaimJudgement) -> str:
 def _power_text(j: ClaimJudgement, seeds_run: int) -> str:
     if j.seeds_needed is None:
         return f"cannot say: {j.seeds_needed_reason}"
-    tail = f" (has {seeds_run})" if seeds_run else ""
-    return f"needs ≥ {j.seeds_needed} seeds per arm{tail}"
+    return f"needs ≥ {j.seeds_needed} seeds per arm (has {seeds_run})"
 
 
 def summary(j: ClaimJudgement) -> dict[str, str]:
@@ -65,7 +64,8 @@ def summary(j: ClaimJudgement) -> dict[str, str]:
         "published": _published_text(j), "published_detail": j.published_reason,
         "power": _power_text(j, seeds_run),
         "method": (f"{round(100 * j.options.level)} % {CI_METHOD} bootstrap intervals "
-                   f"({j.options.n_resamples} resamples), Holm across {len(comps)} comparisons"),
+                   f"({j.options.n_resamples} resamples), Holm across {len(comps)} comparison"
+                   f"{'s' if len(comps) != 1 else ''}"),
     }
 
 
