@@ -40,7 +40,8 @@ STAT_LABELS = {"mean": "mean", "max": "maximum", "std": "standard deviation", "v
 # the models of Tables 3.2-3.3 (the best of Table 3.1), in the thesis's order
 DEFAULT_NAMES = (
     "vgg16_baseline", "vgg16_dropout_48_51", "vgg16_spatialmax_48_51", "vgg16_temporalmax_48_51",
-    "vgg16_spatiotemporalmax_48_51", "vgg16_spatiotemporal_softmax_48_51_t80", "vgg16_temporal_softmax_48_51_t100",
+    "vgg16_spatiotemporalmax_48_51", "vgg16_spatiotemporal_softmax_48_51_t80",
+    "vgg16_temporal_softmax_48_51_t100",
 )
 _KIND = {"baseline_noaug": "Baseline-no-data-aug", "baseline": "Baseline", "dropout": "Dropout",
          "spatialmax": "SpatialMax", "temporalmax": "TemporalMax", "spatiotemporalmax": "SpatiotemporalMax",
@@ -128,7 +129,8 @@ def plot_point(data: dict[str, dict], point: str, out: Path, stats: tuple[str, .
         order = sorted(finals, key=lambda n: finals[n]["mean"])
         fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(order), 3.2))
         x = np.arange(len(order))
-        ax.errorbar(x, [finals[n]["mean"] for n in order], yerr=[finals[n]["std"] for n in order], fmt="o", capsize=3)
+        ax.errorbar(x, [finals[n]["mean"] for n in order], yerr=[finals[n]["std"] for n in order], fmt="o",
+                    capsize=3)
         ax.set_xticks(x, [thesis_label(n) for n in order], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"activation in {where}")
         ax.set_title(f"Mean and standard deviation of activations, {where}", fontsize=9)
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     for point in args.points:
         data = load_histories(args.results_dir, args.names, point)
         if not data:
-            print(f"point {point}: no completed records with activation statistics for {', '.join(args.names)}")
+            print(
+                f"point {point}: no completed records with activation statistics for {', '.join(args.names)}")
             continue
         for p in plot_point(data, point, args.out, tuple(args.stats)):
             print(f"wrote {p}")

@@ -374,7 +374,8 @@ def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan, tra
         return
     from bioreg.lit.failure import describe_failure
 
-    record.update({"status": stop_status(e), **describe_failure(e, trainer), "traceback": traceback.format_exc()})
+    record.update(
+        {"status": stop_status(e), **describe_failure(e, trainer), "traceback": traceback.format_exc()})
     write_record(record, t0, plan, overwrite=True)
     if type(e).__name__ == "SIGTERMException":
         raise SystemExit(128 + 15) from e  # 143 = SIGTERM
