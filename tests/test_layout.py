@@ -5,8 +5,7 @@
   lit → evaluate → config → results → app and launch), counting lazy imports too;
 * no test module imports another test module (shared pieces live in tests/helpers/);
 * the README's layout tree names every module of the package;
-* no function in src/ is longer than 60 lines, data tables (one ``return`` of a literal) aside —
-  expected to fail until the branches rewriting the last offenders are merged (its xfail reason).
+* no function in src/ is longer than 60 lines, data tables (one ``return`` of a literal) aside.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -187,9 +184,6 @@ def test_the_function_length_check_sees_long_functions_and_tables():
     assert all(int(s.rsplit(":", 1)[1]) > 10 for s in _long_functions(10)) and len(_long_functions(10)) > 50
 
 
-@pytest.mark.xfail(strict=False, reason="replaced on main by issue 19's report object (strict after the "
-                   "merge): bioreg/results/compare.py:build_report:113, "
-                   "bioreg/results/report.py:render_markdown:79")
 def test_no_function_over_60_lines():
     """No function in src/ is longer than 60 lines (split it into named helpers), data tables aside."""
     assert not _long_functions(), _long_functions()
