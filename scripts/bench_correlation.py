@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the Ch. 3 correlation analysis (Dutta 2019, §3.2; src/bioreg/evaluate/correlation_analysis.py).
+"""Benchmark of the Ch. 3 correlation analysis (Dutta 2019, §3.2; src/bioreg/evaluate/correlation_analysis/).
 
 Three measurements, last line ``RESULT peak_mb=<x> matmul_fraction=<y> max_abs_err=<z>``:
 
@@ -98,7 +98,8 @@ def _child(args: argparse.Namespace) -> dict:
     peak_mb = _peak_rss_mb()
     return {"n_units": blocks.zt.shape[0], "sb": sb, "tile_side": side, "tiles": len(red.tiles()),
             "t_collect": t_collect, "t_tiles": red.total_s, "t_matmul_in_tiles": red.matmul_s,
-            "tiled_rate": tiled_rate, "sampled": len(ratios), "fraction": float(sorted(ratios)[len(ratios) // 2]),
+            "tiled_rate": tiled_rate, "sampled": len(ratios),
+            "fraction": float(sorted(ratios)[len(ratios) // 2]),
             "fraction_sum": mm_s / tile_s, "peak_mb": peak_mb,
             "z_mb": blocks.zt.numel() * 4 / 2**20, "stats": st.as_dict()}
 
@@ -151,7 +152,8 @@ def exactness(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=100, help="S of the layer-3 run (thesis: 100; less = faster, Z shrinks)")
+    ap.add_argument("--samples", type=int, default=100,
+                    help="S of the layer-3 run (thesis: 100; less = faster, Z shrinks)")
     ap.add_argument("--batch", type=int, default=64, help="B of the layer-3 run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tile-units", type=int, default=2048)
@@ -181,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['sb'] / (100 * args.batch):.2f} of S = 100), {r['tiles']} tiles of side {r['tile_side']}")
     print(f"  collect {r['t_collect']:.1f} s, tiled product + reduction {r['t_tiles']:.1f} s "
           f"(of which the products {r['t_matmul_in_tiles']:.1f} s)")
-    print(f"  throughput: tiled product + reduction {r['tiled_rate'] / 1e9:.2f} GMAC/s overall; on {r['sampled']} "
-          f"sampled tiles, plain torch.mm of the same operands / (product + reduction): median {r['fraction']:.3f}, "
+    print(f"  throughput: tiled product + reduction {r['tiled_rate'] / 1e9:.2f} GMAC/s overall; on "
+          f"{r['sampled']} sampled tiles, plain torch.mm of the same operands / (product + reduction): "
+          f"median {r['fraction']:.3f}, "
           f"time-weighted {r['fraction_sum']:.3f} (target >= 0.5)")
     print(f"  peak RSS {r['peak_mb']:.0f} MB (target <= 2048); Z = {r['z_mb']:.0f} MB here, full-size Z "
           f"(S = 100) = {full_z:.0f} MB, i.e. about {r['peak_mb'] - r['z_mb'] + full_z:.0f} MB at S = 100")
     print(f"  Σ′ statistics (random-init VGG-11, random images): {r['stats']}")
-    print(f"RESULT peak_mb={r['peak_mb']:.0f} matmul_fraction={r['fraction']:.3f} max_abs_err={ex['max_abs_err']:.2e}")
+    print(f"RESULT peak_mb={r['peak_mb']:.0f} matmul_fraction={r['fraction']:.3f} "
+          f"max_abs_err={ex['max_abs_err']:.2e}")
     return 0
 
 

@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0 = leave torch's default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch.set_num_threads (0 = leave torch's default)")
     ap.add_argument("--clock", choices=["process", "wall"], default="process",
                     help="process CPU time (default on CPU) or wall-clock time (forced on CUDA)")
     ap.add_argument("--device", default="cpu")

@@ -83,7 +83,8 @@ def time_steps(configs: dict, batch: int, device: torch.device, warmup: int, rep
     return {k: statistics.median(v) for k, v in times.items() if v}
 
 
-def time_sampler(kind: str, shape: tuple[int, int, int], batch: int, device: torch.device, repeats: int) -> float:
+def time_sampler(kind: str, shape: tuple[int, int, int], batch: int, device: torch.device,
+                 repeats: int) -> float:
     """Median time of one Σ refresh + one batch of samples."""
     torch.manual_seed(0)
     w = torch.randn(shape[0], 3, 3, 3, device=device) * 0.1
@@ -138,15 +139,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    print(f"device={device} torch_threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats} "
-          f"warmup={args.warmup} (median step time, ratio to the baseline of the same run)")
+    print(
+        f"device={device} torch_threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats} "
+        f"warmup={args.warmup} (median step time, ratio to the baseline of the same run)")
 
     # --- AllConvNet, layer 1 (n = 10 240)
     acn = {
         "baseline": build(AllConvNet, None, device),
         "UG": build(AllConvNet, _entry("UncorrelatedGaussian", "layer1"), device),
-        "CG-structured": build(AllConvNet, _entry("CorrelatedGaussian", "layer1", sampler="structured"), device),
-        "CP-structured": build(AllConvNet, _entry("CorrelatedPoisson", "layer1", sampler="structured"), device),
+        "CG-structured": build(AllConvNet, _entry("CorrelatedGaussian", "layer1", sampler="structured"),
+                               device),
+        "CP-structured": build(AllConvNet, _entry("CorrelatedPoisson", "layer1", sampler="structured"),
+                               device),
     }
     reps = {k: args.repeats for k in acn}
     if not args.skip_dense:
@@ -167,11 +171,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # --- VGG-16, layer 1 = features.2 (n = 65 536)
     vgg = {
         "baseline": build(VGG16, None, device),
-        "CG-structured": build(VGG16, _entry("CorrelatedGaussian", "features.2", sampler="structured"), device),
+        "CG-structured": build(VGG16, _entry("CorrelatedGaussian", "features.2", sampler="structured"),
+                               device),
     }
     t_vgg = time_steps(vgg, args.batch, device, args.warmup, {k: args.repeats for k in vgg})
     del vgg
-    t_mod_vgg = time_module(_entry("CorrelatedGaussian", "features.2"), VGG16, args.batch, device, args.repeats)
+    t_mod_vgg = time_module(_entry("CorrelatedGaussian", "features.2"), VGG16, args.batch, device,
+                            args.repeats)
     n_vgg = 64 * 32 * 32
     print("VGG-16 features.2 (n=65536):")
     for k, v in t_vgg.items():

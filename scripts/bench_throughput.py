@@ -100,7 +100,8 @@ def compose(experiment: str, device: torch.device, extra: list[str]):
         return hcompose("config", overrides=[*over, *extra])
 
 
-def synthetic_datamodule(data_cfg: dict, n_train: int, n_val: int, n_test: int = 100, c10c_dir: str | None = None,
+def synthetic_datamodule(data_cfg: dict, n_train: int, n_val: int, n_test: int = 100,
+                         c10c_dir: str | None = None,
                          test_labels: np.ndarray | None = None):
     """The experiment's CIFAR10DataModule (real class, real split/augmentation/loaders) on synthetic
     uint8 images of CIFAR-10's shape: ``n_train`` + ``n_val`` training-pool images, ``n_test`` test images."""
@@ -148,7 +149,8 @@ def build_lit(cfg, dm):
 
     torch.manual_seed(0)
     net = instantiate(cfg.model, _convert_="all")
-    lit = LitClassifier(net=net, mean=dm.mean, std=dm.std, optim=OmegaConf.to_container(cfg.optim, resolve=True),
+    lit = LitClassifier(net=net, mean=dm.mean, std=dm.std,
+                        optim=OmegaConf.to_container(cfg.optim, resolve=True),
                         reg=OmegaConf.to_container(cfg.reg, resolve=True), input_shape=tuple(dm.input_shape))
     configure_performance(lit, bool(cfg.trainer.get("channels_last")), cfg.trainer.get("compile") or False)
     return lit
@@ -260,15 +262,21 @@ def bench_config(key: str, device: torch.device, args) -> dict[str, Any]:
     full_train = FULL_TRAIN_POOL - resolve_count(data_cfg["val_size"], FULL_TRAIN_POOL)
     out = {
         "config": key, "experiment": CONFIGS[key], "model": str(cfg.model._target_).rsplit(".", 1)[-1],
-        "family": model_family(cfg.model._target_), "batch_size": batch, "batches": n_batches, "images": n_train,
-        "augment": data_cfg.get("augment"), "device_resident": dm.uses_device(), "precision": str(cfg.trainer.precision),
+        "family": model_family(cfg.model._target_), "batch_size": batch, "batches": n_batches,
+        "images": n_train,
+        "augment": data_cfg.get("augment"), "device_resident": dm.uses_device(),
+        "precision": str(cfg.trainer.precision),
         "channels_last": bool(cfg.trainer.get("channels_last")), "epoch_s": r, "pure_s": p,
-        "epoch_s_all": real, "pure_s_all": pure, "images_per_s": n_train / r, "pure_images_per_s": n_train / p,
-        "pipeline_ratio": r / p, "full_epoch_images": full_train, "s_per_full_epoch": r * full_train / n_train,
+        "epoch_s_all": real, "pure_s_all": pure, "images_per_s": n_train / r,
+        "pure_images_per_s": n_train / p,
+        "pipeline_ratio": r / p, "full_epoch_images": full_train,
+        "s_per_full_epoch": r * full_train / n_train,
         "max_epochs": int(cfg.trainer.max_epochs), "compile": args.compile or False,
     }  # fmt: skip
-    print(f"{key:20s} {out['model']:10s} batch {batch:4d} x {n_batches:4d}: real {r:8.3f} s  pure {p:8.3f} s  "
-          f"ratio {r / p:6.3f}  {n_train / r:9.0f} img/s  (full epoch ~{out['s_per_full_epoch']:.1f} s)", flush=True)
+    print(
+        f"{key:20s} {out['model']:10s} batch {batch:4d} x {n_batches:4d}: real {r:8.3f} s  pure {p:8.3f} s  "
+        f"ratio {r / p:6.3f}  {n_train / r:9.0f} img/s  (full epoch ~{out['s_per_full_epoch']:.1f} s)",
+        flush=True)
     del lit, dm
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -313,8 +321,9 @@ def bench_c10c(device: torch.device, k: int, args) -> dict[str, Any]:
     full = 19 * 5 * 10_000
     out = {"model": "resnet20", "per_severity": k, "images": n, "eval_s": secs, "images_per_s": n / secs,
            "eval_s_full": secs * full / n, "eval_cpu_s": cpu_s, "device_resident": dm.uses_device()}
-    print(f"CIFAR-10-C eval, ResNet-20: {n} images in {secs:.2f} s wall, {cpu_s:.2f} s CPU ({n / secs:.0f} img/s; "
-          f"full 950 000 images ~{out['eval_s_full']:.1f} s)", flush=True)
+    print(
+        f"CIFAR-10-C eval, ResNet-20: {n} images in {secs:.2f} s wall, {cpu_s:.2f} s CPU ({n / secs:.0f} "
+        f"img/s; full 950 000 images ~{out['eval_s_full']:.1f} s)", flush=True)
     return out
 
 
@@ -327,8 +336,9 @@ def run_concurrent(args, device: torch.device) -> dict[str, Any]:
                 "--device-resident", str(args.device_resident), "--num-workers", str(args.num_workers)]
         single = Path(tmp) / "single.json"
         subprocess.run([*base, "--out", str(single)], check=True, stdout=subprocess.DEVNULL)
-        procs = [subprocess.Popen([*base, "--out", str(Path(tmp) / f"run{i}.json")], stdout=subprocess.DEVNULL)
-                 for i in range(args.concurrent)]
+        procs = [
+            subprocess.Popen([*base, "--out", str(Path(tmp) / f"run{i}.json")], stdout=subprocess.DEVNULL)
+            for i in range(args.concurrent)]
         for p in procs:
             if p.wait() != 0:
                 raise SystemExit(f"a concurrent run failed with status {p.returncode}")
@@ -337,14 +347,16 @@ def run_concurrent(args, device: torch.device) -> dict[str, Any]:
         for i in range(args.concurrent):
             outs.append(json.loads((Path(tmp) / f"run{i}.json").read_text())["configs"][0]["images_per_s"])
     agg = sum(outs)
-    return {"config": args.configs, "family": fam, "n": args.concurrent, "single_images_per_s": one, "images_per_s": outs,
+    return {"config": args.configs, "family": fam, "n": args.concurrent, "single_images_per_s": one,
+            "images_per_s": outs,
             "aggregate_images_per_s": agg, "packing_speedup": agg / one}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma-separated subset of {', '.join(CONFIGS)}")
     p.add_argument("--repeats", type=int, default=1, help="alternating real/pure measurements (min is used)")
     p.add_argument("--cpu-batches", type=int, default=2, help="batches per epoch on the CPU (reduced epoch)")
     p.add_argument("--c10c-per-severity", type=int, default=None,
@@ -352,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-c10c", action="store_true", help="skip the CIFAR-10-C evaluation")
     p.add_argument("--device-resident", default="true", choices=["true", "false", "auto"],
                    help="data.device_resident of the real pipeline (default true: the path under test)")
-    p.add_argument("--num-workers", type=int, default=0, help="data.num_workers (used when not device-resident)")
-    p.add_argument("--concurrent", type=int, default=0, help="measure N concurrent runs of --configs (one config)")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data.num_workers (used when not device-resident)")
+    p.add_argument("--concurrent", type=int, default=0,
+                   help="measure N concurrent runs of --configs (one config)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="JSON output (default results/bench/throughput_<device>.json)")
     p.add_argument("--compile", default=None, help="trainer.compile (true, reduce-overhead, aot_eager, ...)")
@@ -380,24 +394,28 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+        (f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+         f"{os.cpu_count()} cores)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"device: {name}; load average at start: {load}", flush=True)
     if device.type == "cpu":
         print(f"reduced epoch on the CPU: {args.batches or args.cpu_batches} batches per epoch; "
               "epoch times are this process's CPU seconds (the machine may be shared)", flush=True)
     result: dict[str, Any] = {"device": device.type, "device_name": name, "torch": torch.__version__,
-                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": load}
+                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                              "load_average": load}
     if args.concurrent:
         if len(keys) != 1:
             p.error("--concurrent N needs exactly one --configs entry (one family)")
         pack = run_concurrent(args, device)
         result["packing"] = pack
-        print(f"packing {keys[0]}: {pack['n']} concurrent runs, aggregate {pack['aggregate_images_per_s']:.0f} img/s, "
-              f"single {pack['single_images_per_s']:.0f} img/s, speedup {pack['packing_speedup']:.2f}")
+        print(
+            f"packing {keys[0]}: {pack['n']} concurrent runs, aggregate {pack['aggregate_images_per_s']:.0f} "
+            f"img/s, single {pack['single_images_per_s']:.0f} img/s, speedup {pack['packing_speedup']:.2f}")
         write(result, args, device)
         print(f"RESULT device={device.type} config={keys[0]} concurrent={pack['n']} "
-              f"packing_speedup={pack['packing_speedup']:.3f} aggregate_images_per_s={pack['aggregate_images_per_s']:.0f}")
+              f"packing_speedup={pack['packing_speedup']:.3f} "
+              f"aggregate_images_per_s={pack['aggregate_images_per_s']:.0f}")
         return 0
     result["configs"] = []
     for k in [] if args.c10c_only else keys:  # written after each config: a deadline keeps what was measured
@@ -419,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     write(result, args, device)
     size = "full" if device.type == "cuda" and not args.batches else \
         f"{args.batches or args.cpu_batches}_batches_per_epoch"
-    tail = (f" c10c_eval_s={c10c['eval_s']:.2f} c10c_images={c10c['images']} c10c_eval_s_full_est={c10c['eval_s_full']:.1f}"
-            if c10c else " c10c_eval_s=nan")
+    tail = (
+        f" c10c_eval_s={c10c['eval_s']:.2f} c10c_images={c10c['images']} "
+        f"c10c_eval_s_full_est={c10c['eval_s_full']:.1f}"
+        if c10c else " c10c_eval_s=nan")
     print(f"RESULT device={device.type} worst_pipeline_ratio={worst['pipeline_ratio']:.3f} "
           f"worst_config={worst['config']}{tail} epoch_size={size} "
           f"median_images_per_s={statistics.median(c['images_per_s'] for c in result['configs']):.0f}")

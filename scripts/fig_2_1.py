@@ -16,39 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bioreg.io import save_figure  # noqa: E402
-from bioreg.layers.noise import gumbel_softmax_poisson  # noqa: E402
-
-
-def make_figure(lam: float, ks: list[int], samples: int, seed: int, temperature: float) -> plt.Figure:
-    gen = torch.Generator().manual_seed(seed)
-    rates = torch.full((samples,), float(lam), dtype=torch.float64)
-    pois = torch.poisson(rates, generator=gen).long().numpy()
-    top = int(max(pois.max(), max(ks))) + 1
-    bins = np.arange(top + 1)
-    p_counts = np.bincount(pois, minlength=top)[:top]
-    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3.0), sharey=True, squeeze=False)
-    for ax, k in zip(axes[0], ks, strict=True):
-        g = gumbel_softmax_poisson(rates, k, temperature, generator=gen).long().numpy()
-        g_counts = np.bincount(g, minlength=top)[:top]
-        tv = 0.5 * np.abs(p_counts - g_counts).sum() / samples
-        ax.bar(bins[:-1] - 0.2, p_counts, width=0.4, label="Poisson", color="tab:blue")
-        ax.bar(bins[:-1] + 0.2, g_counts, width=0.4, label="Gumbel-softmax", color="tab:orange")
-        ax.set_title(f"K = {k}  (TV = {tv:.3f})", fontsize=10)
-        ax.set_xlabel("count")
-        ax.set_xticks(bins[:-1])
-    axes[0, 0].set_ylabel(f"frequency ({samples} samples)")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"Poisson(λ = {lam:g}) vs Gumbel-softmax approximation (τ = {temperature:g})", fontsize=11)
-    fig.tight_layout()
-    return fig
+from bioreg.io import save_figure
+from bioreg.results.figures_ch2 import fig_poisson_gumbel
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -62,7 +31,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     if args.lam <= 0 or min(args.ks) < 2 or args.samples < 1 or args.temperature <= 0:
         p.error("need --lam > 0, every K >= 2, --samples >= 1, --temperature > 0")
-    fig = make_figure(args.lam, args.ks, args.samples, args.seed, args.temperature)
+    fig = fig_poisson_gumbel(args.lam, args.ks, args.samples, args.seed, args.temperature)
     paths = save_figure(fig, args.out_dir, "fig_2_1", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")

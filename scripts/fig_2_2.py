@@ -15,45 +15,10 @@ written atomically (temporary file + rename).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bioreg.io import save_figure  # noqa: E402
-from bioreg.layers.noise import poisson_icdf_from_normal  # noqa: E402
-
-
-def achieved_correlation(rho: float, lam: float, samples: int, gen: torch.Generator) -> float:
-    z1 = torch.randn(samples, dtype=torch.float64, generator=gen)
-    z2 = torch.randn(samples, dtype=torch.float64, generator=gen)
-    x2 = rho * z1 + math.sqrt(max(1 - rho * rho, 0.0)) * z2
-    rate = torch.full((samples,), float(lam), dtype=torch.float64)
-    h = torch.stack([poisson_icdf_from_normal(z1, rate), poisson_icdf_from_normal(x2, rate)])
-    return float(torch.corrcoef(h)[0, 1])
-
-
-def make_figure(lams: list[float], samples: int, seed: int) -> plt.Figure:
-    gen = torch.Generator().manual_seed(seed)
-    rhos = np.linspace(0.0, 0.95, 20)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="achieved = target")
-    for lam in lams:
-        got = [achieved_correlation(float(r), lam, samples, gen) for r in rhos]
-        ax.plot(rhos, got, "o-", ms=3, label=f"λ = {lam:g}")
-    ax.set_xlabel("target correlation (normal samples)")
-    ax.set_ylabel("achieved correlation (Poisson samples)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_title("Gaussian copula: normal vs transformed Poisson", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+from bioreg.io import save_figure
+from bioreg.results.figures_ch2 import fig_copula_correlation
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -65,7 +30,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     if min(args.lams) <= 0 or args.samples < 3:
         p.error("need every λ > 0 and --samples >= 3")
-    fig = make_figure(args.lams, args.samples, args.seed)
+    fig = fig_copula_correlation(args.lams, args.samples, args.seed)
     paths = save_figure(fig, args.out_dir, "fig_2_2", ("png", "pdf"), dpi=150, close=True)
     for path in paths:
         print(f"wrote {path}")

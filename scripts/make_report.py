@@ -28,7 +28,8 @@ from bioreg.results.tables import parse_table_args
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out-dir", default="results/report", help="where index.html goes (default: results/report)")
+    ap.add_argument("--out-dir", default="results/report",
+                    help="where index.html goes (default: results/report)")
     ap.add_argument("--figures-dir", default="results/figures",
                     help="the sources' figures to show (make figures writes them; default: results/figures)")
     args, specs, records, pins = parse_table_args(ap, argv)

@@ -6,7 +6,8 @@ that row (``<row> (published)``) where the spec names a paper CSV under ``result
 
     python scripts/make_table.py 2.5                     # one table
     python scripts/make_table.py all --results-dir results/runs --out-dir results/tables
-    python scripts/make_table.py 2.5 --pin allconvnet_baseline=1a2b3c4d5e   # choose among duplicate config keys
+    python scripts/make_table.py 2.5 --pin allconvnet_baseline=1a2b3c4d5e   # choose among duplicate config
+keys
     python scripts/make_table.py 2.5 --data cifar10      # only the CIFAR-10 runs (not quick digits runs)
     python scripts/make_table.py n3.1 --protocol authors # the runs of protocol=authors (selected on test)
 

@@ -13,30 +13,27 @@ The flags are the verdicts stored by :class:`bioreg.evaluate.attacks.Adversarial
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results-dir", default="results/runs", help="the results_dir of the runs (default results/runs)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results-dir", default="results/runs",
+                    help="the results_dir of the runs (default results/runs)")
     ap.add_argument("--name", default="*", help="only experiments whose name matches this glob (default all)")
     ap.add_argument("--format", choices=("markdown", "rich"), default="markdown")
     ap.add_argument("--recompute", action="store_true", help="decide the flags again from the stored numbers")
     args = ap.parse_args(argv)
 
-    from bioreg.evaluate.gradient_masking import format_red_flags
-    from bioreg.results.records import RecordStore
+    from bioreg.evaluate.gradient_masking import format_red_flags, run_records
 
     root = Path(args.results_dir)
     if not root.is_dir():
         print(f"--results-dir {root}: no such directory", file=sys.stderr)
         return 2
-    recs = [r for _, r in RecordStore(root) if r.get("status") == "completed"
-            and fnmatch.fnmatch(str(r.get("name", "")), args.name)]
-    recs.sort(key=lambda r: (str(r.get("name")), int(r.get("seed", 0))))
-    print(format_red_flags(recs, fmt=args.format, recompute=args.recompute))
+    print(format_red_flags(run_records(root, args.name), fmt=args.format, recompute=args.recompute))
     return 0
 
 

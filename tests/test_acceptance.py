@@ -52,7 +52,8 @@ def test_resnet20_pushpull_record_holds_ce_mce_and_relative_mce(tmp_path: Path) 
     """Issue 4. Measured: 11.6 s (load ~3)."""
     corruptions = ["gaussian_noise", "contrast", "brightness"]
     cfg = compose([
-        "+experiment=resnet20_pushpull", "data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        "+experiment=resnet20_pushpull", "data=digits", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1", "data.batch_size=16", "data.test_size=60", "data.severities=[1,3]",
         f"data.corruptions=[{','.join(corruptions)}]",
         "eval.evaluators.noise.variances=[0.0,0.01]", "eval.evaluators.noise.max_samples=20",
@@ -82,12 +83,15 @@ def test_resnet20_pushpull_record_holds_ce_mce_and_relative_mce(tmp_path: Path) 
             100.0 * (e_c - e_clean) / (PAPER_ALEXNET_ERRORS[c] - PAPER_ALEXNET_CLEAN), rel=1e-9, abs=1e-9), c
     assert rob["mce"] == pytest.approx(sum(rob["ce"].values()) / len(corruptions), rel=1e-12)
     assert rob["rmce"] == pytest.approx(sum(rob["rce"].values()) / len(corruptions), rel=1e-12, abs=1e-12)
-    assert rob["e_corr"] == pytest.approx(sum(sum(v) for v in per.values()) / (2 * len(corruptions)), rel=1e-9)
-    assert rec["extra"]["noise"]["std"] == [0.0, 0.1] and rec["extra"]["noise"]["variance"] == [0.0, 0.01] and rec["extra"]["noise"]["n"] == 20
+    assert rob["e_corr"] == pytest.approx(sum(sum(v) for v in per.values()) / (2 * len(corruptions)),
+                                          rel=1e-9)
+    noise = rec["extra"]["noise"]
+    assert noise["std"] == [0.0, 0.1] and noise["variance"] == [0.0, 0.01] and noise["n"] == 20
 
 
 ATTACK = "eval.evaluators.attacks."
-RED_FLAGS = {"iterative_weaker", "blackbox_stronger", "unbounded_short", "eps_not_increasing", "random_search_better"}
+RED_FLAGS = {"iterative_weaker", "blackbox_stronger", "unbounded_short", "eps_not_increasing",
+             "random_search_better"}
 
 
 def test_vgg16_normout_attacks_red_flags_and_fisher_rao(tmp_path: Path) -> None:
@@ -135,15 +139,18 @@ EXPERIMENTS = ("allconvnet_baseline", "corr_gaussian_layer1")  # columns "Baseli
 SEEDS = (0, 1, 2)
 TABLE_2_3_ROWS = {
     "Test Set": ("test_acc",), "Central Occlusion": ("occlusion_acc", "central"),
-    "Checker Board": ("occlusion_acc", "checkerboard"), "Horizontal Bars": ("occlusion_acc", "horizontal_bars"),
-    "Vertical Bars": ("occlusion_acc", "vertical_bars"), "Horizontal Half": ("occlusion_acc", "horizontal_half"),
+    "Checker Board": ("occlusion_acc", "checkerboard"),
+    "Horizontal Bars": ("occlusion_acc", "horizontal_bars"),
+    "Vertical Bars": ("occlusion_acc", "vertical_bars"),
+    "Horizontal Half": ("occlusion_acc", "horizontal_half"),
     "Vertical Half": ("occlusion_acc", "vertical_half"),
 }
 
 
 def _py(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env)
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=timeout,
+                         env=env)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     return out
 
@@ -161,7 +168,8 @@ def test_multirun_2x3_then_tables_and_compare_show_the_counts(tmp_path: Path) ->
     recs = [json.loads(p.read_text()) for p in sorted(runs.rglob("seed*.json"))]
     assert sorted((r["name"], r["seed"]) for r in recs) == sorted((e, s) for e in EXPERIMENTS for s in SEEDS)
     assert all(r["status"] == "completed" for r in recs)
-    assert sorted(p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir()) == [str(i) for i in range(6)]
+    assert sorted(p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir()) == [str(i)
+                                                                                       for i in range(6)]
 
     tables, report = tmp_path / "tables", tmp_path / "REPORT.md"
     _py("scripts/make_table.py", "all", "--results-dir", str(runs), "--out-dir", str(tables), "--quiet")

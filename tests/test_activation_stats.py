@@ -103,7 +103,8 @@ def test_ewma_by_hand_and_output_after_regularizer():
 
 def test_variance_is_the_square_of_the_reported_std_as_in_singh_tables_3_2_3_3():
     """Singh (2023), Tables 3.2-3.3: var = std² in every row. Batches of very different spread make the
-    average of per-batch variances differ from the square of the averaged std; the callback reports the latter."""
+    average of per-batch variances differ from the square of the averaged std; the callback reports the
+    latter."""
     net = Toy().train()
     cb = ActivationStats(points=["input"], momentum=0.5)
     cb.attach(net)
@@ -193,7 +194,8 @@ def test_figure_script_writes_png_and_pdf(tmp_path):
     assert fig.thesis_label("vgg16_dropout_48_51") == "Dropout 48 51"
     assert fig.thesis_label("vgg16_baseline_noaug") == "Baseline-no-data-aug"
     for name, scale in (("vgg16_baseline", 1.0), ("vgg16_dropout_48_51", 0.5)):
-        hist = {"epoch": [0, 1, 2], "step": [3, 6, 9], "ewma": {s: [scale, scale * 2, scale * 3] for s in STATS},
+        hist = {"epoch": [0, 1, 2], "step": [3, 6, 9],
+                "ewma": {s: [scale, scale * 2, scale * 3] for s in STATS},
                 "epoch_mean": {s: [scale] * 3 for s in STATS}}
         rec = {"name": name, "seed": 0, "config_key": "k", "status": "completed",
                "extra": {"activation_stats": {"48": {s: scale for s in STATS}},
@@ -203,7 +205,8 @@ def test_figure_script_writes_png_and_pdf(tmp_path):
         p.write_text(json.dumps(rec))
     data = fig.load_histories(tmp_path / "runs", ["vgg16_baseline", "vgg16_dropout_48_51"], "48")
     np.testing.assert_allclose(data["vgg16_dropout_48_51"]["mean"], [0.5, 1.0, 1.5])
-    assert fig.main(["--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--points", "48",
+    assert fig.main(
+        ["--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--points", "48",
                      "--names", "vgg16_baseline", "vgg16_dropout_48_51"]) == 0
     for stem in ("activation_stats_48", "activation_mean_std_48"):
         for ext in ("png", "pdf"):

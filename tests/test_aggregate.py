@@ -99,10 +99,12 @@ def test_missing_seeds_failed_run_duplicate_cell_by_cell(tmp_path: Path) -> None
 
     grid = res.text_grid()
     assert grid.loc["Test Set", "A"] == "72.00 ± 2.00 (3/5)"
-    assert grid.loc["Test Set", "B"] == f"{np.mean([60, 61, 63, 64]):.2f} ± {np.std([60, 61, 63, 64], ddof=1):.2f} (4/5)"
+    assert grid.loc["Test Set",
+                    "B"] == f"{np.mean([60, 61, 63, 64]):.2f} ± {np.std([60, 61, 63, 64], ddof=1):.2f} (4/5)"
 
     notes = res.notes
-    assert any(n.startswith("duplicate: exp_b seed 2") and "k1 (data: ?), k2 (data: ?)" in n for n in notes), notes
+    assert any(n.startswith("duplicate: exp_b seed 2") and "k1 (data: ?), k2 (data: ?)" in n
+               for n in notes), notes
     assert any(n.startswith("failed: exp_a seed 3") and "boom" in n for n in notes), notes
     assert any(n.startswith("ignored: exp_b seed 7") for n in notes), notes
     assert not any("other" in n for n in notes)
@@ -159,7 +161,8 @@ def test_unreadable_record_is_listed_not_fatal(tmp_path: Path) -> None:
 
 
 def test_metric_expressions() -> None:
-    m = {"summary.test_acc": 90.0, "train.acc": 0.955, "train.eval_acc": 97.0, "summary.corruption_acc.fog": 71.5}
+    m = {"summary.test_acc": 90.0, "train.acc": 0.955, "train.eval_acc": 97.0,
+         "summary.corruption_acc.fog": 71.5}
     assert parse_metric({"error": "summary.corruption_acc.fog"})(m) == pytest.approx(28.5)
     assert parse_metric({"percent": "train.acc"})(m) == pytest.approx(95.5)
     assert parse_metric({"diff": ["summary.test_acc", "train.eval_acc"]})(m) == pytest.approx(-7.0)
@@ -172,7 +175,8 @@ def test_metric_expressions() -> None:
     assert str(fo) == "first_of(train.eval_acc, percent(train.acc))"
 
 
-@pytest.mark.parametrize("bad", ["", {"error": ["a", "b"]}, {"diff": ["a"]}, {"sqrt": "a"}, 3, {"first_of": []}])
+@pytest.mark.parametrize("bad",
+                         ["", {"error": ["a", "b"]}, {"diff": ["a"]}, {"sqrt": "a"}, 3, {"first_of": []}])
 def test_bad_metric_spec_names_valid_forms(bad) -> None:
     with pytest.raises(ValueError, match="error|argument"):
         parse_metric(bad)
@@ -213,7 +217,8 @@ def test_data_filter_separates_quick_digits_runs_from_cifar_runs(tmp_path: Path)
     mixed = build_table(spec, load_records(tmp_path))
     assert mixed.stats("Test Set", "A").n == 1  # seed 0 is ambiguous and left out
     note = "\n".join(mixed.selection.notes())
-    assert "kc (data: cifar10)" in note and "kd (data: digits)" in note and "--data (cifar10 or digits)" in note
+    assert "kc (data: cifar10)" in note and "kd (data: digits)" in note
+    assert "--data (cifar10 or digits)" in note
     only_cifar = build_table(spec, load_records(tmp_path, data="cifar10")).stats("Test Set", "A")
     assert (only_cifar.n, only_cifar.mean) == (2, 81.0)
     only_digits = build_table(spec, load_records(tmp_path, data="digits")).stats("Test Set", "A")

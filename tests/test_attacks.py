@@ -152,7 +152,8 @@ def test_targeted_success_is_measured_against_the_target():
 
     x, _ = _data(20)
     y = torch.full((20,), 3)
-    r = AdversarialEvaluator(attacks=["pgd_t", "pgd_t_l2"], red_flags=False, batch_size=8)(_ctx(Always4(), x, y))
+    r = AdversarialEvaluator(attacks=["pgd_t", "pgd_t_l2"], red_flags=False, batch_size=8)(
+        _ctx(Always4(), x, y))
     for sec in (r["linf"]["pgd_t"], r["l2"]["pgd_t"]):
         assert sec["acc"] == 0.0 and sec["target_success"] == 100.0
         assert sec["target_success_ci95"] == pytest.approx(list(wilson_ci(20, 20)))
@@ -186,7 +187,8 @@ def test_evaluator_section_determinism_and_rng():
 
 def _run_flags(mask: str):
     x, y = _data(48)
-    return AdversarialEvaluator(**FAST, attacks=["fgsm", "pgd_ce", "square"], seed=0)(_ctx(Linear(mask), x, y))
+    return AdversarialEvaluator(**FAST, attacks=["fgsm", "pgd_ce", "square"], seed=0)(
+        _ctx(Linear(mask), x, y))
 
 
 def test_red_flags_silent_on_plain_model():
@@ -223,7 +225,8 @@ def test_red_flag_rules_on_constructed_sections():
 
     sec = {"linf": {"fgsm": e(20), "pgd_ce": e(80), "square": e(0)},
            "unbounded": {**e(0, 50), "eps": 1.0, "steps": 20},
-           "eps_sweep": {"eps": [2 / 255, 16 / 255], "acc": [40.0, 0.0], "ci95": [e(40)["ci95"], e(0)["ci95"]], "n": 100},
+           "eps_sweep": {"eps": [2 / 255, 16 / 255], "acc": [40.0, 0.0],
+                         "ci95": [e(40)["ci95"], e(0)["ci95"]], "n": 100},
            "random_search": {"n": 100, "random_search_only": 1}}
     f = evaluate_red_flags(sec)
     assert f["iterative_weaker"]["flag"] and f["blackbox_stronger"]["flag"]
@@ -234,7 +237,8 @@ def test_red_flag_rules_on_constructed_sections():
 
 # -------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kw, word", [
-    ({"eps_linf": -0.1}, "eps_linf"), ({"eps_l2": -1}, "eps_l2"), ({"attacks": ["pgd", "fgsm"]}, "valid choices"),
+    ({"eps_linf": -0.1}, "eps_linf"), ({"eps_l2": -1}, "eps_l2"),
+    ({"attacks": ["pgd", "fgsm"]}, "valid choices"),
     ({"n": 0}, "n must be"), ({"steps": 0}, "steps"), ({"square_queries": 0}, "square_queries"),
 ])
 def test_bad_input(kw, word):
@@ -289,7 +293,8 @@ def test_evaluate_checkpoint_and_red_flags_scripts(tmp_path, capsys):
     assert new["extra"]["robustness"] == {"x": 1} and new["summary"] == rec["summary"]
     assert new["config"] == resolved and new["config_key"] == "k"
     att, fr = new["extra"]["attacks"], new["extra"]["fisher_rao"]
-    assert att["n"] == 12 and set(att["linf"]) == {"fgsm", "pgd_ce", "pgd_t", "square"} and set(att["l2"]) == {"pgd_ce", "pgd_t"}
+    assert att["n"] == 12 and set(att["linf"]) == {"fgsm", "pgd_ce", "pgd_t", "square"} and set(
+        att["l2"]) == {"pgd_ce", "pgd_t"}
     assert att["provenance"]["epoch"] == 3 and att["seed"] == 0
     assert fr["n"] == 12 and fr["value"] >= 0 and fr["labels"] == "data"
     capsys.readouterr()

@@ -43,7 +43,8 @@ def make(name: str):
     }[name]()
 
 
-NAMES = ["ug", "up", "cg", "cp", "normout_stmax", "normout_tsoftmax", "corrdrop", "spatialdropoutmod", "dropblock"]
+NAMES = ["ug", "up", "cg", "cp", "normout_stmax", "normout_tsoftmax", "corrdrop", "spatialdropoutmod",
+         "dropblock"]
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +113,13 @@ def test_a_model_with_regularizers_trains_a_step_under_bf16_autocast():
     torch.manual_seed(0)
     net = AllConvNet(num_classes=10, width=8, width2=8, layer1_width=4)
     reg = {"cg": {"at": "layer1", "_target_": "bioreg.layers.noise.CorrelatedGaussian"},
-           "no": {"at": "layer2", "_target_": "bioreg.layers.normout.NormOut", "method": "max", "pool": "spatial"}}
+           "no": {"at": "layer2", "_target_": "bioreg.layers.normout.NormOut", "method": "max",
+                  "pool": "spatial"}}
     place_regularizers(net, reg, (3, 16, 16))  # 16 x 16: a small spatial Σ, a fast test
     model = Classifier(net, (0.5,) * 3, (0.25,) * 3).train()
     x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
-    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                        if p.grad is not None)

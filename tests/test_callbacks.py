@@ -25,8 +25,8 @@ from bioreg.lit.callbacks.stopping import StopAtAccuracy
 
 #: the checkpoint state keys of bioreg 0.1's callbacks (the two ModelCheckpoints of bioreg.app.run)
 KEYS_0_1 = {
-    "best": "ModelCheckpoint{'monitor': 'val/acc', 'mode': 'max', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
-            "'train_time_interval': None}",
+    "best": "ModelCheckpoint{'monitor': 'val/acc', 'mode': 'max', 'every_n_train_steps': 0, "
+            "'every_n_epochs': 1, 'train_time_interval': None}",
     "last": "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
             "'train_time_interval': None}",
     "rng": "RNGStateCheckpoint",
@@ -92,7 +92,8 @@ def test_same_folder_loads_as_lightning_does(tmp_path):
     b.load_state_dict(state)
     assert a.state_dict().keys() == b.state_dict().keys()
     for k, v in b.state_dict().items():
-        assert (v == a.state_dict()[k]) if not isinstance(v, dict) else v.keys() == a.state_dict()[k].keys(), k
+        assert (v == a.state_dict()[k]) if not isinstance(v,
+                                                          dict) else v.keys() == a.state_dict()[k].keys(), k
 
 
 def test_a_0_1_checkpoints_callback_states_load_into_the_moved_callbacks(tmp_path):

@@ -80,11 +80,14 @@ def test_unknown_model_lists_options():
 
 def test_misspelt_key_names_valid_keys():
     cfg = compose(["+trainer.max_epoch=3"])
-    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' — did you mean 'max_epochs'\?.*Valid keys"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown config key 'trainer.max_epoch' — did you mean 'max_epochs'\?.*Valid "
+                             r"keys"):
         validate_config(cfg)
     with pytest.raises(ConfigError, match=r"did you mean 'decay_bias_and_norm'"):
         check_override_key("optim.decay_bias_and_nrm")
-    with pytest.raises(ConfigError, match=r"'optim.weight_decay' — since bioreg 0.2 it is optim.optimizer.weight_decay"):
+    with pytest.raises(ConfigError,
+                       match=r"'optim.weight_decay' — since bioreg 0.2 it is optim.optimizer.weight_decay"):
         check_override_key("optim.weight_decay")
     with pytest.raises(ConfigError, match="Valid keys: .*seed"):
         check_override_key("sed")
@@ -124,14 +127,16 @@ def test_seed_must_be_an_integer(seed):
 
 def test_finetune_experiment_requires_a_checkpoint():
     cfg = compose(["+experiment=resnet20_pushpull_finetune", "data=digits"])
-    with pytest.raises(ConfigError, match=r"ckpt is required by experiment 'resnet20_pushpull_finetune'.*ckpt="):
+    with pytest.raises(ConfigError,
+                       match=r"ckpt is required by experiment 'resnet20_pushpull_finetune'.*ckpt="):
         validate_config(cfg)
     validate_config(compose(["+experiment=resnet20_pushpull_finetune", "data=digits", "ckpt=some/best.ckpt"]))
 
 
 def test_unknown_insertion_point_lists_valid_points():
     cfg = compose(["data=digits", "reg=allconv_dropout", "reg.drop_layer3.at=layer33"])
-    with pytest.raises(InsertionError, match=r"unknown insertion point 'layer33'.*valid points: input, layer1"):
+    with pytest.raises(InsertionError,
+                       match=r"unknown insertion point 'layer33'.*valid points: input, layer1"):
         build(cfg)
 
 
@@ -156,7 +161,8 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def test_train_py_reports_user_errors_cleanly(tmp_path):
     out = _train("trainer.max_epoch=3")
     assert out.returncode == 2 and "did you mean 'max_epochs'" in out.stderr and "Traceback" not in out.stderr
-    out = _train("data=digits", "reg=allconv_dropout", "reg.drop_layer3.at=nowhere", f"results_dir={tmp_path}",
+    out = _train("data=digits", "reg=allconv_dropout", "reg.drop_layer3.at=nowhere",
+                 f"results_dir={tmp_path}",
                  f"ckpt_dir={tmp_path}", f"hydra.run.dir={tmp_path}/out")
     assert out.returncode == 2 and "valid points: input, layer1" in out.stderr
     assert not list(tmp_path.glob("**/seed*.json"))  # a config mistake leaves no failed-run record

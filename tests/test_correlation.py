@@ -156,7 +156,8 @@ def test_dense_and_structured_spectral_repair_sample_the_same_matrix(params, sim
 def test_thesis_ncm_repair_is_nearest_and_spectral_repair_is_close_to_it():
     w = _weight(2, 1, similar=True)
     sigma = correlation_matrix(w, 6, 6, REPAIR)
-    higham, struct = DenseSampler((2, 6, 6), REPAIR, "higham"), StructuredSampler((2, 6, 6), REPAIR, "spectral")
+    higham, struct = DenseSampler((2, 6, 6), REPAIR, "higham"), StructuredSampler((2, 6, 6), REPAIR,
+                                                                                  "spectral")
     higham.refresh(w)
     struct.refresh(w)
     assert higham.repaired and struct.repaired and struct.n_clipped > 0
@@ -176,7 +177,8 @@ def test_spectral_repair_closed_form_when_only_the_rank_one_floor_keeps_sigma_ps
     # and the negative eigenvalue on the all-ones direction; Sigma = A + c 11^T with c = 0.5 has
     # unit diagonal and is positive definite (eigenvalue -0.1 + 4c = 1.9), but A is not PSD. The
     # repair clips A (not Sigma): (P+(A) + c 11^T) / (2.1 / 4 + c).
-    h = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=torch.float64).T / 2
+    h = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]],
+                     dtype=torch.float64).T / 2
     lam = torch.tensor([-0.1, 0.5, 0.7, 0.9], dtype=torch.float64)
     c = 0.5
     sigma = (h * lam) @ h.T + c
@@ -483,4 +485,5 @@ def test_distance_scale_names_and_numbers():
     with pytest.raises(ContextError, match="cumulative stride of point 'p'.*give distance_scale a number"):
         resolve_distance_scale("input", InsertionContext(point="p", producer=None, shape=(1, 2, 2)))
     with pytest.raises(RegularizerConfigError, match=r"different strides along y and x \(2, 1\)"):
-        resolve_distance_scale("input", InsertionContext(point="p", producer=None, shape=(1, 2, 2), stride=(2, 1)))
+        resolve_distance_scale("input",
+                               InsertionContext(point="p", producer=None, shape=(1, 2, 2), stride=(2, 1)))

@@ -1,4 +1,4 @@
-"""Activation-correlation analysis of Dutta (2019) §3.2 (src/bioreg/evaluate/correlation_analysis.py)."""
+"""Activation-correlation analysis of Dutta (2019) §3.2 (src/bioreg/evaluate/correlation_analysis/)."""
 
 from __future__ import annotations
 
@@ -154,8 +154,10 @@ def test_synthetic_layer_with_eq_2_14_correlations_gives_them_back():
 
 def test_zero_variance_units_as_documented():
     # 2 images x 4 observations of 3 units; unit 0 is constant in image 0, unit 2 in both images
-    a0 = torch.tensor([[1.0, 1.0, 5.0], [1.0, 2.0, 5.0], [1.0, 0.0, 5.0], [1.0, 3.0, 5.0]], dtype=torch.float64)
-    a1 = torch.tensor([[0.0, 1.0, 5.0], [1.0, 3.0, 5.0], [2.0, 4.0, 5.0], [4.0, 4.0, 5.0]], dtype=torch.float64)
+    a0 = torch.tensor([[1.0, 1.0, 5.0], [1.0, 2.0, 5.0], [1.0, 0.0, 5.0], [1.0, 3.0, 5.0]],
+                      dtype=torch.float64)
+    a1 = torch.tensor([[0.0, 1.0, 5.0], [1.0, 3.0, 5.0], [2.0, 4.0, 5.0], [4.0, 4.0, 5.0]],
+                      dtype=torch.float64)
     z0, v0 = zscore_block(a0)
     z1, v1 = zscore_block(a1)
     assert v0.tolist() == [False, True, False] and v1.tolist() == [True, True, False]
@@ -292,12 +294,15 @@ def test_digits_end_to_end_table_3_2_and_figures(tmp_path):
 
     runs, ckpts, figs, tables = (tmp_path / d for d in ("runs", "ckpt", "figures", "tables"))
     for exp in ("vgg11_ch3_vanilla", "vgg11_ch3_mixup", "vgg11_ch3_manifold_mixup"):
-        run(compose([f"+experiment={exp}", "data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
+        run(compose([f"+experiment={exp}", "data=digits", "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=4",
                      "trainer.enable_progress_bar=false", "eval.progress=false", "logger=none",
                      f"results_dir={runs}", f"ckpt_dir={ckpts}"]))
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "correlation_analysis.py"), "--results-dir", str(runs),
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "correlation_analysis.py"),
+                          "--results-dir", str(runs),
                           "--data", "digits", "--samples", "4", "--batch", "8", "--layers", "3", "9",
-                          "--fig-dir", str(figs), "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=900)
+                          "--fig-dir", str(figs), "--quiet"], capture_output=True, text=True, cwd=REPO,
+                         timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     (rec_path,) = sorted((runs / "vgg11_ch3_mixup").rglob("seed0.json"))
     sec = json.loads(rec_path.read_text())["extra"]["correlation_analysis"]
@@ -311,13 +316,15 @@ def test_digits_end_to_end_table_3_2_and_figures(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make not installed")
     py = f"{sys.executable}"
-    mk = subprocess.run(["make", "-s", "table-3.2", "DATA=digits", f"RESULTS_DIR={runs}", f"TABLES_DIR={tables}",
+    mk = subprocess.run(["make", "-s", "table-3.2", "DATA=digits", f"RESULTS_DIR={runs}",
+                         f"TABLES_DIR={tables}",
                          f"PY={py}"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert mk.returncode == 0, mk.stderr[-3000:]
     md = (tables / "table_3_2.md").read_text()
     assert "| Layer 3 Max. |" in md and "Linear Exponential" in md
     assert "(1/5)" in md  # one seed of five, shown as such
-    fig = subprocess.run(["make", "-s", "figures-ch3", "DATA=digits", f"RESULTS_DIR={runs}", f"FIG_DIR={tmp_path / 'f2'}",
+    fig = subprocess.run(["make", "-s", "figures-ch3", "DATA=digits", f"RESULTS_DIR={runs}",
+                          f"FIG_DIR={tmp_path / 'f2'}",
                           f"PY={py}"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert fig.returncode == 0, fig.stderr[-3000:]
     assert (tmp_path / "f2" / "fig_3_7.pdf").is_file() and (tmp_path / "f2" / "fig_3_2.png").is_file()

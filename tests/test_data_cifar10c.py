@@ -247,7 +247,8 @@ def test_every_severity_block_of_the_labels_is_compared_with_the_test_labels(tmp
     assert mismatched_label_blocks(lab, info["test_y"], layout) == [4]
     assert mismatched_label_blocks(np.tile(info["test_y"], 5), info["test_y"], layout) == []
     m = _dm(tmp_path, info, layout, corruptions=["fog"], severities=[1], cifar10c_dir=str(tmp_path))
-    with pytest.raises(DataError, match=r"do not match the CIFAR-10 test labels .*severity block\(s\) 4 of labels"):
+    with pytest.raises(DataError,
+                       match=r"do not match the CIFAR-10 test labels .*severity block\(s\) 4 of labels"):
         m.eval_sets(["corruption"])
 
 

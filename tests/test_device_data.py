@@ -175,10 +175,12 @@ def test_resumed_data_module_continues_with_the_same_order():
     b = DigitsDataModule(device_resident=True, augment=True)
     b.setup()
     b.load_state_dict(state)
-    b.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=CPU), current_epoch=2)  # resumed at epoch 2
+    # resumed at epoch 2
+    b.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=CPU), current_epoch=2)
     lb = b.train_dataloader()
     resumed = [(xb, yb) for xb, yb in lb]
-    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(seen[2], resumed, strict=True))
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1])
+               for p, q in zip(seen[2], resumed, strict=True))
     assert not all(torch.equal(p[1], q[1]) for p, q in zip(seen[1], resumed, strict=True))
 
 
@@ -201,11 +203,13 @@ def test_eval_loaders_give_the_per_item_tensors_and_metrics(tmp_path):
     tensors as the per-item path, bit for bit, hence the same metrics."""
     info = write_cifar10(tmp_path, 10, 10)
     _, layout = write_cifar10c(tmp_path / "c", 10, labels=info["test_y"], labels_dtype=np.int64)
-    kw = dict(data_dir=str(tmp_path), download=False, val_size=10, num_workers=0, cifar10c_dir=str(tmp_path / "c"),
+    kw = dict(data_dir=str(tmp_path), download=False, val_size=10, num_workers=0,
+              cifar10c_dir=str(tmp_path / "c"),
               corruptions=["gaussian_noise", "fog"], severities=[1, 5], eval_batch_size=4)
     per = datamodule_cls(info["md5"], layout)(**kw, device_resident=False)
     dev = datamodule_cls(info["md5"], layout)(**kw, device_resident=True)
-    sets_p, sets_d = per.eval_sets(["clean", "occlusion", "corruption"]), dev.eval_sets(["clean", "occlusion", "corruption"])
+    sets_p, sets_d = per.eval_sets(["clean", "occlusion", "corruption"]), dev.eval_sets(
+        ["clean", "occlusion", "corruption"])
     sets_p["val"], sets_d["val"] = per.val_set(), dev.val_set()
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
     for name in sets_p:
@@ -273,4 +277,5 @@ def test_evaluate_loader_sums_on_the_device_like_python_floats():
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
-    assert evaluate_loader(net, data, CPU) == {"acc": 100.0 * correct / total, "loss": loss_sum / total, "n": total}
+    assert evaluate_loader(net, data, CPU) == {"acc": 100.0 * correct / total, "loss": loss_sum / total,
+                                               "n": total}

@@ -22,8 +22,10 @@ def test_digits_demo_learns_with_the_device_resident_path(tmp_path):
     """The demo's model (reg=none, as tests/test_train_e2e.py's learning check) with batches drawn
     and augmented by the device-resident loader: >= 90 % test accuracy, as the per-image path."""
     torch.manual_seed(0)
-    cfg = compose(["+experiment=demo", "reg=none", *DEVICE, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c",
-                   "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]", "logger=none"])
+    cfg = compose(
+        ["+experiment=demo", "reg=none", *DEVICE, f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c",
+                   "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]",
+                   "logger=none"])
     run_mod.run(cfg)
     (path,) = sorted((tmp_path / "r").rglob("seed*.json"))
     rec = json.loads(path.read_text())

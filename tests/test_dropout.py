@@ -373,7 +373,8 @@ def test_bad_block_parameters(cls):
     with pytest.raises(RegularizerConfigError, match="schedule must be one of linear, none"):
         cls(0.1, 3, schedule="cosine")
     # larger than the feature map: at bind (from ctx.shape) ...
-    with pytest.raises(RegularizerConfigError, match=r"block_size must be in \[1, 4\].*'layerX'.*4x4\), got 5"):
+    with pytest.raises(RegularizerConfigError,
+                       match=r"block_size must be in \[1, 4\].*'layerX'.*4x4\), got 5"):
         cls(0.1, 5).bind(conv_ctx(8, 4, 4))
     # ... and at forward time
     m = bound(cls(0.1, 5), conv_ctx(8, 8, 8))
@@ -388,7 +389,8 @@ def test_doubled_drop_prob_must_stay_below_one(cls):
     # drop_prob / fraction is the drop probability on the selected maps at the end of the ramp
     for drop_prob, fraction, rng in [(0.51, 0.5, r"\[0, 0\.5\]"), (0.7, 0.5, r"\[0, 0\.5\]"),
                                      (0.3, 0.25, r"\[0, 0\.25\]")]:
-        with pytest.raises(RegularizerConfigError, match=rf"{cls.__name__}: drop_prob must be in {rng} for fraction"):
+        with pytest.raises(RegularizerConfigError,
+                           match=rf"{cls.__name__}: drop_prob must be in {rng} for fraction"):
             cls(drop_prob, 3, fraction=fraction)
     assert cls(0.5, 3).prob_factor == 2.0  # the thesis's target, doubled to 1
     assert cls(0.9, 3, fraction=1.0).prob_factor == 1.0

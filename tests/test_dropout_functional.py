@@ -43,11 +43,13 @@ def _core_of(m: nn.Module):
             x, m.ctx.producer.weight.detach(), m.p, training, generator=g)
     if isinstance(m, CorrDrop):
         return lambda x, training=True, g=None: corr_drop(
-            x, m.ctx.producer.weight.detach(), m.current_drop_prob(), m.block_size, m.fraction, training, generator=g)
+            x, m.ctx.producer.weight.detach(), m.current_drop_prob(), m.block_size, m.fraction, training,
+            generator=g)
     if isinstance(m, DropBlockRandom):
         return lambda x, training=True, g=None: drop_block_random(
             x, m.current_drop_prob(), m.block_size, m.fraction, training, generator=g)
-    return lambda x, training=True, g=None: drop_block(x, m.current_drop_prob(), m.block_size, training, generator=g)
+    return lambda x, training=True, g=None: drop_block(x, m.current_drop_prob(), m.block_size, training,
+                                                       generator=g)
 
 
 MODULES = {
@@ -100,7 +102,8 @@ def test_core_is_the_identity_when_not_training(name: str) -> None:
 
 def test_zero_probability_is_the_identity_in_training() -> None:
     x = torch.rand(2, C, H, W)
-    assert drop_block(x, 0.0, 3) is x and drop_block_random(x, 0.0, 3) is x and corr_drop(x, None, 0.0, 3) is x
+    assert drop_block(x, 0.0, 3) is x and drop_block_random(x, 0.0, 3) is x and corr_drop(x, None, 0.0,
+                                                                                          3) is x
     assert spatial_dropout_mod(x, None, 0.0) is x
 
 
@@ -113,7 +116,8 @@ def test_core_rejects_bad_input_with_reasons() -> None:
         drop_block(torch.rand(2, C), 0.3, 1)
     with pytest.raises(RegularizerConfigError, match=r"CorrDrop needs the 8 kernels .* got none"):
         corr_drop(x, None, 0.3, 2)
-    with pytest.raises(RegularizerConfigError, match=r"SpatialDropoutMod needs the 8 kernels .* shape \(4, 3, 3, 3\)"):
+    with pytest.raises(RegularizerConfigError,
+                       match=r"SpatialDropoutMod needs the 8 kernels .* shape \(4, 3, 3, 3\)"):
         spatial_dropout_mod(x, w[:4], 0.5)
     with pytest.raises(RegularizerConfigError, match=r"DropBlockRandom: drop_prob must be in \[0, 0\.5\]"):
         drop_block_random(x, 0.6, 2)

@@ -41,8 +41,9 @@ def test_summary_values():
     s = summarize(METRICS)
     assert s["test_acc"] == 91.5
     assert s["occlusion_acc"] == {"central": 40.0, "checkerboard": 55.25}
-    assert s["corruption_acc"] == pytest.approx({"gaussian_noise": 60.0, "contrast": 55.0, "brightness": 88.0},
-                                                abs=1e-12)
+    assert s["corruption_acc"] == pytest.approx(
+        {"gaussian_noise": 60.0, "contrast": 55.0, "brightness": 88.0},
+        abs=1e-12)
     # mean of the per-corruption means, (60 + 55 + 88) / 3, not the mean of all 8 sets (63.5)
     assert s["corruption_mean_acc"] == pytest.approx(203.0 / 3, abs=1e-12)
     assert set(s) == {"test_acc", "occlusion_acc", "corruption_acc", "corruption_mean_acc"}
@@ -68,7 +69,8 @@ class FixedLogits(nn.Module):
 
 
 def test_evaluate_loader_accuracy_and_mean_loss():
-    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 0.0, 0.5], [0.0, 4.0, 0.0]])
+    logits = torch.tensor(
+        [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 0.0, 0.5], [0.0, 4.0, 0.0]])
     y = torch.tensor([0, 1, 0, 2, 1])  # rows 0, 1, 4 right; 2, 3 wrong -> 60 %
     idx = torch.arange(5, dtype=torch.float32)[:, None]
     loader = [(idx[:3], y[:3]), (idx[3:], y[3:])]  # batches of different size: the mean is per example
@@ -114,7 +116,8 @@ def test_evaluate_sets_per_set_metrics_then_summary():
                         progress=False)
     assert dm.asked == ["clean", "occlusion", "corruption"]
     assert {k: v["acc"] for k, v in out.items()} == {"test": 100.0, "occlusion/central": 50.0,
-                                                     "corruption/contrast/1": 50.0, "corruption/contrast/2": 75.0}
+                                                     "corruption/contrast/1": 50.0,
+                                                     "corruption/contrast/2": 75.0}
     assert all(v["n"] == 4 for v in out.values())
     s = summarize(out)
     assert s["corruption_acc"] == {"contrast": 62.5} and s["corruption_mean_acc"] == 62.5

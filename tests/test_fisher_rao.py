@@ -94,7 +94,8 @@ def _share(model: nn.Module, name: str, x, y) -> torch.Tensor:
     w = dict(model.named_parameters())[name]
     out = []
     for i in range(x.shape[0]):
-        loss = F.cross_entropy(model(x) if model.training else model(x[i:i + 1]), y if model.training else y[i:i + 1],
+        loss = F.cross_entropy(model(x) if model.training else model(x[i:i + 1]), y if model.training
+                               else y[i:i + 1],
                                reduction="none")
         loss = loss[i] if model.training else loss[0]
         (g,) = torch.autograd.grad(loss, [w])
@@ -115,7 +116,8 @@ def test_weight_followed_by_batchnorm_contributes_in_eval_mode():
     # θ·∇θ ℓ without the conv weight differs from the full one by exactly that share
     full = fisher_rao_terms(model, x, y, params="all")
     d_all = torch.stack([sum((gg * p).sum() for gg, p in zip(torch.autograd.grad(
-        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(model.parameters())), model.parameters(), strict=True))
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(model.parameters())), model.parameters(),
+                                                             strict=True))
         for i in range(6)]).detach()
     torch.testing.assert_close(full, d_all ** 2, rtol=1e-6, atol=1e-12)
     assert not torch.allclose(full, (d_all - share_eval) ** 2, rtol=1e-3)

@@ -50,7 +50,8 @@ def launch(tmp_path, monkeypatch, capsys):
     saved = (list(root.handlers), root.level)
 
     def go(*args: str, dirs: bool = True):
-        extra = [f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt", f"hydra.run.dir={tmp_path}/out"]
+        extra = [f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt",
+                 f"hydra.run.dir={tmp_path}/out"]
         monkeypatch.setattr(sys, "argv", ["train.py", *args, *(extra if dirs else [])])
         GlobalHydra.instance().clear()
         capsys.readouterr()
@@ -73,7 +74,8 @@ def launch(tmp_path, monkeypatch, capsys):
 
 
 def files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file()) if folder.exists() else []
 
 
 def assert_refused(result, *phrases: str, tmp_path: Path | None = None) -> str:
@@ -119,8 +121,10 @@ def test_payload_pickle_is_a_real_payload(tmp_path):
 def test_ckpt_with_a_payload_is_refused_without_running(launch, tmp_path):
     marker = tmp_path / "pwned"
     evil = evil_checkpoint(tmp_path / "evil.ckpt", marker)
-    line = assert_refused(launch(*FAST, f"ckpt={evil}"), "refused to load", "weights_only=True", tmp_path=tmp_path)
-    assert "it holds a reference to getattr" in line  # names what it would have called (getattr(Path, "touch"))
+    line = assert_refused(launch(*FAST, f"ckpt={evil}"), "refused to load", "weights_only=True",
+                          tmp_path=tmp_path)
+    # names what it would have called (getattr(Path, "touch"))
+    assert "it holds a reference to getattr" in line
     assert not marker.exists()
 
 
@@ -217,7 +221,8 @@ def test_bad_optimizer_or_schedule_is_one_line_exit_2_at_start_up(launch, tmp_pa
 
 
 def test_missing_data_is_one_line_exit_2(launch, tmp_path):
-    assert_refused(launch(*FAST, "data=cifar10", f"data_dir={tmp_path}/nodata"), "CIFAR-10", tmp_path=tmp_path)
+    assert_refused(launch(*FAST, "data=cifar10", f"data_dir={tmp_path}/nodata"), "CIFAR-10",
+                   tmp_path=tmp_path)
 
 
 # ---- 6. unknown group options and keys the chosen options do not set ---------------------------------------
@@ -230,7 +235,8 @@ def test_missing_data_is_one_line_exit_2(launch, tmp_path):
     ("reg.cp.tau=2", ["cannot override reg.cp.tau", "reg has no entry 'cp'", "entries: cg", "reg=<option>"]),
     ("+sweep=no_such_table", ["unknown sweep option 'no_such_table'", "table_2_5"]),
     # Hydra's own group: the project's launchers and those Hydra and its plugins register
-    ("hydra/launcher=slurmm", ["unknown hydra/launcher option 'slurmm'", "slurm", "local", "basic", "submitit_slurm"]),
+    ("hydra/launcher=slurmm",
+     ["unknown hydra/launcher option 'slurmm'", "slurm", "local", "basic", "submitit_slurm"]),
 ])
 def test_unknown_option_or_key_names_the_valid_ones(launch, tmp_path, override, phrases):
     assert_refused(launch(*FAST, override), *phrases, tmp_path=tmp_path)
@@ -245,7 +251,8 @@ def test_key_the_option_does_not_set_but_its_target_takes_asks_for_plus(launch, 
                    "add it with +reg.normout48.temperature=1", tmp_path=tmp_path)
 
 
-# ---- 7. a fine-tuning checkpoint that is not one ------------------------------------------------------------
+# ---- 7. a fine-tuning checkpoint that is not one
+# ------------------------------------------------------------
 
 def test_ckpt_text_file_is_refused_at_start_up(launch, tmp_path):
     txt = tmp_path / "notes.ckpt"
@@ -261,19 +268,23 @@ def test_ckpt_of_another_model_is_refused_at_start_up(launch, tmp_path):
     torch.save({"state_dict": {f"model.net.{k}": v for k, v in other.state_dict().items()}}, path)
     assert_refused(launch(*FAST, f"ckpt={path}"), "does not fit model", tmp_path=tmp_path)
     # same model, other widths: the keys match, the shapes do not
-    narrow = instantiate(compose([*FAST[:2], "model.width=4", "model.width2=8", "model.layer1_width=4"]).model)
+    narrow = instantiate(
+        compose([*FAST[:2], "model.width=4", "model.width2=8", "model.layer1_width=4"]).model)
     torch.save(narrow.state_dict(), path)
     assert_refused(launch(*FAST, f"ckpt={path}"), "shape mismatch", tmp_path=tmp_path)
 
 
-# ---- 8. places the run cannot write ----------------------------------------------------------------------------
+# ---- 8. places the run cannot write
+# ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("place, fix", [("results_dir", "results_dir=<folder>"), ("ckpt_dir", "ckpt_dir=<folder>")])
+@pytest.mark.parametrize("place, fix",
+                         [("results_dir", "results_dir=<folder>"), ("ckpt_dir", "ckpt_dir=<folder>")])
 def test_unwritable_place_is_refused_at_start_up(launch, tmp_path, place, fix):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     dirs = {"results_dir": f"{tmp_path}/results", "ckpt_dir": f"{tmp_path}/ckpt", place: f"{blocker}/sub"}
-    line = assert_refused(launch(*FAST, *(f"{k}={v}" for k, v in dirs.items()), f"hydra.run.dir={tmp_path}/out",
+    line = assert_refused(
+        launch(*FAST, *(f"{k}={v}" for k, v in dirs.items()), f"hydra.run.dir={tmp_path}/out",
                                  dirs=False), f"{place} is not writable", fix)
     assert "a_file" in line
     assert files(tmp_path / "results") == [] and not list((tmp_path / "ckpt").rglob("*.ckpt"))
@@ -303,13 +314,15 @@ def test_read_only_results_dir_is_refused_at_start_up(launch, tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        assert_refused(launch(*FAST, f"results_dir={ro}", f"ckpt_dir={tmp_path}/ckpt", f"hydra.run.dir={tmp_path}/out",
+        assert_refused(
+            launch(*FAST, f"results_dir={ro}", f"ckpt_dir={tmp_path}/ckpt", f"hydra.run.dir={tmp_path}/out",
                               dirs=False), "results_dir is not writable")
     finally:
         ro.chmod(0o755)
 
 
-# ---- 9. a save that fails leaves the previous checkpoint ---------------------------------------------------------
+# ---- 9. a save that fails leaves the previous checkpoint
+# ---------------------------------------------------------
 
 def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
     import bioreg.io as io_mod
@@ -338,7 +351,8 @@ def test_trainer_saves_and_loads_through_the_atomic_safe_io(tmp_path):
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
-# ---- 10. truncated last.ckpt -------------------------------------------------------------------------------------
+# ---- 10. truncated last.ckpt
+# -------------------------------------------------------------------------------------
 
 def _training_ckpt(path: Path, step: int) -> None:
     torch.save({"epoch": 0, "global_step": step, "state_dict": {"w": torch.zeros(2)}, "loops": {}}, path)
@@ -365,7 +379,8 @@ def test_truncated_last_ckpt_is_moved_aside_and_the_newest_readable_one_resumed(
     assert len(list(tmp_path.glob("last.ckpt.corrupt-*"))) == 2
 
 
-# ---- 13. two launches of one run -------------------------------------------------------------------------------
+# ---- 13. two launches of one run
+# -------------------------------------------------------------------------------
 
 def test_second_launch_of_a_running_run_exits_2_and_touches_nothing(launch, tmp_path):
     from bioreg.app.run import validate
@@ -374,9 +389,11 @@ def test_second_launch_of_a_running_run_exits_2_and_touches_nothing(launch, tmp_
     plan = validate(compose([*FAST, f"results_dir={tmp_path}/results", f"ckpt_dir={tmp_path}/ckpt"]))
     with RunLock(plan.paths.ckpt, plan.label):
         before = files(tmp_path / "ckpt")
-        line = assert_refused(launch(*FAST), "is already running", f"pid {os.getpid()}", "started", tmp_path=tmp_path)
+        line = assert_refused(launch(*FAST), "is already running", f"pid {os.getpid()}", "started",
+                              tmp_path=tmp_path)
         assert "host " in line
-        assert files(tmp_path / "ckpt") == before == [str((plan.paths.ckpt / "run.lock").relative_to(tmp_path / "ckpt"))]
+        assert files(tmp_path / "ckpt") == before == [
+            str((plan.paths.ckpt / "run.lock").relative_to(tmp_path / "ckpt"))]
     assert files(tmp_path / "ckpt") == []  # released
 
 
@@ -443,7 +460,8 @@ def test_lock_heartbeat_keeps_a_long_run_fresh(tmp_path):
         assert time.time() - lock.path.stat().st_mtime < 60
 
 
-# ---- 11 (+10 end to end). faults between runs, on a real tiny run -------------------------------------------------
+# ---- 11 (+10 end to end). faults between runs, on a real tiny run
+# -------------------------------------------------
 
 @pytest.mark.slow
 def test_truncated_record_and_last_ckpt_are_set_aside_and_the_run_completes(launch, tmp_path):
@@ -491,7 +509,8 @@ def test_sigkilled_run_leaves_a_lock_that_the_relaunch_takes_over(launch, tmp_pa
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 500
-        while not list((tmp_path / "ckpt").rglob("last.ckpt")) and p.poll() is None and time.time() < deadline:
+        while not list(
+            (tmp_path / "ckpt").rglob("last.ckpt")) and p.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert p.poll() is None, "the run ended before it could be killed"
         p.kill()
@@ -512,17 +531,20 @@ def test_sigkilled_run_leaves_a_lock_that_the_relaunch_takes_over(launch, tmp_pa
 def test_train_py_subprocess_bad_input_is_one_line_exit_2(tmp_path):
     """The real command line, not the in-process replay: same status, same single line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    out = subprocess.run([sys.executable, str(REPO / "train.py"), *FAST, "seed=-1", f"results_dir={tmp_path}/r",
+    out = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *FAST, "seed=-1", f"results_dir={tmp_path}/r",
                           f"ckpt_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/o"],
-                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
     err = [line for line in out.stderr.splitlines() if line.strip()]
-    assert err == [err[0]] and err[0].startswith("error: seed must be an integer (0 is a real seed) from 0 to"), err
+    assert err == [err[0]] and err[0].startswith(
+        "error: seed must be an integer (0 is a real seed) from 0 to"), err
     assert "Traceback" not in out.stdout + out.stderr
     assert not (tmp_path / "r").exists()
 
 
-# ---- log lines once; no "FLOPs 0" --------------------------------------------------------------------------------
+# ---- log lines once; no "FLOPs 0"
+# --------------------------------------------------------------------------------
 
 def test_lightning_lines_are_printed_once_under_hydra(monkeypatch):
     """Under Hydra the root logger has a console handler; Lightning's own one (added at import) is

@@ -18,7 +18,8 @@ from bioreg.lit.module import Classifier
 from helpers.configs import compose
 from helpers.lit_probes import StateProbe
 
-TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.optimizer.lr=0.003", "trainer.enable_progress_bar=false",
+TINY = ["data=digits", "model=allconvnet_small", "optim=adam", "optim.optimizer.lr=0.003",
+        "trainer.enable_progress_bar=false",
         "eval.progress=false", "eval.suites=[clean]", "logger=none"]
 
 
@@ -40,19 +41,21 @@ def accuracy_of_checkpoint(cfg, path, loader) -> float:
 @pytest.mark.slow
 def test_the_best_validation_checkpoint_is_evaluated(tmp_path):
     """Val accuracy peaks at epoch 1 of 3 (the callback zeroes the last layer while validating epoch 0,
-    and for good before validating epoch 2): the record names epoch 1 and its test accuracy is that of best.ckpt, not of the final
-    (corrupted) weights."""
+    and for good before validating epoch 2): the record names epoch 1 and its test accuracy is that of
+    best.ckpt, not of the final (corrupted) weights."""
     cfg = compose([*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=10",
                    f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
-        cfg.callbacks = OmegaConf.create({"peak": {"_target_": "helpers.lit_probes.PeakThenCorrupt", "peak_epoch": 1}})
+        cfg.callbacks = OmegaConf.create(
+            {"peak": {"_target_": "helpers.lit_probes.PeakThenCorrupt", "peak_epoch": 1}})
     returned = run(cfg)
     (path,) = sorted((tmp_path / "r").rglob("seed*.json"))
     rec = json.loads(path.read_text())
     history = rec["extra"]["peak_probe"]["val_acc"]
     assert len(history) == 3 and history[1] > max(history[0], history[2]) + 0.05, history
     assert rec["best_epoch"] == 1
-    assert rec["best_val_acc"] == pytest.approx(100.0 * history[1], abs=1e-4) and returned == rec["best_val_acc"]
+    assert rec["best_val_acc"] == pytest.approx(100.0 * history[1],
+                                                abs=1e-4) and returned == rec["best_val_acc"]
 
     dm = instantiate(cfg.data, _convert_="all")
     dm.prepare_data()

@@ -31,7 +31,8 @@ from bioreg.lit.optim import build_optimizer
 from bioreg.models import VGG11, AllConvNet, resnet20
 from bioreg.models.points import distinct_points
 
-OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}}
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9,
+                       "weight_decay": 1e-4}}
 MIXUP = {"_target_": "bioreg.layers.mixup.Mixup", "at": "input"}
 MANIFOLD = {"_target_": "bioreg.layers.mixup.ManifoldMixup", "at": "all"}
 
@@ -109,7 +110,8 @@ def test_input_mixup_mixes_the_images():
     torch.manual_seed(0)
     lit.training_step((x, y), 0)
     assert isinstance(lit.model.net.regularizers["input__0"], MixTap) and plan.lam == 0.25
-    # eq 3.1 on the raw images, then the model's normalisation (mixing is affine, so the order does not matter)
+    # eq 3.1 on the raw images, then the model's normalisation (mixing is affine, so the order does not
+    # matter)
     expected = (0.25 * x + 0.75 * x[plan.perm] - 0.5) / 0.25
     assert torch.allclose(seen["a"], expected, atol=1e-5)
     assert not torch.allclose(seen["a"], (x - 0.5) / 0.25, atol=1e-2)
@@ -194,7 +196,8 @@ def test_default_eligible_points_on_any_model(make):
     pts = distinct_points(net)
     assert isinstance(lit._mixer, BatchMixer) and lit._mixer.points == pts[:-1]
     assert [t.point for t in net.regularizers.values()] == pts[:-1]
-    if make is VGG11:  # the thesis's numbering: input, layer1 ... layer12 (layer13, the last pool, feeds the head)
+    # the thesis's numbering: input, layer1 ... layer12 (layer13, the last pool, feeds the head)
+    if make is VGG11:
         assert pts[:-1] == ["input"] + [f"layer{i}" for i in range(1, 13)]
 
 
@@ -225,7 +228,8 @@ def test_unknown_eligible_point_names_the_valid_ones():
         lit_with({"m": {**MANIFOLD, "at": ["input", "layer42"]}})
     msg = str(e.value)
     assert "\n" not in msg and "'layer42'" in msg and "valid: 'all' or points among input, layer1," in msg
-    with pytest.raises(RegularizerConfigError, match=r"mixup mixes at one point .* Valid points: input, layer1"):
+    with pytest.raises(RegularizerConfigError,
+                       match=r"mixup mixes at one point .* Valid points: input, layer1"):
         lit_with({"m": {**MIXUP, "at": "all"}})
     with pytest.raises(RegularizerConfigError, match=r"unknown eligible point\(s\) 'layer42'.*valid"):
         lit_with({"m": {**MIXUP, "at": "layer42"}})
@@ -325,18 +329,23 @@ def test_stop_at_accuracy_cap_and_errors():
         cb.on_train_epoch_end(tr, None)
         assert not tr.should_stop
     assert cb.to_record()["stop_at_accuracy"] | {"value": None} == {
-        "threshold": 99.0, "data": None, "monitor": "val/acc", "reached": False, "epoch": None, "value": None, "epochs_trained": 4}
+        "threshold": 99.0, "data": None, "monitor": "val/acc", "reached": False, "epoch": None, "value": None,
+        "epochs_trained": 4}
     for bad in (0, -5, 101, float("nan"), "high"):
-        with pytest.raises(ConfigError, match=r"threshold is a validation accuracy in percent, in \(0, 100\]"):
+        with pytest.raises(ConfigError,
+                           match=r"threshold is a validation accuracy in percent, in \(0, 100\]"):
             StopAtAccuracy(threshold=bad)
-    with pytest.raises(ConfigError, match=r"data_thresholds.DigitsDataModule is a validation accuracy in percent"):
+    with pytest.raises(ConfigError,
+                       match=r"data_thresholds.DigitsDataModule is a validation accuracy in percent"):
         StopAtAccuracy(data_thresholds={"DigitsDataModule": 180})
-    with pytest.raises(ConfigError, match=r"monitors 'val/accuracy', which is not logged; logged metrics: val/acc"):
+    with pytest.raises(ConfigError,
+                       match=r"monitors 'val/accuracy', which is not logged; logged metrics: val/acc"):
         StopAtAccuracy(monitor="val/accuracy").on_validation_end(_fake_trainer(0, 0.5), None)
 
 
 QUICK = ["data=digits", "model=resnet20", "optim=adam", "optim.optimizer.lr=0.003", "optim/scheduler=cosine",
-         "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]", "logger=none", "name=mix"]
+         "trainer.enable_progress_bar=false", "eval.progress=false", "eval.suites=[clean]", "logger=none",
+         "name=mix"]
 
 
 @pytest.mark.slow
@@ -348,7 +357,8 @@ def test_digits_run_with_mixup_learns_and_stops_at_the_threshold(reg, tmp_path):
     from bioreg.app.run import run
     from helpers.configs import compose
 
-    cfg = compose([*QUICK, f"reg={reg}", "trainer.max_epochs=6", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
+    cfg = compose(
+        [*QUICK, f"reg={reg}", "trainer.max_epochs=6", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
     with open_dict(cfg):
         cfg.callbacks = OmegaConf.create({
             "stop": {"_target_": "bioreg.lit.callbacks.stopping.StopAtAccuracy", "threshold": 90.0},
@@ -373,7 +383,9 @@ def test_a_bad_threshold_stops_the_run_without_a_record(tmp_path):
     from helpers.configs import compose
 
     cfg = compose(["+experiment=vgg11_ch3_mixup", "data=digits", "model=resnet20", "logger=none",
-                   "callbacks.stop_at_accuracy.threshold=180", f"results_dir={tmp_path}/r", f"ckpt_dir={tmp_path}/c"])
-    with pytest.raises(ConfigError, match=r"threshold is a validation accuracy in percent, in \(0, 100\], got 180"):
+                   "callbacks.stop_at_accuracy.threshold=180", f"results_dir={tmp_path}/r",
+                   f"ckpt_dir={tmp_path}/c"])
+    with pytest.raises(ConfigError,
+                       match=r"threshold is a validation accuracy in percent, in \(0, 100\], got 180"):
         run(cfg)
     assert not list(tmp_path.rglob("*.json"))  # a config mistake, not a failed run

@@ -37,7 +37,8 @@ def test_allconvnet_params_and_shape():
     net = AllConvNet()
     assert n_params(net) == expected == 1_293_026
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert n_params(AllConvNet(layer1_width=96)) == expected - conv(3, 10, 3) - conv(10, 96, 3) + conv(3, 96, 3) + conv(96, 96, 3)
+    assert n_params(AllConvNet(layer1_width=96)) == expected - conv(3, 10, 3) - conv(10, 96, 3) + conv(
+        3, 96, 3) + conv(96, 96, 3)
 
 
 def test_allconvnet_point_shapes():
@@ -60,7 +61,8 @@ def test_vgg11_params_and_points():
     assert shapes["layer1"] == (64, 32, 32) and shapes["layer2"] == (64, 16, 16)
     assert shapes["layer3"] == (128, 16, 16) and shapes["layer4"] == (128, 8, 8)
     assert shapes["layer5"] == shapes["layer6"] == (256, 8, 8) and shapes["layer7"] == (256, 4, 4)
-    assert shapes["layer8"] == (512, 4, 4) and shapes["layer10"] == (512, 2, 2) and shapes["layer13"] == (512, 1, 1)
+    assert shapes["layer8"] == (512, 4, 4) and shapes["layer10"] == (512, 2, 2) and shapes["layer13"] == (
+        512, 1, 1)
     assert VGG11.points()["layer5"].producer == "layer5.conv"
 
 
@@ -108,7 +110,8 @@ def test_resnet_params(fn, n):
 
 
 def test_resnet14_is_the_14_layer_member_of_the_family():
-    """Strisciuglio et al. (2020) §4.3: ResNet-14 = n = 2 blocks per stage; 1 + 6*2 weighted 3x3 convs + fc = 14."""
+    """Strisciuglio et al. (2020) §4.3: ResNet-14 = n = 2 blocks per stage; 1 + 6*2 weighted 3x3 convs + fc =
+    14."""
     net = resnet14()
     assert net.depth == 14 and net.blocks_per_stage == 2
     convs3 = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
@@ -175,7 +178,8 @@ def _vgg16_table() -> dict[str, tuple[str, tuple[int, ...]]]:
     t: dict[int, tuple[str, tuple[int, ...]]] = {}
 
     def conv_bn_relu(i: int, c: int, hw: int) -> None:
-        t[i], t[i + 1], t[i + 2] = ("Conv2d", (c, hw, hw)), ("BatchNorm2d", (c, hw, hw)), ("ReLU", (c, hw, hw))
+        t[i], t[i + 1], t[i + 2] = ("Conv2d", (c, hw, hw)), ("BatchNorm2d", (c, hw, hw)), ("ReLU",
+                                                                                           (c, hw, hw))
 
     for i in (0, 3):
         conv_bn_relu(i, 64, 32)
@@ -209,7 +213,8 @@ VGG16_TABLE = _vgg16_table()
 
 def test_vgg16_shape_table_spot_checks():
     """The generated VGG-16 table agrees with the thesis's printed indices at a few places."""
-    assert VGG16_TABLE["features.2"] == ("ReLU", (64, 32, 32)) and VGG16_TABLE["features.43"][1] == (512, 1, 1)
+    assert VGG16_TABLE["features.2"] == ("ReLU", (64, 32, 32)) and VGG16_TABLE["features.43"][1] == (512, 1,
+                                                                                                     1)
     assert VGG16_TABLE["40"] == ("Conv2d", (512, 2, 2)) and VGG16_TABLE["52"] == ("Linear", (10,))
     assert VGG16_TABLE["48"] == VGG16_TABLE["51"] == ("Identity", (4096,))
     assert len(VGG16_TABLE) == 1 + 53 + 44
@@ -236,7 +241,8 @@ def test_vgg16_module_types_match_the_thesis_indices(vgg16):
             assert type(vgg16.get_submodule(vgg16.points()[name].tap)).__name__ == kind, name
 
 
-@pytest.mark.parametrize("name", ["allconvnet", "vgg11", "vgg16", "resnet20", "resnet32", "resnet44", "resnet56"])
+@pytest.mark.parametrize("name",
+                         ["allconvnet", "vgg11", "vgg16", "resnet20", "resnet32", "resnet44", "resnet56"])
 def test_every_point_inserts_where_it_claims(models, name):
     """A probe inserted at each point sees the hand-written shape; identity probes change nothing."""
     base, expected = models[name]
@@ -259,7 +265,8 @@ def test_every_point_inserts_where_it_claims(models, name):
 
 @pytest.mark.parametrize("name", ["allconvnet", "vgg11", "resnet20"])
 def test_every_point_feeds_the_output(models, name):
-    """Scaling the activations at any (non-input-invariant) point changes the logits: it is used downstream."""
+    """Scaling the activations at any (non-input-invariant) point changes the logits: it is used
+    downstream."""
     base, expected = models[name]
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -292,7 +299,8 @@ def test_vgg16_slot_48_sees_post_relu(vgg16):
 
 
 def test_unknown_point_lists_valid_points():
-    with pytest.raises(InsertionError, match=r"unknown insertion point 'layer42'.*valid points: input, layer1, layer2"):
+    with pytest.raises(InsertionError,
+                       match=r"unknown insertion point 'layer42'.*valid points: input, layer1, layer2"):
         insert(AllConvNet(), "layer42", Record())
 
 

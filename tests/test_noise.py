@@ -285,7 +285,8 @@ def test_eval_identity_passes_any_input_through():
 # ------------------------------------------------------------------------------------------------
 # bad input
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls", [UncorrelatedGaussian, UncorrelatedPoisson, CorrelatedGaussian, CorrelatedPoisson])
+@pytest.mark.parametrize("cls",
+                         [UncorrelatedGaussian, UncorrelatedPoisson, CorrelatedGaussian, CorrelatedPoisson])
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
 def test_negative_or_nonfinite_activations_are_rejected(cls, bad):
     mod = _bound(cls)[0] if cls in (CorrelatedGaussian, CorrelatedPoisson) else cls()
@@ -298,7 +299,8 @@ def test_negative_or_nonfinite_activations_are_rejected(cls, bad):
 @pytest.mark.parametrize("cls", [CorrelatedGaussian, CorrelatedPoisson])
 def test_correlated_noise_needs_a_producing_convolution(cls):
     with pytest.raises(ContextError, match="'input'"):
-        place_regularizers(_small_net(), {"n": {"at": "input", "_target_": f"bioreg.layers.noise.{cls.__name__}"}},
+        place_regularizers(_small_net(),
+                           {"n": {"at": "input", "_target_": f"bioreg.layers.noise.{cls.__name__}"}},
                            (3, 16, 16))
 
 

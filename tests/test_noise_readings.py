@@ -73,7 +73,8 @@ def test_cg_per_unit_noise_std_is_sqrt_a_or_a(scale):
     _bind(m, shape)
     m.train()
     rates = torch.linspace(0.5, 4.0, 60).reshape(shape)
-    z = torch.cat([m(rates.expand(500, *shape)) - rates for _ in range(n // 500)])  # one Σ, refreshed once per call
+    # one Σ, refreshed once per call
+    z = torch.cat([m(rates.expand(500, *shape)) - rates for _ in range(n // 500)])
     std = z.std(0)
     target = torch.sqrt(rates + 1e-6) if scale == "variance" else rates
     assert float(((std - target).abs() / target).max()) <= 5 / math.sqrt(2 * (n - 1))
@@ -86,7 +87,8 @@ def test_scale_is_checked_and_not_combined_with_a_fixed_sigma():
     for cls in (UncorrelatedGaussian, CorrelatedGaussian):
         with pytest.raises(RegularizerConfigError, match=r"scale must be one of \('variance', 'std'\)"):
             cls(scale="sd")
-        with pytest.raises(RegularizerConfigError, match="scale='std' sets σ from the activation, but sigma=0.1"):
+        with pytest.raises(RegularizerConfigError,
+                           match="scale='std' sets σ from the activation, but sigma=0.1"):
             cls(scale="std", sigma=0.1)
         assert cls(sigma=0.1).sigma == 0.1  # a fixed sigma with the default scale stays valid
     assert "scale=std" in repr(UncorrelatedGaussian(scale="std")) and "sigma=a," in repr(
@@ -145,7 +147,8 @@ def test_measured_cumulative_strides_match_the_architectures():
     # where the ratio of map sizes (32 / 6) would be wrong
     s = measure_strides(AllConvNet(), (3, 32, 32))
     assert {k: v[0] for k, v in s.items()} == {"input": 1, "layer1": 1, "layer2": 1, "layer3": 2, "layer4": 2,
-                                               "layer5": 2, "layer6": 4, "layer7": 4, "layer8": 4, "layer9": 4}
+                                               "layer5": 2, "layer6": 4, "layer7": 4, "layer8": 4,
+                                               "layer9": 4}
     assert all(v[0] == v[1] for v in s.values())
     # VGG-11 (thesis numbering counts the pools 2, 4, 7, 10, 13); its head needs 32x32 inputs.
     # delta = 32 (the largest stride) keeps the second pass small
@@ -179,7 +182,8 @@ def test_distance_scale_reaches_sigma_through_placement(distance_scale, expected
 def test_distance_scale_input_without_a_stride_names_the_fix():
     from bioreg.layers.base import ContextError
 
-    with pytest.raises(ContextError, match="cumulative stride of point 'layer1'.*give distance_scale a number"):
+    with pytest.raises(ContextError,
+                       match="cumulative stride of point 'layer1'.*give distance_scale a number"):
         _bind(CorrelatedGaussian(distance_scale="input"))
     m = CorrelatedPoisson(distance_scale="input")
     _bind(m, stride=(4, 4))
@@ -200,8 +204,10 @@ def test_configs_default_to_variance_higham_and_grid_and_the_std_experiments_com
         assert e.ncm_method == "higham" and e.distance_scale == "grid"
     assert OmegaConf.load(CONF / "reg" / "ug.yaml").ug.scale == "variance"
     assert OmegaConf.load(CONF / "reg" / "cg.yaml").cg.scale == "variance"
-    for exp, key, scale in [("uncorr_gaussian_layer1", "ug", "variance"), ("uncorr_gaussian_std_layer1", "ug", "std"),
-                            ("corr_gaussian_layer1", "cg", "variance"), ("corr_gaussian_std_layer1", "cg", "std")]:
+    for exp, key, scale in [("uncorr_gaussian_layer1", "ug", "variance"),
+                            ("uncorr_gaussian_std_layer1", "ug", "std"),
+                            ("corr_gaussian_layer1", "cg", "variance"),
+                            ("corr_gaussian_std_layer1", "cg", "std")]:
         cfg = compose([f"+experiment={exp}"])
         assert cfg.name == exp and list(cfg.reg) == [key] and cfg.reg[key].scale == scale
         entry = OmegaConf.to_container(cfg.reg[key], resolve=True)
@@ -234,8 +240,9 @@ def test_sweeps_and_specs_carry_the_std_ablation_against_the_printed_columns(tmp
         assert {"uncorr_gaussian_std_layer1", "corr_gaussian_std_layer1"} <= set(exps)
         spec = load_spec(tid)
         cols = {c.label: c for c in spec.columns}
-        assert cols["UG (std = a)"].experiment == "uncorr_gaussian_std_layer1" and cols["UG (std = a)"].compare_to == "UG"
-        assert cols["CG (std = a)"].experiment == "corr_gaussian_std_layer1" and cols["CG (std = a)"].compare_to == "CG"
+        ug, cg = cols["UG (std = a)"], cols["CG (std = a)"]
+        assert ug.experiment == "uncorr_gaussian_std_layer1" and ug.compare_to == "UG"
+        assert cg.experiment == "corr_gaussian_std_layer1" and cg.compare_to == "CG"
 
     # synthetic records: the std reading hits the printed UG/CG numbers, the variance reading is 3 points low
     spec = load_spec("2.5")

@@ -50,14 +50,16 @@ def test_hand_computed_linear_all_variants():
     for (method, pool), e in exp.items():
         torch.testing.assert_close(keep_probability(a, method, pool), torch.tensor(e), rtol=0, atol=1e-7)
     t = 2.0
-    mx = {"temporal": [[2, 4, 2], [2, 4, 2]], "spatial": [[4, 4, 4], [2, 2, 2]], "spatiotemporal": [[4] * 3] * 2}
+    mx = {"temporal": [[2, 4, 2], [2, 4, 2]], "spatial": [[4, 4, 4], [2, 2, 2]],
+          "spatiotemporal": [[4] * 3] * 2}
     m = a.abs()
     for pool, mxv in mx.items():
         want = torch.exp((m - torch.tensor(mxv, dtype=torch.float32)) / t)
         got = keep_probability(a, "softmax", pool, temperature=t)
         torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
         # the thesis's unshifted form, fine at these magnitudes
-        torch.testing.assert_close(got, torch.exp(m / t) / torch.exp(torch.tensor(mxv, dtype=torch.float32) / t))
+        torch.testing.assert_close(got,
+                                   torch.exp(m / t) / torch.exp(torch.tensor(mxv, dtype=torch.float32) / t))
 
 
 def test_conv_maps_pool_over_units_of_the_layer():
@@ -110,11 +112,13 @@ def _expected_keep_probability(a: torch.Tensor, method: str, pool: str, t: float
             else:
                 pool_vals = [float(v) for v in m.flatten()]
             mx = max(pool_vals)
-            out[n, i] = float(m[n, i]) / mx if method == "max" else math.exp(float(m[n, i]) / t) / math.exp(mx / t)
+            out[n, i] = float(m[n, i]) / mx if method == "max" else math.exp(float(m[n, i]) / t) / math.exp(
+                mx / t)
     return out.reshape(a.shape)
 
 
-ALL_VARIANTS = [(method, pool) for method in ("max", "softmax") for pool in ("temporal", "spatial", "spatiotemporal")]
+ALL_VARIANTS = [(method, pool) for method in ("max", "softmax")
+                for pool in ("temporal", "spatial", "spatiotemporal")]
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (3, 2, 2, 1)], ids=["linear", "conv"])
@@ -207,7 +211,8 @@ class _VGG16Points(nn.Module):
 
 
 def test_normout_slot_on_unknown_point_lists_valid_points():
-    reg = {"normout99": {"at": "99", "_target_": "bioreg.layers.normout.NormOut", "method": "max", "pool": "temporal"}}
+    reg = {"normout99": {"at": "99", "_target_": "bioreg.layers.normout.NormOut", "method": "max",
+                         "pool": "temporal"}}
     with pytest.raises(InsertionError) as e:
         place_regularizers(_VGG16Points(), reg, (3, 32, 32))
     msg = str(e.value)
@@ -215,7 +220,8 @@ def test_normout_slot_on_unknown_point_lists_valid_points():
 
 
 def test_bad_temperature_through_config_is_a_config_error():
-    reg = {"n": {"at": "48", "_target_": "bioreg.layers.normout.NormOut", "method": "softmax", "pool": "temporal",
+    reg = {"n": {"at": "48", "_target_": "bioreg.layers.normout.NormOut", "method": "softmax",
+                 "pool": "temporal",
                  "temperature": 0}}
     with pytest.raises(RegularizerConfigError, match="temperature"):
         place_regularizers(_VGG16Points(), reg, (3, 32, 32))
@@ -224,7 +230,8 @@ def test_bad_temperature_through_config_is_a_config_error():
 @pytest.mark.parametrize("variant,method,pool,temp", [
     ("temporalmax", "max", "temporal", None), ("spatialmax", "max", "spatial", None),
     ("spatiotemporalmax", "max", "spatiotemporal", None), ("temporal_softmax", "softmax", "temporal", 100),
-    ("spatial_softmax", "softmax", "spatial", 100), ("spatiotemporal_softmax", "softmax", "spatiotemporal", 80),
+    ("spatial_softmax", "softmax", "spatial", 100),
+    ("spatiotemporal_softmax", "softmax", "spatiotemporal", 80),
 ])
 def test_reg_options_build_normout_at_48_and_51(variant, method, pool, temp):
     from hydra.utils import instantiate
@@ -240,4 +247,5 @@ def test_reg_options_build_normout_at_48_and_51(variant, method, pool, temp):
 
 def test_dropout_option_has_thesis_p():
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "reg" / "dropout_48_51.yaml"))
-    assert {k: (e["at"], e["p"]) for k, e in reg_entries(cfg)} == {"dropout48": ("48", 0.5), "dropout51": ("51", 0.5)}
+    assert {k: (e["at"], e["p"]) for k, e in reg_entries(cfg)} == {"dropout48": ("48", 0.5),
+                                                                   "dropout51": ("51", 0.5)}

@@ -16,8 +16,8 @@ _SCHEDULERS = {"multistep": "MultiStepLR", "cosine": "CosineAnnealingLR", "step"
 
 
 def optim(name: str, decay_bias_and_norm: bool | None = None, **kw) -> dict:
-    """An ``optim`` node: ``optim("sgd", lr=0.1)`` = ``{optimizer: {_target_: torch.optim.SGD, _partial_: true,
-    lr: 0.1}}``."""
+    """An ``optim`` node: ``optim("sgd", lr=0.1)`` = ``{optimizer: {_target_: torch.optim.SGD, _partial_:
+    true, lr: 0.1}}``."""
     out: dict = {"optimizer": {"_target_": _OPTIMIZERS[name], "_partial_": True, **kw}}
     if decay_bias_and_norm is not None:
         out["decay_bias_and_norm"] = decay_bias_and_norm
@@ -138,7 +138,8 @@ def test_cosine_and_constant():
 @pytest.mark.parametrize(
     "cfg,match",
     [
-        (optim("rmsprop", lr=0.1), r"optim.optimizer._target_='torch.optim.RMSpropX' is not an optimizer; valid: "
+        (optim("rmsprop", lr=0.1),
+         r"optim.optimizer._target_='torch.optim.RMSpropX' is not an optimizer; valid: "
                                    r"torch.optim.ASGD, .*torch.optim.Adam, .*torch.optim.SGD"),
         (optim("sgd", lr=-1.0), "optim.optimizer.lr must be a number > 0; got -1.0"),
         (optim("sgd", lr=0.1, momentum=0.0, nesterov=True), "Nesterov momentum requires a momentum"),
@@ -151,5 +152,6 @@ def test_bad_optimizer_config(cfg, match):
 
 
 def test_bad_scheduler_name():
-    with pytest.raises(ConfigError, match=r"is not an LR scheduler; valid: .*CosineAnnealingLR, .*MultiStepLR"):
+    with pytest.raises(ConfigError,
+                       match=r"is not an LR scheduler; valid: .*CosineAnnealingLR, .*MultiStepLR"):
         check_optim({**optim("sgd", lr=0.1), "scheduler": schedule("step")}, 10)

@@ -31,7 +31,8 @@ def test_paper_dir_setting_overrides_the_default(tmp_path, monkeypatch) -> None:
     assert default_paper_dir() == tmp_path
     monkeypatch.delenv(PAPER_DIR_ENV)
     assert (default_paper_dir() / "pushpull2020_table4_sensitivity.csv").is_file()
-    with pytest.raises(ValueError, match=rf"pushpull2020_table4_sensitivity.csv not found in .*{PAPER_DIR_ENV}"):
+    with pytest.raises(ValueError,
+                       match=rf"pushpull2020_table4_sensitivity.csv not found in .*{PAPER_DIR_ENV}"):
         load_paper(load_spec("pp4"), paper_dir=tmp_path)
 
 
@@ -66,7 +67,8 @@ def test_wheel_install_renders_a_table_outside_the_repository(tmp_path: Path) ->
     script = textwrap.dedent("""
         import bioreg, sys
         from bioreg.results.aggregate import load_records
-        from bioreg.results.tables import PAPER_DIR, SPEC_DIR, build_table, load_paper, load_spec, render_markdown
+        from bioreg.results.tables import (PAPER_DIR, SPEC_DIR, build_table, load_paper, load_spec,
+                                           render_markdown)
         spec = load_spec("pp4")
         res = build_table(spec, load_records("runs"))
         print("FILE", bioreg.__file__)
@@ -86,7 +88,8 @@ def test_wheel_install_renders_a_table_outside_the_repository(tmp_path: Path) ->
     assert str(ROOT) not in out.stdout
     with zipfile.ZipFile(wheel) as zf:
         assert "bioreg/py.typed" in zf.namelist()  # PEP 561: type checkers read the package's hints
-    version = subprocess.run([str(py), "-c", "import bioreg; print(bioreg.__version__)"], cwd=outside, env=env,
+    version = subprocess.run([str(py), "-c", "import bioreg; print(bioreg.__version__)"], cwd=outside,
+                             env=env,
                              capture_output=True, text=True, timeout=300).stdout.strip()
     declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     assert version == importlib.metadata.version("bioreg") == declared
@@ -115,7 +118,8 @@ def test_optional_parts_are_not_imported_by_training() -> None:
     of them (a fresh interpreter, so that nothing imported by other tests counts)."""
     code = textwrap.dedent("""
         import sys
-        import bioreg.app.run, bioreg.app.cli, bioreg.layers.noise, bioreg.layers.correlation, bioreg.data.cifar10
+        import bioreg.app.run, bioreg.app.cli, bioreg.layers.noise, bioreg.layers.correlation
+        import bioreg.data.cifar10
         from bioreg.layers.noise import CorrelatedGaussian
         CorrelatedGaussian()
         heavy = sorted(m for m in ("wandb", "cvxpy", "sklearn") if m in sys.modules)  # scipy: Lightning's own

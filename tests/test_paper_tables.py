@@ -411,7 +411,8 @@ def test_pushpull_table5_learned_alpha() -> None:
     assert tuple(t.loc["resnet20_pp_learned_alpha"]) == pytest.approx((7.89, 31.09))
     assert tuple(t.loc["resnet56_pp"]) == pytest.approx((7.01, 26.23))
     # the rows without push-pull and with alpha = 1 are the same networks as in Table 3 (E_clean agrees);
-    # ResNet-20-PP's E_corr is 29.38 here (= Table 2's average), 29.83 in Table 3 (see results/paper/README.md)
+    # ResNet-20-PP's E_corr is 29.38 here (= Table 2's average), 29.83 in Table 3 (see
+    # results/paper/README.md)
     t3 = pd.read_csv(PAPER / "pushpull2020_table3_summary.csv").set_index("model")
     for m in ("resnet20", "resnet20_pp", "resnet56", "resnet56_pp"):
         assert t.loc[m, "e_clean"] == pytest.approx(t3.loc[m, "e_clean"]), m

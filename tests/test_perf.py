@@ -13,7 +13,8 @@ from bioreg.models.allconvnet import AllConvNet
 def small_model() -> Classifier:
     torch.manual_seed(0)
     net = AllConvNet(num_classes=10, width=8, width2=8, layer1_width=4)
-    place_regularizers(net, {"no": {"at": "layer2", "_target_": "bioreg.layers.normout.NormOut"}}, (3, 16, 16))
+    place_regularizers(net, {"no": {"at": "layer2", "_target_": "bioreg.layers.normout.NormOut"}},
+                       (3, 16, 16))
     return Classifier(net, (0.5,) * 3, (0.25,) * 3)
 
 
@@ -36,7 +37,8 @@ def test_defaults_change_nothing():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     configure_performance(model)
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous() and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert conv.weight.is_contiguous() and all(torch.equal(before[k], v)
+                                               for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("value,expected", [(False, False), ("false", False), (True, True), ("true", True),

@@ -55,7 +55,8 @@ def test_seconds_per_image_sources_in_order(plan):
     assert s["resnet32"][0] == pytest.approx(2e-4 + 4e-4 * 12 / 36) and "interpolated" in s["resnet32"][1]
     assert s["vgg11"] == (1e-4, "records")
     assert s["allconvnet"] == (pytest.approx(8e-3 / 128), "estimate")
-    assert plan.per_image_seconds(None, {}, 4.0, {"vgg16"})["vgg16"] == (pytest.approx(4e-3 / 128), "estimate")
+    assert plan.per_image_seconds(None, {}, 4.0, {"vgg16"})["vgg16"] == (pytest.approx(4e-3 / 128),
+                                                                         "estimate")
 
 
 def test_concurrency_option(plan):

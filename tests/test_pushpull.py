@@ -67,7 +67,8 @@ def test_padding_modes_keep_push_equal_to_conv(mode):
     assert pp(x).shape == conv(x).shape
 
 
-@pytest.mark.parametrize("k,scale,size", [(3, 1, 3), (3, 1.5, 5), (3, 2, 7), (3, 3, 9), (5, 2, 11), (5, 1.5, 7)])
+@pytest.mark.parametrize("k,scale,size",
+                         [(3, 1, 3), (3, 1.5, 5), (3, 2, 7), (3, 3, 9), (5, 2, 11), (5, 1.5, 7)])
 def test_pull_kernel_is_negated_bilinear_upsampling(k, scale, size):
     torch.manual_seed(1)
     pp = PushPull2d(2, 3, k, padding=k // 2, bias=False, scale=scale)
@@ -82,7 +83,8 @@ def test_pull_kernel_is_negated_bilinear_upsampling(k, scale, size):
     # and the pull path convolves with it, centred, bias-free here
     x = torch.randn(1, 2, 12, 12)
     pad = (size - 1) // 2
-    torch.testing.assert_close(pp.pull_response(x), F.relu(F.conv2d(x, -expected, padding=pad)), atol=ATOL, rtol=0)
+    torch.testing.assert_close(pp.pull_response(x), F.relu(F.conv2d(x, -expected, padding=pad)), atol=ATOL,
+                               rtol=0)
 
 
 def test_bias_enters_the_pull_path_negated():
@@ -198,7 +200,8 @@ def test_checkpoint_conversion_keeps_push_equal_to_old_conv_relu(tmp_path):
         for p in trained.parameters():
             p.add_(0.1 * torch.randn_like(p))
     ckpt = tmp_path / "best.ckpt"
-    torch.save({"state_dict": {f"model.net.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}, ckpt)
+    torch.save({"state_dict": {f"model.net.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3},
+               ckpt)
 
     net = resnet20()
     load_net_weights(net, str(ckpt))  # as run.build(): weights first, regularizers after
@@ -218,7 +221,8 @@ def test_layer1_and_all_options_replace_the_right_convolutions():
     assert pp == ["conv1"] + [f"layer1.{b}.conv{i}" for b in range(3) for i in (1, 2)]
 
     net = resnet20()
-    cfg = OmegaConf.to_container(OmegaConf.create({"reg": OmegaConf.load(CONF / "reg" / "pushpull_all.yaml")}))
+    all_yaml = OmegaConf.load(CONF / "reg" / "pushpull_all.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.create({"reg": all_yaml}))
     cfg["reg"]["pushpull"]["scale"] = 1.5  # the stage entries follow reg.pushpull
     cfg = OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)["reg"]
     place_regularizers(net, cfg, (3, 32, 32))
@@ -289,3 +293,46 @@ def test_alexnet_cifar_layout_and_push_pull_first_layer():
     net.eval()
     assert net(x).shape == (2, 10)
     assert math.isfinite(float(net(x).detach().sum()))
+
+
+# --------------------------------------------------------------------------- built on nn.Conv2d
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "padding": 1, "bias": False},
+                                {"padding": "same", "dilation": 2, "groups": 2, "padding_mode": "reflect"}])
+def test_the_push_convolution_is_nn_conv2d_s_own(kw):
+    """The arguments go to nn.Conv2d's constructor: same checked attributes, the same initial kernel
+    and bias from the same seed (bit for bit), registered as this module's ``weight`` / ``bias``."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(4, 6, 3, **kw)
+    torch.manual_seed(3)
+    pp = PushPull2d(4, 6, 3, **kw, scale=2)
+    for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                 "padding_mode"):
+        assert getattr(pp, name) == getattr(conv, name), name
+    assert torch.equal(pp.weight, conv.weight)
+    assert (pp.bias is None) == (conv.bias is None) and (pp.bias is None or torch.equal(pp.bias, conv.bias))
+    assert list(pp.state_dict()) == list(conv.state_dict())  # checkpoints of earlier runs keep their keys
+    torch.manual_seed(4)
+    pp.reset_parameters()
+    torch.manual_seed(4)
+    conv.reset_parameters()
+    assert torch.equal(pp.weight, conv.weight)
+
+
+def test_state_dict_keys_and_loading_a_saved_layer():
+    learned = PushPull2d(3, 4, 3, padding=1, train_alpha=True, alpha=0.5)
+    assert list(learned.state_dict()) == ["weight", "bias", "alpha_raw"]
+    assert [n for n, _ in learned.named_parameters()] == ["weight", "bias", "alpha_raw"]
+    assert list(PushPull2d(3, 4, 3, bias=False).state_dict()) == ["weight"]
+    saved = {"weight": torch.randn(4, 3, 3, 3), "bias": torch.randn(4), "alpha_raw": torch.rand(4)}
+    fresh = PushPull2d(3, 4, 3, padding=1, train_alpha=True)
+    fresh.load_state_dict(saved)  # strict: the keys a checkpoint of an earlier run holds
+    assert torch.equal(fresh.weight, saved["weight"]) and torch.equal(fresh.alpha_raw, saved["alpha_raw"])
+
+
+@pytest.mark.parametrize("kw, word", [({"padding_mode": "mirror"}, "padding_mode must be one of"),
+                                      ({"groups": 2}, "divisible by groups"),
+                                      ({"padding": "same", "stride": 2}, "padding='same'"),
+                                      ({"padding": "full"}, "padding string 'full'")])
+def test_a_bad_convolution_argument_is_one_config_error(kw, word):
+    with pytest.raises(RegularizerConfigError, match=f"push-pull convolution: .*{word}"):
+        PushPull2d(3, 4, 3, **kw)

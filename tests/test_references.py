@@ -15,7 +15,8 @@ def _files():
     for name in SCANNED:
         p = ROOT / name
         yield from ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file() and "__pycache__"
-                                                   not in q.parts and q.suffix not in (".png", ".pdf", ".npy")))
+                                                   not in q.parts
+                                                   and q.suffix not in (".png", ".pdf", ".npy")))
 
 
 def test_no_file_points_outside_the_repository() -> None:
@@ -33,7 +34,8 @@ def test_no_file_points_outside_the_repository() -> None:
     "Synaptic Failure is a Flat Minima Optimizer", "Harvard University",
     "push–pull inhibition layer", "Neural Computing", "10.1007/s00521-020-04751-8",
     "mixup: Beyond empirical risk minimization", "Manifold mixup", "Benchmarking neural network robustness",
-    "Efficient object localization", "DropBlock", "nearest correlation matrix", "Towards deep learning models",
+    "Efficient object localization", "DropBlock", "nearest correlation matrix",
+    "Towards deep learning models",
     "Explaining and harnessing adversarial examples", "Square attack", "Fisher-Rao metric",
     "Striving for simplicity", "Very deep convolutional networks", "Deep residual learning",
 ])

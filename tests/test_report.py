@@ -236,7 +236,8 @@ def test_fill_commands_repeat_the_runs_own_overrides(report, tmp_path: Path) -> 
     # (Hydra composes the command line before the sweep's parameters): kept
     cmd = fill_command("n3.4", smoke, {"exp_c": [2]}, ["exp_c"], "/r").command
     assert cmd == (
-        'make reproduce-table-n3.4 RESULTS_DIR=/r ARGS="eval=attacks data=digits eval.evaluators.attacks.n=32"'
+        'make reproduce-table-n3.4 RESULTS_DIR=/r ARGS="eval=attacks data=digits '
+        'eval.evaluators.attacks.n=32"'
     )
 
 
@@ -613,11 +614,13 @@ def test_grouped_statistics_and_no_figure(tmp_path: Path) -> None:
         shown = [ax for ax in fig.axes if ax.get_visible() and ax.patches]
         assert [ax.get_title() for ax in shown] == ["Max", "Min", "Mean", "Std"]
         for ax in shown:  # layers along x in order, a bar per experiment in column order
-            bars = sorted((p for p in ax.patches if str(p.get_gid()).startswith("cell:")), key=lambda b: b.get_x())
+            bars = sorted((p for p in ax.patches if str(p.get_gid()).startswith("cell:")),
+                          key=lambda b: b.get_x())
             assert [b.get_gid().split(":")[1] for b in bars] == ["Layer 3|Vanilla", "Layer 3|Mixup",
                                                                  "Layer 5|Vanilla", "Layer 5|Mixup"]
         assert fig.get_size_inches()[0] <= 12.5
-        assert min(t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_text()) >= FONT
+        assert min(t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize"))
+                   if t.get_text()) >= FONT
     finally:
         plt.close(fig)
     none = spec_from_dict({**T1, "figure": "none"})

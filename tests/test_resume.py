@@ -1,4 +1,5 @@
-"""Fault tolerance of a run (src/bioreg/app/run.py, src/bioreg/lit/callbacks/resume.py): kill with SIGTERM, relaunch, compare.
+"""Fault tolerance of a run (src/bioreg/app/run.py, src/bioreg/lit/callbacks/resume.py): kill with SIGTERM,
+relaunch, compare.
 
 A tiny digits run (CPU, ``trainer.deterministic=true``, 3 epochs of 3 batches) is trained
 uninterrupted, and again with a callback that sends SIGTERM to the process at the end of
@@ -54,7 +55,8 @@ def test_killed_run_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Pa
 
 
 @pytest.mark.slow  # trains (tiny runs, a few seconds each)
-def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path, monkeypatch) -> None:
+def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
     """SIGTERM after batch 1 of the 3 batches of epoch 1 (0-based): that partial epoch is lost (no
     checkpoint mid-epoch), the relaunch resumes from epoch 0's ``last.ckpt`` and redoes epoch 1 with
     the data order, noise and weights the uninterrupted run had: the same final numbers, exactly.
@@ -77,7 +79,8 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(uninterrupted: Path, tm
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     for name in ("last.ckpt", "best.ckpt"):
-        ca, cb = (torch.load(next((t / "ckpt").rglob(name)), map_location="cpu", weights_only=True) for t in (a, b))
+        ca, cb = (torch.load(next((t / "ckpt").rglob(name)), map_location="cpu", weights_only=True)
+                  for t in (a, b))
         assert (ca["epoch"], ca["global_step"]) == (cb["epoch"], cb["global_step"]), name
 
 
@@ -116,7 +119,8 @@ def test_checkpoint_dir_is_the_same_under_any_launcher(tmp_path: Path) -> None:
         return config_key(OmegaConf.to_container(OmegaConf.create(c), resolve=True))
 
     local = key()
-    assert key("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=5") == local
+    assert key("hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+               "hydra.launcher.timeout_min=5") == local
     assert key("hydra/launcher=local", "hydra.sweeper.max_batch_size=2", "eval=default") == local
     assert key("seed=3") == local  # the seed is a folder level of its own (seed<k>), not part of the key
     assert key("optim.optimizer.lr=0.01") != local

@@ -1,4 +1,5 @@
-"""Tests of the corruption-robustness metrics (Strisciuglio et al. 2020 §4, App. 2; bioreg.evaluate.robustness).
+"""Tests of the corruption-robustness metrics (Strisciuglio et al. 2020 §4, App. 2;
+bioreg.evaluate.robustness).
 
 CE/rCE are checked against hand computations (exact up to float rounding, 1e-9) and the paper's own
 Table 3 is recomputed from its Table 2 and the Appendix 2 AlexNet reference (rounded half up to
@@ -48,8 +49,10 @@ def _metrics(errors: dict[str, dict[int, float]], e_clean: float) -> dict:
 
 
 # --------------------------------------------------------------------------- formulas by hand
-RUN = {"fog": {1: 10.0, 2: 20.0, 3: 30.0, 4: 40.0, 5: 50.0}, "snow": {1: 12.0, 2: 14.0, 3: 16.0, 4: 18.0, 5: 20.0}}
-REF = {"fog": {1: 20.0, 2: 30.0, 3: 40.0, 4: 50.0, 5: 60.0}, "snow": {1: 11.0, 2: 13.0, 3: 15.0, 4: 17.0, 5: 19.0}}
+RUN = {"fog": {1: 10.0, 2: 20.0, 3: 30.0, 4: 40.0, 5: 50.0},
+       "snow": {1: 12.0, 2: 14.0, 3: 16.0, 4: 18.0, 5: 20.0}}
+REF = {"fog": {1: 20.0, 2: 30.0, 3: 40.0, 4: 50.0, 5: 60.0},
+       "snow": {1: 11.0, 2: 13.0, 3: 15.0, 4: 17.0, 5: 19.0}}
 
 
 def test_ce_and_rce_on_hand_made_per_severity_errors():
@@ -86,7 +89,8 @@ def test_unmatched_severities_use_the_common_ones_and_are_reported():
 
 
 def test_paper_reference_matches_the_transcribed_csv():
-    csv = pd.read_csv(PAPER / "pushpull2020_alexnet_reference.csv").set_index("corruption")["alexnet_cifar_error"]
+    csv = pd.read_csv(PAPER / "pushpull2020_alexnet_reference.csv").set_index(
+        "corruption")["alexnet_cifar_error"]
     assert csv.pop("clean") == PAPER_ALEXNET_CLEAN
     assert dict(csv) == PAPER_ALEXNET_ERRORS
     assert set(PAPER_ALEXNET_ERRORS) == set(CIFAR10C_CORRUPTIONS)
@@ -121,7 +125,8 @@ def test_table3_examples():
 @pytest.mark.parametrize("model", list(T2.columns))
 def test_e_corr_is_the_mean_of_table2(model):
     out = _from_table2(model)
-    if model == "resnet56_pp":  # Table 2's printed average (26.33) disagrees with its own column; Table 3: 26.23
+    # Table 2's printed average (26.33) disagrees with its own column; Table 3: 26.23
+    if model == "resnet56_pp":
         assert out["e_corr"] == pytest.approx(float(T3.loc[model, "e_corr"]), abs=0.005)
     else:
         assert out["e_corr"] == pytest.approx(float(T2.loc["average", model]), abs=0.005)
@@ -134,7 +139,8 @@ def test_evaluator_reports_missing_corruptions():
     assert out["corruptions_used"] == ["fog", "snow"]
     assert set(out["corruptions_missing"]) == set(CIFAR10C_CORRUPTIONS) - {"fog", "snow"}
     assert out["ce"]["fog"] == pytest.approx(100 * 30 / PAPER_ALEXNET_ERRORS["fog"], abs=1e-9)
-    assert out["rce"]["snow"] == pytest.approx(100 * (16 - 5) / (PAPER_ALEXNET_ERRORS["snow"] - 13.87), abs=1e-9)
+    assert out["rce"]["snow"] == pytest.approx(100 * (16 - 5) / (PAPER_ALEXNET_ERRORS["snow"] - 13.87),
+                                               abs=1e-9)
     for key in ("e_clean", "e_corr", "ce", "mce", "rce", "rmce", "reference", "corruptions_used"):
         assert key in out
     with pytest.raises(ValueError, match="require_all"):
@@ -191,7 +197,8 @@ def test_noise_sweep_is_deterministic_and_adds_the_stated_noise():
     model = _Recorder()
     ctx, x = _ctx(5, model)
     out = sweep(ctx)
-    assert out["n"] == 12 and out["std"] == [0.0, 0.1, 5.0] and out["variance"] == [0.0, 0.010000000000000002, 25.0]
+    assert out["n"] == 12 and out["std"] == [0.0, 0.1, 5.0] and out["variance"] == [0.0, 0.010000000000000002,
+                                                                                    25.0]
     assert out["acc"][0] == 100.0 and out["acc"][2] < 100.0
     # batch 1 of 5 images, std 0.1: x + 0.1 · z_i with z_i the per-image field
     z = torch.stack([sweep.unit_noise(i, (3, 4, 4)) for i in range(5)])

@@ -10,7 +10,8 @@ import pytest
 from bioreg.app.run import run
 from helpers.configs import compose
 
-TINY = ["+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
+TINY = ["+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8",
+        "model.layer1_width=4",
         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false"]
 

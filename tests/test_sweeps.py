@@ -96,7 +96,8 @@ def test_hydras_sweeper_expands_each_sweep_into_the_tables_runs(stem: str) -> No
 
 def test_command_line_seeds_and_experiments_replace_the_sweeps() -> None:
     """make reproduce-table-2.5 SEEDS=0,1 EXPERIMENTS=...: the command line's lists win."""
-    assert sweeper_jobs("table_2_5", "seed=3,4") == [(e, s) for e in SPECS["table_2_5"].experiments for s in (3, 4)]
+    assert sweeper_jobs("table_2_5", "seed=3,4") == [(e, s) for e in SPECS["table_2_5"].experiments
+                                                     for s in (3, 4)]
     assert sweeper_jobs("table_2_5", "+experiment=corr_gaussian_layer1,allconvnet_baseline", "seed=1") == [
         ("corr_gaussian_layer1", 1), ("allconvnet_baseline", 1)]
 
@@ -167,7 +168,8 @@ def test_every_job_of_every_sweep_composes(stem: str) -> None:
         for e in extra:
             group, _, option = e.partition("=")
             if (CONF / group).is_dir():
-                assert (CONF / group / f"{option}.yaml").is_file(), f"{stem}: conf/{group}/{option}.yaml missing"
+                assert (
+                    CONF / group / f"{option}.yaml").is_file(), f"{stem}: conf/{group}/{option}.yaml missing"
         name, seed, _ = _composed(stem, (exp, *extra))
         assert (name, seed) == (exp, 4)  # records land under the experiment's own name
 
@@ -199,14 +201,16 @@ def test_make_targets_cover_every_table() -> None:
 @RunIf(executables=("make",))
 def test_reproduce_target_builds_the_launcher_overrides() -> None:
     def dry(*args: str) -> str:
-        out = subprocess.run(["make", "-s", "-n", *args, "PY=python"], cwd=REPO, capture_output=True, text=True,
+        out = subprocess.run(["make", "-s", "-n", *args, "PY=python"], cwd=REPO, capture_output=True,
+                             text=True,
                              timeout=60)
         assert out.returncode == 0, out.stderr
         return " ".join(out.stdout.split())
 
     cmd = dry("reproduce-table-2.5", "LAUNCHER=slurm", "SLURM_PARTITION=gpu", "SLURM_TIME=90", "SEEDS=3,4")
     assert "python train.py -m +sweep=table_2_5" in cmd
-    for part in ("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90", "seed=3,4"):
+    for part in ("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90",
+                 "seed=3,4"):
         assert part in cmd
     assert "hydra.launcher.mem_gb" not in cmd  # unset -> the value in conf/hydra/launcher/slurm.yaml
     local = dry("reproduce-table-n3.4", "LAUNCHER=local", "JOBS=3")
@@ -239,7 +243,8 @@ def _train(monkeypatch, *argv: str) -> None:
 def test_slurm_launcher_composes_with_documented_overrides(monkeypatch, capsys) -> None:
     # (Hydra takes --cfg without -m: the launcher and sweeper sections are those the multirun uses)
     _train(monkeypatch, "+sweep=table_2_5", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-           "hydra.launcher.gpus_per_node=2", "hydra.launcher.cpus_per_task=6", "hydra.launcher.timeout_min=90",
+           "hydra.launcher.gpus_per_node=2", "hydra.launcher.cpus_per_task=6",
+           "hydra.launcher.timeout_min=90",
            "hydra.launcher.mem_gb=40", "hydra.launcher.max_num_timeout=5", "--cfg", "all", "--resolve")
     cfg = yaml.safe_load(capsys.readouterr().out)["hydra"]
     la = cfg["launcher"]
@@ -264,7 +269,8 @@ def test_local_launcher_composes(monkeypatch, capsys) -> None:
 
 TINY = [
     "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
-    "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+    "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
     "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
     "trainer.accelerator=cpu", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
 ]

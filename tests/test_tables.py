@@ -139,7 +139,8 @@ def test_table_renders_in_printed_layout(tid: str, tmp_path: Path) -> None:
     # Markdown: header in column order, one line per row in row order
     md = render_markdown(res)
     table_lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert [h.strip() for h in table_lines[0].strip("|").split("|")][1:] == [c.replace("|", r"\|") for c in cols]
+    assert [h.strip() for h in table_lines[0].strip("|").split("|")][1:] == [c.replace("|", r"\|")
+                                                                             for c in cols]
     assert [ln.split("|")[1].strip() for ln in table_lines[2:]] == rows
     assert all(ln.count(" ± ") == len(cols) for ln in table_lines[2:])
 
@@ -172,7 +173,8 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     import yaml
 
     spec = load_spec("pp4")
-    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
+    base = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "conf/experiment/resnet_base.yaml").read_text())
     noise = base["eval"]["evaluators"]["noise"]
     assert noise["variances"] == TABLE4_VARIANCES and noise["stds"] is None
     assert [c.label for c in spec.columns] == [f"sigma^2={v:.0e}".replace("e-0", "e-") if v else "sigma^2=0"
@@ -186,7 +188,8 @@ def test_pp4_is_the_resnet14_table_at_the_six_printed_noise_variances(tmp_path: 
     # every experiment is a ResNet-14 with the row's (h, alpha), push-pull only where the row says so
     for i, r in enumerate(printed):
         exp = r.experiment
-        cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
+        cfg = yaml.safe_load(
+            (Path(__file__).resolve().parents[1] / f"conf/experiment/{exp}.yaml").read_text())
         assert {"override /model": "resnet14"} in cfg["defaults"] and cfg["name"] == exp
         assert {"override /reg": "none" if i == 0 else ["pushpull"]} in cfg["defaults"]
         if i == 0:
@@ -243,9 +246,11 @@ def test_paper_index_may_name_several_columns_and_axes_map_paper_labels(tmp_path
                                     {"label": "Net-PP", "experiment": "b", "paper": "net_pp,2"}],
                            "columns": [{"label": "V", "metric": "m", "paper": "v1"}]})
     p = load_paper(spec, paper_dir=tmp_path)
-    assert list(zip(p["row"], p["column"], p["mean"], strict=True)) == [("Net", "V", 1.5), ("Net-PP", "V", 2.5)]
+    assert list(zip(p["row"], p["column"], p["mean"], strict=True)) == [("Net", "V", 1.5),
+                                                                        ("Net-PP", "V", 2.5)]
     bad = spec_from_dict({"id": "x", "paper": "t.csv", "paper_format": "wide", "paper_index": ["model", "hh"],
-                          "rows": [{"label": "Net", "experiment": "a"}], "columns": [{"label": "V", "metric": "m"}]})
+                          "rows": [{"label": "Net", "experiment": "a"}],
+                          "columns": [{"label": "V", "metric": "m"}]})
     with pytest.raises(ValueError, match=r"paper_index \['hh'\] is not a column of t.csv"):
         load_paper(bad, paper_dir=tmp_path)
 
@@ -369,16 +374,19 @@ def test_compare_sigma_floor_and_no_std(tmp_path: Path) -> None:
     for s, v in enumerate((75.88, 75.89, 75.90)):
         RecordStore(tmp_path).write({"name": "corr_poisson_layer1", "seed": s, "config_key": "k",
                                      "status": "completed", "summary": {"test_acc": v}})
-    cmp_ = compare_table(build_table(spec, load_records(tmp_path)), load_paper(spec)).set_index(["row", "column"])
+    cmp_ = compare_table(build_table(spec, load_records(tmp_path)), load_paper(spec)).set_index(
+        ["row", "column"])
     r = cmp_.loc[("Test Set", "CP")]
     assert r["sigma"] == pytest.approx(0.05) and r["verdict"] == WITHIN  # |0.09| <= 0.1
     assert r["thesis"] == "75.8 ± 0.0"  # printed text, not re-formatted
     assert cmp_.loc[("Test Set", "CG"), "verdict"] == NO_DATA
     # one seed: no verdict and no σ (it used to be σ = 0.05 and a distance of hundreds of σ)
     s6 = load_spec("n3.6")
-    RecordStore(tmp_path / "s").write({"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
+    RecordStore(tmp_path / "s").write(
+        {"name": "vgg16_baseline", "seed": 0, "config_key": "k", "status": "completed",
                                        "extra": {"fisher_rao": {"value": 3.0}}})
-    c6 = compare_table(build_table(s6, load_records(tmp_path / "s")), load_paper(s6)).set_index(["row", "column"])
+    c6 = compare_table(build_table(s6, load_records(tmp_path / "s")), load_paper(s6)).set_index(
+        ["row", "column"])
     assert c6.loc[("Baseline", "Fisher-Rao Norm"), "verdict"] == FEW_SEEDS
     assert c6.loc[("Baseline", "Fisher-Rao Norm"), "sigma"] is None
 

@@ -4,8 +4,8 @@ Every configuration, command-line or data error of the package derives from :cla
 (:class:`ConfigError` here, ``RegularizerConfigError``, ``InsertionError``, ``DataError``,
 ``EvaluatorConfigError``, ``AnalysisError``; each keeps its name and its ``ValueError``/``KeyError``
 base). ``train.py`` turns a ``UserError`` into exit status 2 and one line on stderr,
-``error: <message>``, with no traceback and no run record (:func:`bioreg.app.cli.run_or_explain`). Every other exception is a bug or a
-fault of the machine and keeps its traceback.
+``error: <message>``, with no traceback and no run record (:func:`bioreg.app.cli.run_or_explain`). Every
+other exception is a bug or a fault of the machine and keeps its traceback.
 
 Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException``; :func:`instantiate` is
 the one helper that builds config nodes for :mod:`bioreg.app.run` and unwraps a ``UserError`` from it,

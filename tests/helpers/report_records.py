@@ -76,9 +76,11 @@ def requeued_record(name: str, seed: int, follows: str, status: str = "requeued"
     rec["failure"] = {"exception": "SIGTERMException", "signal": "SIGTERM", "stage": "train", "epoch": 3,
                       "max_epochs": 350}
     rec["stints"] = [
-        {"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T01:00:00+00:00", "wall_time_s": 3600.0,
+        {"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T01:00:00+00:00",
+         "wall_time_s": 3600.0,
          "end": "requeued", "host": "node1", "slurm_job": "42_0"},
-        {"started": "2026-01-01T02:00:00+00:00", "finished": "2026-01-01T02:30:00+00:00", "wall_time_s": 1800.0,
+        {"started": "2026-01-01T02:00:00+00:00", "finished": "2026-01-01T02:30:00+00:00",
+         "wall_time_s": 1800.0,
          "end": status, "host": "node2", "slurm_job": "42_0"},
     ]
     return rec
@@ -233,7 +235,8 @@ def write_records(root: Path) -> None:
         )
     # B seed 2: a smoke run only (another config key): kept apart from the cell's protocol runs
     store.write(record("exp_b", 2, OCC, {"summary.test_acc": 30.0}, key="k2", smoke=DIGITS_SMOKE))
-    # B seed 2 under the protocol: stopped by SLURM's requeue after two stints (1.5 h): not a failure, in no cell
+    # B seed 2 under the protocol: stopped by SLURM's requeue after two stints (1.5 h): not a failure, in no
+    # cell
     store.write(requeued_record("exp_b", 2, OCC))
     # a killed run of C (old-style record: the bare SIGTERMException) and a truncated file
     store.write(
@@ -273,5 +276,6 @@ def scenario_report(tmp_path: Path, extra: Sequence[Mapping[str, Any]] = (), **k
     store = RecordStore(tmp_path / "runs")
     for rec in extra:
         store.write(rec)
-    return build_report(specs, load_records(tmp_path / "runs"), claims=CLAIMS, results_dir=str(tmp_path / "runs"),
+    return build_report(specs, load_records(tmp_path / "runs"), claims=CLAIMS,
+                        results_dir=str(tmp_path / "runs"),
                         paper_dir=paper, published_runs=PUBLISHED_RUNS, **kw)

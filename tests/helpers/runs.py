@@ -29,7 +29,8 @@ __all__ = ["TINY", "KILL_AFTER_EPOCH", "cfg_for", "SigtermMidEpoch", "SigtermAft
 
 TINY = [
     "+experiment=demo", "model=allconvnet_small", "model.width=8", "model.width2=8", "model.layer1_width=4",
-    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+    "data.batch_size=16", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
     "eval=clean", "eval.progress=false", "logger=none", "trainer.enable_progress_bar=false",
     "trainer.deterministic=true", "trainer.accelerator=cpu",
 ]
@@ -106,7 +107,8 @@ def kill(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: i
     return stopped
 
 
-def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None, ckpt_epoch: int = KILL_AFTER_EPOCH,
+def kill_and_resume(tmp: Path, monkeypatch, killer: L.Callback | None = None,
+                    ckpt_epoch: int = KILL_AFTER_EPOCH,
                     extra: Sequence[str] = ()) -> dict:
     """:func:`kill`, then relaunch the same config: the interrupted record does not count, ``last.ckpt``
     is resumed. Returns the interrupted record."""

@@ -58,12 +58,14 @@ def load_net_weights(net: torch.nn.Module, path: str) -> None:
     raises :class:`ConfigError`.
     """
     if not Path(path).is_file():
-        raise ConfigError(f"ckpt={path!r}: no such file (give a .ckpt written by a bioreg run, e.g. its best.ckpt)")
+        raise ConfigError(
+            f"ckpt={path!r}: no such file (give a .ckpt written by a bioreg run, e.g. its best.ckpt)")
     blob = safe_load(path, what=f"ckpt={path!r}")
     sd = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ConfigError(f"ckpt={path!r} holds no state_dict of tensors (give a .ckpt written by a bioreg run, "
-                          "e.g. its best.ckpt, or a plain state_dict)")
+        raise ConfigError(
+            f"ckpt={path!r} holds no state_dict of tensors (give a .ckpt written by a bioreg run, "
+            "e.g. its best.ckpt, or a plain state_dict)")
     prefix = "model.net." if any(str(k).startswith("model.net.") for k in sd) else ""
     own = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     own = {k: v for k, v in own.items() if not k.startswith("regularizers.")}

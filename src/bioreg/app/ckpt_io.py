@@ -60,10 +60,13 @@ def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
                 f"{what}: refused to load {str(path)!r}: it holds {first}, not only tensors and plain values "
                 "(a crafted pickle can run code; bioreg loads checkpoints with weights_only=True). "
                 "Give a .ckpt written by a bioreg run or a plain state_dict") from None
-        raise ConfigError(f"{what}: {str(path)!r} is not a readable PyTorch checkpoint ({_short(e)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError, KeyError) as e:
+        raise ConfigError(
+            f"{what}: {str(path)!r} is not a readable PyTorch checkpoint ({_short(e)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
+            KeyError) as e:
         raise ConfigError(f"{what}: {str(path)!r} is not a readable PyTorch checkpoint ({_short(e)}); "
-                          "give a .ckpt written by a bioreg run (e.g. its best.ckpt) or a plain state_dict") from None
+                          "give a .ckpt written by a bioreg run (e.g. its best.ckpt) or a plain "
+                          "state_dict") from None
 
 
 def _short(e: BaseException) -> str:
@@ -83,14 +86,16 @@ def _unsupported_global(msg: str) -> str:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O with atomic local saves and ``weights_only=True`` loads (see module doc)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write_bytes(path, buf.getbuffer())
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict:
         # Lightning passes weights_only=None (its default: False) on resume: force the safe load
         return safe_load(path, what=f"checkpoint {Path(path).name}")
 
@@ -165,7 +170,8 @@ def load_for_eval(lit: torch.nn.Module, path: str | os.PathLike) -> dict[str, An
     state = safe_load(path)
     sd = state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state
     if not isinstance(sd, dict):
-        raise ConfigError(f"checkpoint {str(path)!r} holds no state_dict (give a .ckpt written by a bioreg run)")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} holds no state_dict (give a .ckpt written by a bioreg run)")
     check_fits(lit, sd, f"checkpoint {str(path)!r}")
     lit.load_state_dict(sd)
     return {k: state[k] for k in ("epoch", "global_step") if isinstance(state, dict) and k in state}

@@ -27,7 +27,8 @@ from bioreg.results.records import utc_now
 __all__ = ["evaluate_checkpoint", "record_files", "add_sections"]
 
 
-def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path, evaluators: Mapping[str, Mapping[str, Any]],
+def evaluate_checkpoint(config: Mapping[str, Any], ckpt: str | Path,
+                        evaluators: Mapping[str, Mapping[str, Any]],
                         record: Mapping[str, Any] | None = None, device: str | torch.device | None = None,
                         progress: bool = True, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the weights in ``ckpt`` with ``evaluators`` (name -> ``{_target_: …}``).

@@ -85,7 +85,8 @@ def _callbacks(cfg: DictConfig, paths: RunPaths):
         # last.ckpt after *every* epoch (Lightning >= 2.5 writes `save_last` only when the monitored
         # checkpoint is written too, i.e. when val/acc improved): what a relaunched run resumes from
         RelocatableModelCheckpoint(dirpath=paths.ckpt, filename="last", monitor=None, save_top_k=1,
-                                   every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False),
+                                   every_n_epochs=1, enable_version_counter=False,
+                                   auto_insert_metric_name=False),
         RNGStateCheckpoint(),  # a resumed run continues the RNG streams of the interrupted one (bit-exact)
         ModelSummaryNoFlops(),  # Lightning's summary would show "FLOPs 0" (no example input)
         EpochHistory(),  # per-epoch running train accuracy + validation accuracy (train.running_acc_*)
@@ -311,7 +312,8 @@ def fit(built: Built, plan: RunPlan) -> None:
     resume = None if plan.smoke else resume_point(plan.paths.ckpt)
     if resume is not None:
         log.info("resuming from %s", resume)
-    built.trainer.fit(built.lit, datamodule=built.dm, ckpt_path=str(resume) if resume else None, weights_only=True)
+    built.trainer.fit(built.lit, datamodule=built.dm, ckpt_path=str(resume) if resume else None,
+                      weights_only=True)
 
 
 def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
@@ -321,14 +323,17 @@ def evaluate(built: Built, plan: RunPlan) -> dict[str, Any]:
 
     cfg, trainer, lit, dm = plan.cfg, built.trainer, built.lit, built.dm
     best_epoch, best_val = reload_best(built)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available()
+                          and cfg.trainer.accelerator in ("auto", "gpu", "cuda") else "cpu")
     model = lit.model.to(device).eval()
     metrics = evaluate_sets(model, dm, cfg.eval.suites, device, progress=bool(cfg.eval.progress))
-    train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    train_metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items()
+                     if k.startswith("train/")}
     for cb in trainer.callbacks:  # Table 3.1's running train accuracy at the selected and the last epoch
         train_metrics.update(getattr(cb, "train_fields", lambda _e: {})(best_epoch))
     if cfg.eval.get("train_acc"):
-        train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()), device)["acc"]
+        train_metrics["eval_acc"] = evaluate_loader(model, dm.eval_dataloader(dm.train_eval_set()),
+                                                    device)["acc"]
     summary = summarize(metrics)
     if "eval_acc" in train_metrics and "test_acc" in summary:  # Singh Table 3.1's overfitting column
         summary["overfitting"] = abs(train_metrics["eval_acc"] - summary["test_acc"])  # both %
@@ -375,7 +380,8 @@ def record_failure(record: dict, e: BaseException, t0: float, plan: RunPlan, tra
         return
     from bioreg.lit.failure import describe_failure
 
-    record.update({"status": stop_status(e), **describe_failure(e, trainer), "traceback": traceback.format_exc()})
+    record.update(
+        {"status": stop_status(e), **describe_failure(e, trainer), "traceback": traceback.format_exc()})
     write_record(record, t0, plan, overwrite=True)
     if type(e).__name__ == "SIGTERMException":
         raise SystemExit(128 + 15) from e  # 143 = SIGTERM
@@ -385,21 +391,25 @@ def _add_missing_evaluators(cfg: DictConfig, existing: dict, store: RecordStore,
     """A completed run launched again with evaluators its record lacks (say ``eval=attacks`` after a
     ``eval=default`` run): ``eval`` is not part of the run's identity, so rather than retraining,
     run just the missing evaluators on the run's best checkpoint and add their sections."""
-    wanted = {n: OmegaConf.to_container(e, resolve=True) for n, e in (cfg.eval.get("evaluators") or {}).items()
+    wanted = {n: OmegaConf.to_container(e, resolve=True)
+              for n, e in (cfg.eval.get("evaluators") or {}).items()
               if e is not None}
     missing = {n: e for n, e in wanted.items() if n not in (existing.get("extra") or {})}
     if not missing:
         return
     ckpt = Path(existing.get("ckpt_dir") or paths.ckpt) / "best.ckpt"
     if not ckpt.is_file():
-        log.warning("the record lacks evaluators %s but %s is gone: rerun with on_existing=overwrite to retrain",
-                    ", ".join(missing), ckpt)
+        log.warning(
+            "the record lacks evaluators %s but %s is gone: rerun with on_existing=overwrite to retrain",
+            ", ".join(missing), ckpt)
         return
     log.info("adding evaluators %s to the existing record from %s", ", ".join(missing), ckpt)
     sections = evaluate_checkpoint(existing["config"], ckpt, missing, record=existing,
-                                   progress=bool(cfg.eval.progress), provenance={"added_by": "train.py (rerun)"})
-    add_sections(record_files(store.path(existing["name"], existing["config_key"], existing["seed"]), existing),
-                 sections)
+                                   progress=bool(cfg.eval.progress),
+                                   provenance={"added_by": "train.py (rerun)"})
+    add_sections(
+        record_files(store.path(existing["name"], existing["config_key"], existing["seed"]), existing),
+        sections)
 
 
 def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> None:
@@ -414,7 +424,8 @@ def write_record(record: dict, t0: float, plan: RunPlan, overwrite: bool) -> Non
         record["smoke"] = True
     atomic_write_json(paths.run_dir / "record.json", record)  # first: kept even if results_dir fails now
     if plan.smoke:
-        log.info("fast_dev_run: record written only to %s (not to results_dir)", paths.run_dir / "record.json")
+        log.info("fast_dev_run: record written only to %s (not to results_dir)",
+                 paths.run_dir / "record.json")
     elif record["status"] != "completed" and store.completed(record["name"], record["config_key"],
                                                              record["seed"]):
         log.error("run %s; the existing completed record is kept", record["status"])

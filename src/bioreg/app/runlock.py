@@ -106,8 +106,10 @@ class RunLock:
                     "process is really gone")
             if not self._take_over(holder, why):
                 h = self._read() or {}
-                raise RunLockedError(f"{self.label} is already running (host {h.get('host')}, pid {h.get('pid')}, "
-                                     f"started {h.get('started')}; lock {self.path}): another launch took it first")
+                raise RunLockedError(
+                    f"{self.label} is already running (host {h.get('host')}, pid {h.get('pid')}, "
+                    f"started {h.get('started')}; lock {self.path}): another launch took it "
+                    "first")
         self._beat = threading.Thread(target=self._heartbeat, name="bioreg-run-lock", daemon=True)
         self._beat.start()
 
@@ -186,7 +188,8 @@ class RunLock:
             return False
         aside.unlink(missing_ok=True)
         h = holder or {}
-        log.warning("took over the lock of %s from host %s pid %s (%s)", self.label, h.get("host"), h.get("pid"), why)
+        log.warning("took over the lock of %s from host %s pid %s (%s)", self.label, h.get("host"),
+                    h.get("pid"), why)
         return self._create()
 
     def _heartbeat(self) -> None:

@@ -94,7 +94,8 @@ class EvalConfig:
 #: the keys of the top level of a composed config
 TOP_KEYS = frozenset({
     "name", "seed", "data_dir", "results_dir", "ckpt_dir", "on_existing", "ckpt", "ckpt_required",
-    "callbacks", "sweep_ablations", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher", "hydra",
+    "callbacks", "sweep_ablations", "model", "reg", "data", "optim", "trainer", "logger", "eval", "launcher",
+    "hydra",
     "protocol",
 })
 #: the groups with a fixed schema (a dataclass above)

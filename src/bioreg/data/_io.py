@@ -100,7 +100,8 @@ class VerificationStamp:
     def record(self, path: Path, md5: str) -> None:
         """Remember that ``path`` (in its current state) matches ``md5``."""
         size, mtime_ns = self._key(path)
-        self._entries[path.name] = {"size": size, "mtime_ns": mtime_ns, "md5": md5, "verified_at": time.time()}
+        self._entries[path.name] = {"size": size, "mtime_ns": mtime_ns, "md5": md5,
+                                    "verified_at": time.time()}
         self._dirty = True
 
     def forget(self, name: str) -> None:
@@ -228,49 +229,69 @@ def download_url(
         return dest
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": "bioreg-data/1.0"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    request = urllib.request.Request(url, headers=headers)
     try:
-        try:
-            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (https URL from code)
-        except urllib.error.HTTPError as exc:
-            if exc.code != 416 or not start:  # 416: range past the end -> the .part is complete
-                raise
-            response = None
+        response = _open_from(url, start, timeout)
         if response is not None:
-            with response:
-                if start and response.status != 206:
-                    log.info("server ignored the Range request; restarting %s from scratch", dest.name)
-                    start = 0
-                length = response.headers.get("Content-Length")
-                total = start + int(length) if length is not None else None
-                done = start
-                with open(part, "ab" if start else "wb") as fh:
-                    while block := response.read(chunk_size):
-                        fh.write(block)
-                        done += len(block)
-                        if progress is not None:
-                            progress(done, total)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            _append_response(response, part, start, chunk_size, progress)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataError(
             f"download of {url} failed: {exc}. The partial file {part} was kept; run the same "
             "command again to resume."
         ) from exc
     if md5 is not None:
-        actual = md5sum(part)
-        if actual != md5:
-            part.unlink(missing_ok=True)
-            raise DataError(
-                f"downloaded file from {url} has MD5 {actual}, expected {md5}; it was deleted. "
-                "Run the command again; if this persists the server is serving a different file."
-            )
+        _check_download_md5(part, url, md5)
     os.replace(part, dest)
     log.info("downloaded %s (%s)", dest, _format_bytes(dest.stat().st_size))
     return dest
+
+
+def _open_from(url: str, start: int, timeout: float) -> Any:
+    """The response for ``url`` from byte ``start`` on (an HTTP ``Range`` request when ``start > 0``);
+    ``None`` when the server answers 416 to a range: the range is past the end, the ``.part`` file is
+    complete."""
+    headers = {"User-Agent": "bioreg-data/1.0"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (https URL from code)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not start:  # 416: range past the end -> the .part is complete
+            raise
+        return None
+
+
+def _append_response(response: Any, part: Path, start: int, chunk_size: int,
+                     progress: Callable[[int, int | None], None] | None) -> None:
+    """Write the body of ``response`` to ``part``: appended when the server honoured the range from
+    ``start``, from scratch when it ignored it; flushed to disk at the end."""
+    with response:
+        if start and response.status != 206:
+            log.info("server ignored the Range request; restarting %s from scratch",
+                     part.name[: -len(".part")])
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        done = start
+        with open(part, "ab" if start else "wb") as fh:
+            while block := response.read(chunk_size):
+                fh.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _check_download_md5(part: Path, url: str, md5: str) -> None:
+    """Delete ``part`` and raise :class:`DataError` when its MD5 is not ``md5``."""
+    actual = md5sum(part)
+    if actual != md5:
+        part.unlink(missing_ok=True)
+        raise DataError(
+            f"downloaded file from {url} has MD5 {actual}, expected {md5}; it was deleted. "
+            "Run the command again; if this persists the server is serving a different file."
+        )
 
 
 def _safe_member_path(member: tarfile.TarInfo, archive: Path, prefix: str | None) -> str:
@@ -286,7 +307,8 @@ def _safe_member_path(member: tarfile.TarInfo, archive: Path, prefix: str | None
             "(links and device files are not allowed)"
         )
     if prefix is not None and parts[0] != prefix:
-        raise DataError(f"refusing to extract {archive}: member {name!r} is outside the expected folder {prefix!r}/")
+        raise DataError(f"refusing to extract {archive}: member {name!r} is outside the expected folder "
+                        f"{prefix!r}/")
     return norm
 
 
@@ -329,7 +351,8 @@ def safe_extract_tar(
             os.replace(tmp / rel, target)
             moved.append(target)
     except tarfile.TarError as exc:
-        raise DataError(f"{archive} is not a readable tar archive ({exc}); delete it and download it again") from exc
+        raise DataError(f"{archive} is not a readable tar archive ({exc}); delete it and download it "
+                        "again") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return moved
@@ -345,7 +368,8 @@ def print_progress(label: str) -> Callable[[int, int | None], None]:
             return
         last[0] = now
         if total:
-            print(f"\r{label}: {_format_bytes(done)} / {_format_bytes(total)} ({100 * done / total:.1f}%)", end="", flush=True)
+            print(f"\r{label}: {_format_bytes(done)} / {_format_bytes(total)} ({100 * done / total:.1f}%)",
+                  end="", flush=True)
         else:
             print(f"\r{label}: {_format_bytes(done)}", end="", flush=True)
         if total is not None and done >= total:

@@ -292,7 +292,8 @@ class BaseDataModule(L.LightningDataModule):
         return self._train_eval
 
     def eval_sets(self, suites: Sequence[str]) -> dict[str, Dataset]:
-        """Evaluation sets of the given suites: ``test``, ``occlusion/<kind>``, ``corruption/<name>/<sev>``."""
+        """Evaluation sets of the given suites: ``test``, ``occlusion/<kind>``,
+        ``corruption/<name>/<sev>``."""
         if isinstance(suites, str):
             suites = [suites]
         for s in suites:

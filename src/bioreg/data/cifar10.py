@@ -202,9 +202,11 @@ class CIFAR10DataModule(BaseDataModule):
         affine_repeats: int = 1,
     ) -> None:
         super().__init__(
-            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
-            occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            occlusions=occlusions, corruptions=corruptions, severities=severities,
+            corruption_seed=corruption_seed,
             device_resident=device_resident, select_on=select_on, crop_padding_mode=crop_padding_mode,
             affine_repeats=affine_repeats,
         )  # fmt: skip
@@ -268,8 +270,8 @@ class CIFAR10DataModule(BaseDataModule):
         if bad:
             raise DataError(
                 f"the labels of CIFAR-10-C in {folder} do not match the CIFAR-10 test labels in "
-                f"{self.data_dir} (severity block(s) {', '.join(map(str, bad))} of labels.npy differ: different "
-                "order or data set); re-download both"
+                f"{self.data_dir} (severity block(s) {', '.join(map(str, bad))} of labels.npy differ: "
+                "different order or data set); re-download both"
             )
         return dict(sets)
 

@@ -68,7 +68,8 @@ def resolve_device_resident(value: bool | str, device: torch.device) -> bool:
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A 63-bit seed for ``(seed, epoch, stream)``, independent across the three (NumPy SeedSequence)."""
-    s = np.random.SeedSequence([int(seed) % 2**63, int(epoch), int(stream)]).generate_state(2, dtype=np.uint32)
+    s = np.random.SeedSequence([int(seed) % 2**63, int(epoch), int(stream)]).generate_state(2,
+                                                                                            dtype=np.uint32)
     return int(s[0]) | (int(s[1] & 0x7FFFFFFF) << 32)
 
 

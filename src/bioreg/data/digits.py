@@ -105,9 +105,11 @@ class DigitsDataModule(BaseDataModule):
     ) -> None:
         require_extra("sklearn", "digits", "data=digits (scikit-learn's bundled digits)")
         super().__init__(
-            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
             pin_memory=pin_memory, val_size=val_size, split_seed=split_seed, occlusion=occlusion,
-            occlusions=occlusions, corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
+            occlusions=occlusions, corruptions=corruptions, severities=severities,
+            corruption_seed=corruption_seed,
             device_resident=device_resident, select_on=select_on, crop_padding_mode=crop_padding_mode,
             affine_repeats=affine_repeats,
         )  # fmt: skip

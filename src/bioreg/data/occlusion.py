@@ -78,7 +78,8 @@ class OcclusionParams:
             )
         if self.bar_width > self.bar_period:
             raise ValueError(
-                f"occlusion.bar_width={self.bar_width} is invalid; valid range: 1..bar_period ({self.bar_period})"
+                f"occlusion.bar_width={self.bar_width} is invalid; valid range: 1..bar_period "
+                f"({self.bar_period})"
             )
         if self.checker_phase not in (0, 1):
             raise ValueError(

@@ -58,7 +58,8 @@ from bioreg.evaluate.unclipped import fgsm_unclipped, pgd_unclipped
 log = logging.getLogger("bioreg")
 
 __all__ = [
-    "ATTACKS", "ATTACK_SPECS", "AttackSpec", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise", "target_labels",
+    "ATTACKS", "ATTACK_SPECS", "AttackSpec", "AdversarialEvaluator", "fgsm", "pgd", "square", "random_noise",
+    "target_labels",
     "batch_seed",
 ]
 
@@ -71,7 +72,8 @@ _NORMS = ("linf", "l2")
 def batch_seed(seed: int, tag: str, batch: int) -> int:
     """A 31-bit seed for (run seed, attack tag, batch index), independent of everything else."""
     tag_code = int.from_bytes(tag.encode("utf-8")[:16].ljust(16, b"\0"), "little") % (2**63)
-    return int(np.random.SeedSequence([int(seed) % (2**63), tag_code, int(batch)]).generate_state(1)[0]) & 0x7FFFFFFF
+    return int(
+        np.random.SeedSequence([int(seed) % (2**63), tag_code, int(batch)]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
 @contextlib.contextmanager
@@ -129,9 +131,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step:
     if eps == 0 or steps == 0:
         return x.detach().clone()
     if norm == "linf":
-        atk = torchattacks.PGD(model, eps=float(eps), alpha=float(step), steps=int(steps), random_start=random_start)
+        atk = torchattacks.PGD(model, eps=float(eps), alpha=float(step), steps=int(steps),
+                               random_start=random_start)
     elif norm == "l2":
-        atk = torchattacks.PGDL2(model, eps=float(eps), alpha=float(step), steps=int(steps), random_start=random_start)
+        atk = torchattacks.PGDL2(model, eps=float(eps), alpha=float(step), steps=int(steps),
+                                 random_start=random_start)
     else:
         raise EvaluatorConfigError(f"norm={norm!r} is not supported; choose one of {', '.join(_NORMS)}")
     atk = _prep(atk, model, x, targets)
@@ -146,8 +150,10 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, qu
 
     if eps == 0:
         return x.detach().clone()
-    atk = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps), n_queries=int(queries),
-                              n_restarts=1, p_init=float(p_init), loss="margin", resc_schedule=True, seed=int(seed))
+    atk = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps),
+                              n_queries=int(queries),
+                              n_restarts=1, p_init=float(p_init), loss="margin", resc_schedule=True,
+                              seed=int(seed))
     atk = _prep(atk, model, x, None)
     with torch.no_grad(), _seeded(int(seed), _device_of(model, x)):  # Square re-seeds the global RNG itself
         return atk(x, y).detach()
@@ -181,7 +187,8 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
 # --------------------------------------------------------------------------------------------
 # the attack-spec table: one row per attack of the record
 # --------------------------------------------------------------------------------------------
-AttackFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (x batch, y batch, batch seed) -> x_adv
+# (x batch, y batch, batch seed) -> x_adv
+AttackFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -231,7 +238,8 @@ def _call_pgd(model, num_classes, spec, p, xb, yb, s):
 
 
 def _call_square(model, num_classes, spec, p, xb, yb, s):
-    return square(model, xb, yb, eps=p["eps"], queries=p["queries"], seed=s, p_init=p["p_init"], norm=spec.norm)
+    return square(model, xb, yb, eps=p["eps"], queries=p["queries"], seed=s, p_init=p["p_init"],
+                  norm=spec.norm)
 
 
 def _call_noise(model, eps, draws, xb, yb, s):
@@ -319,7 +327,8 @@ class AdversarialEvaluator(AttackSettings):
         if self.n is not None and self.n > total:
             log.warning("attacks: n=%d > test set size %d; using all %d", self.n, total, total)
         sub = torch.utils.data.Subset(ds, range(n))
-        loader = torch.utils.data.DataLoader(sub, batch_size=max(self.batch_size, 256), shuffle=False, num_workers=0,
+        loader = torch.utils.data.DataLoader(sub, batch_size=max(self.batch_size, 256), shuffle=False,
+                                             num_workers=0,
                                              generator=torch.Generator())  # leaves the global RNG alone
         xs, ys = [], []
         for x, y in loader:
@@ -348,7 +357,8 @@ class AdversarialEvaluator(AttackSettings):
     # ---------------------------------------------------------------- main
     def __call__(self, ctx) -> dict[str, Any]:
         model: nn.Module = ctx.model
-        device = torch.device(ctx.device) if getattr(ctx, "device", None) is not None else _device_of(model, torch.zeros(1))
+        device = torch.device(ctx.device) if getattr(ctx, "device", None) is not None else _device_of(
+            model, torch.zeros(1))
         model.eval()
         num_classes = int(getattr(ctx.datamodule, "num_classes", 0) or 0)
         x, y = self._load(ctx)
@@ -366,16 +376,19 @@ class AdversarialEvaluator(AttackSettings):
         with _progress(show) as bar:
             for job in self._jobs(model, num_classes, n):
                 ts = time.time()
-                preds[job.tag] = self._run(bar, job.label, job.tag, x[:job.n], y[:job.n], device, job.fn, model)
+                preds[job.tag] = self._run(bar, job.label, job.tag, x[:job.n], y[:job.n], device, job.fn,
+                                           model)
                 times[job.tag] = time.time() - ts
         return self._section(y, clean_pred, preds, times, num_classes, t0)
 
     def _jobs(self, model: nn.Module, num_classes: int, n: int) -> list[_Job]:
-        """What to run, in order: the requested attacks, then (red flags) the ε sweep, the unbounded PGD, the noise."""
+        """What to run, in order: the requested attacks, then (red flags) the ε sweep, the unbounded PGD, the
+        noise."""
         jobs = []
         for name in self.attacks:
             spec = ATTACK_SPECS[name]
-            jobs.append(_Job(name, spec.label, n, partial(spec.call, model, num_classes, spec, spec.params(self))))
+            jobs.append(
+                _Job(name, spec.label, n, partial(spec.call, model, num_classes, spec, spec.params(self))))
         if not self.red_flags:
             return jobs
         eps, st, k = self.eps_linf, self.step_linf, self.steps
@@ -420,45 +433,57 @@ class AdversarialEvaluator(AttackSettings):
             e.update(params, implementation=UNCLIPPED if unclipped else f"{impl} {spec.implementation}")
             if spec.targeted:
                 hit = self._entry(int((p == target_labels(y, num_classes)).sum()), n)
-                e.update(target="(y + 1) mod num_classes", target_success=hit["acc"], target_success_ci95=hit["ci95"])
+                e.update(target="(y + 1) mod num_classes", target_success=hit["acc"],
+                         target_success_ci95=hit["ci95"])
             out[spec.norm][spec.key] = e
 
         if self.red_flags:
-            from bioreg.evaluate.gradient_masking import evaluate_red_flags
-
-            sweep = [self._entry(int((preds[self._sweep_tag(e, preds)] == y).sum()), n) for e in self.eps_sweep]
-            out["eps_sweep"] = {
-                "norm": "linf", "attack": "pgd_ce", "steps": self.steps,
-                "step_over_eps": self.step_linf / eps if eps > 0 else None,
-                "eps": list(self.eps_sweep), "acc": [s["acc"] for s in sweep], "ci95": [s["ci95"] for s in sweep],
-                "n": n,
-            }
-            nu = int(preds["unbounded"].shape[0])
-            ub = self._entry(int((preds["unbounded"] == y[:nu]).sum()), nu)
-            ub.update(eps=self.unbounded_eps, steps=self.unbounded_steps,
-                      step=2.5 * self.unbounded_eps / self.unbounded_steps, norm="linf", attack="pgd_ce")
-            out["unbounded"] = ub
-            nz = self._entry(int((preds["noise"] == y).sum()), n)
-            nz.update(eps=eps, draws=self.noise_draws, kind="uniform random vertices of the L∞ ball")
-            out["noise"] = nz
-            out["random_search"] = _random_search(y, clean_pred, preds)
-            out["red_flags"] = evaluate_red_flags(out, rs_tol=self.rs_tol, saturation_acc=self.saturation_acc)
+            self._red_flag_sections(out, y, clean_pred, preds)
         out["time_s"] = round(time.time() - t0, 3)
         out["settings"] = {
             "eps_linf": eps, "step_linf": self.step_linf, "steps": self.steps, "eps_l2": self.eps_l2,
             "step_l2": self.step_l2, "steps_l2": self.steps_l2, "random_start": self.random_start,
             "square_queries": self.square_queries, "attacks": list(self.attacks),
-            "pgd_t_target": "(y + 1) mod num_classes", "inputs": "[0, 1], normalisation inside the model, eval mode",
+            "pgd_t_target": "(y + 1) mod num_classes",
+            "inputs": "[0, 1], normalisation inside the model, eval mode",
             **self.reading(),
         }
         return out
+
+    def _red_flag_sections(self, out: dict[str, Any], y: torch.Tensor, clean_pred: torch.Tensor,
+                           preds: dict[str, torch.Tensor]) -> None:
+        """The gradient-masking sections of ``extra.attacks`` (ε sweep, unbounded, noise, random
+        search) and the red flags read from them, added to ``out``."""
+        from bioreg.evaluate.gradient_masking import evaluate_red_flags
+
+        n, eps = int(y.shape[0]), self.eps_linf
+        sweep = [self._entry(int((preds[self._sweep_tag(e, preds)] == y).sum()), n)
+                 for e in self.eps_sweep]
+        out["eps_sweep"] = {
+            "norm": "linf", "attack": "pgd_ce", "steps": self.steps,
+            "step_over_eps": self.step_linf / eps if eps > 0 else None,
+            "eps": list(self.eps_sweep), "acc": [s["acc"] for s in sweep],
+            "ci95": [s["ci95"] for s in sweep],
+            "n": n,
+        }
+        nu = int(preds["unbounded"].shape[0])
+        ub = self._entry(int((preds["unbounded"] == y[:nu]).sum()), nu)
+        ub.update(eps=self.unbounded_eps, steps=self.unbounded_steps,
+                  step=2.5 * self.unbounded_eps / self.unbounded_steps, norm="linf", attack="pgd_ce")
+        out["unbounded"] = ub
+        nz = self._entry(int((preds["noise"] == y).sum()), n)
+        nz.update(eps=eps, draws=self.noise_draws, kind="uniform random vertices of the L∞ ball")
+        out["noise"] = nz
+        out["random_search"] = _random_search(y, clean_pred, preds)
+        out["red_flags"] = evaluate_red_flags(out, rs_tol=self.rs_tol, saturation_acc=self.saturation_acc)
 
     def _sweep_tag(self, e: float, preds: dict[str, torch.Tensor]) -> str:
         """Which job's predictions are the sweep's point ``e`` (PGD-CE itself at ε = eps_linf when it ran)."""
         return "pgd_ce" if math.isclose(e, self.eps_linf) and "pgd_ce" in preds else f"sweep:{e!r}"
 
 
-def _random_search(y: torch.Tensor, clean_pred: torch.Tensor, preds: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _random_search(y: torch.Tensor, clean_pred: torch.Tensor,
+                   preds: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Per example: random search (Square, noise) succeeding where gradients (PGD-CE) failed (red flag 5)."""
     rs: dict[str, Any] = {"n": int(y.shape[0])}
     if "pgd_ce" not in preds:

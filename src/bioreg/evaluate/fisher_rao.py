@@ -114,7 +114,8 @@ def _terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, labels:
             z, dz = _logit_directional(model, x, names, "jvp")
             used = "jvp"
         except (RuntimeError, NotImplementedError) as e:  # an op without forward-mode AD
-            log.warning("fisher_rao: jvp failed (%s); using the double-backward method", str(e).splitlines()[0])
+            log.warning("fisher_rao: jvp failed (%s); using the double-backward method",
+                        str(e).splitlines()[0])
             z, dz = _logit_directional(model, x, names, "double_backward")
             used = "double_backward"
     else:
@@ -163,7 +164,8 @@ class FisherRaoEvaluator:
         device = torch.device(ctx.device) if getattr(ctx, "device", None) is not None else torch.device("cpu")
         ds = ctx.datamodule.test_set() if self.split == "test" else ctx.datamodule.train_eval_set()
         n = len(ds) if self.n is None else min(self.n, len(ds))
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=self.batch_size,
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)),
+                                             batch_size=self.batch_size,
                                              shuffle=False, num_workers=0, generator=torch.Generator())
         names = select_params(model, self.params)
         n_params = sum(p.numel() for nme, p in model.named_parameters() if nme in set(names))
@@ -174,7 +176,8 @@ class FisherRaoEvaluator:
         if show:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            bar = Progress(TextColumn("[bold]fisher-rao[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            bar = Progress(TextColumn("[bold]fisher-rao[/]"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn())
             bar.start()
             task = bar.add_task("", total=len(loader))
         try:
@@ -197,5 +200,6 @@ class FisherRaoEvaluator:
         return {
             "value": mean, "sem": math.sqrt(var / count) if count > 1 else None, "n": count,
             "labels": self.labels, "params": self.params, "n_params": int(n_params), "split": self.split,
-            "method": self.method, "method_used": sorted(used), "definition": "mean over examples of (theta . grad_theta CE)^2 (eval mode)",
+            "method": self.method, "method_used": sorted(used),
+            "definition": "mean over examples of (theta . grad_theta CE)^2 (eval mode)",
         }

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,9 @@ def paper_reference() -> Reference:
     )
 
 
-def errors_from_metrics(metrics: Mapping[str, Mapping[str, float]]) -> tuple[float | None, dict[str, dict[int, float]]]:
+def errors_from_metrics(
+    metrics: Mapping[str, Mapping[str, float]],
+) -> tuple[float | None, dict[str, dict[int, float]]]:
     """``(E_clean, {corruption: {severity: E}})`` in % from a run's ``metrics`` (accuracies in %)."""
     clean = metrics.get("test")
     e_clean = 100.0 - float(clean["acc"]) if clean is not None else None
@@ -119,8 +121,8 @@ def reference_from_record(path: str | Path) -> Reference:
     p = _resolve(str(path))
     if not p.is_file():
         raise ValueError(
-            f"robustness reference {str(path)!r}: no such file; valid values: {PAPER_REFERENCE!r} (the paper's "
-            "CIFAR AlexNet) or the path of a run record JSON (results/runs/<name>/<key>/seed<k>.json)"
+            f"robustness reference {str(path)!r}: no such file; valid values: {PAPER_REFERENCE!r} (the "
+            "paper's CIFAR AlexNet) or the path of a run record JSON (results/runs/<name>/<key>/seed<k>.json)"
         )
     rec = read_record(p)
     if rec.get("status") == UNREADABLE:
@@ -139,6 +141,25 @@ def _mean(v: Mapping[int, float] | float) -> float:
     if isinstance(v, Mapping):
         return sum(v.values()) / len(v)
     return float(v)
+
+
+def _ce_terms(run: Any, ref: Any, e_clean: float,
+              ref_clean: float) -> tuple[float, float, float, float] | None:
+    """Numerator and denominator of one corruption's CE and rCE: sums over the severities both sides
+    have, or the means when either side gives only a mean; ``None`` when they share no severity."""
+    if isinstance(run, Mapping) and isinstance(ref, Mapping):
+        sevs = sorted(set(run) & set(ref))
+        if not sevs:
+            return None
+        return (sum(run[s] for s in sevs), sum(ref[s] for s in sevs), sum(run[s] - e_clean for s in sevs),
+                sum(ref[s] - ref_clean for s in sevs))
+    num, den = _mean(run), _mean(ref)  # means over severities: Σ_s = n · mean on both sides
+    return num, den, num - e_clean, den - ref_clean
+
+
+def _finite_mean(values: Iterable[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def corruption_errors(
@@ -168,38 +189,26 @@ def corruption_errors(
             continue
         run = errors[c]
         all_errors.extend(run.values() if isinstance(run, Mapping) else [float(run)])
-        if c not in reference.errors:
+        ref = reference.errors.get(c)
+        if isinstance(run, Mapping) and isinstance(ref, Mapping) and set(run) != set(ref):
+            unmatched[c] = sorted(set(run) ^ set(ref))
+        terms = None if c not in reference.errors else _ce_terms(run, ref, e_clean, reference.clean)
+        if terms is None:
             no_ref.append(c)
             continue
-        ref = reference.errors[c]
-        if isinstance(run, Mapping) and isinstance(ref, Mapping):
-            sevs = sorted(set(run) & set(ref))
-            if set(run) != set(ref):
-                unmatched[c] = sorted(set(run) ^ set(ref))
-            if not sevs:
-                no_ref.append(c)
-                continue
-            num = sum(run[s] for s in sevs)
-            den = sum(ref[s] for s in sevs)
-            rnum = sum(run[s] - e_clean for s in sevs)
-            rden = sum(ref[s] - reference.clean for s in sevs)
-        else:  # means over severities: Σ_s = n · mean on both sides
-            num, den = _mean(run), _mean(ref)
-            rnum, rden = num - e_clean, den - reference.clean
+        num, den, rnum, rden = terms
         used.append(c)
         ce[c] = 100.0 * num / den if den > 0 else math.nan
         rce[c] = 100.0 * rnum / rden if rden > 0 else math.nan
     if corruptions is None:
         missing = [c for c in reference.errors if c not in errors]
-    finite = [v for v in ce.values() if math.isfinite(v)]
-    rfinite = [v for v in rce.values() if math.isfinite(v)]
     out: dict[str, Any] = {
         "e_clean": e_clean,
         "e_corr": sum(all_errors) / len(all_errors) if all_errors else math.nan,
         "ce": ce,
-        "mce": sum(finite) / len(finite) if finite else math.nan,
+        "mce": _finite_mean(ce.values()),
         "rce": rce,
-        "rmce": sum(rfinite) / len(rfinite) if rfinite else math.nan,
+        "rmce": _finite_mean(rce.values()),
         "reference": {"name": reference.name, "e_clean": reference.clean, "source": reference.source,
                       "per_severity": reference.per_severity},
         "corruptions_used": used,
@@ -228,17 +237,21 @@ class CorruptionError:
     def __init__(self, reference: str = PAPER_REFERENCE, corruptions: Sequence[str] | None = None,
                  require_all: bool = False):
         if not isinstance(reference, str) or not reference:
-            raise ValueError(f"reference must be {PAPER_REFERENCE!r} or the path of a run record JSON, got {reference!r}")
+            raise ValueError(f"reference must be {PAPER_REFERENCE!r} or the path of a run record JSON, "
+                             f"got {reference!r}")
         if corruptions is not None:
             bad = [c for c in corruptions if c not in CIFAR10C_CORRUPTIONS]
             if bad:
-                raise ValueError(f"unknown corruption(s) {bad}; valid names: {', '.join(CIFAR10C_CORRUPTIONS)}")
+                raise ValueError(f"unknown corruption(s) {bad}; valid names: "
+                                 f"{', '.join(CIFAR10C_CORRUPTIONS)}")
         self.reference = reference
         self.corruptions = list(corruptions) if corruptions is not None else None
         self.require_all = bool(require_all)
 
     def load_reference(self) -> Reference:
-        return paper_reference() if self.reference == PAPER_REFERENCE else reference_from_record(self.reference)
+        if self.reference == PAPER_REFERENCE:
+            return paper_reference()
+        return reference_from_record(self.reference)
 
     def __call__(self, ctx) -> dict[str, Any]:
         ref = self.load_reference()
@@ -250,7 +263,8 @@ class CorruptionError:
             return {"error": msg, "reference": {"name": ref.name, "e_clean": ref.clean}}
         out = corruption_errors(per, e_clean, ref, self.corruptions)
         if out["corruptions_missing"]:
-            msg = f"robustness: corruptions not evaluated in this run (left out of mCE/rmCE): {out['corruptions_missing']}"
+            msg = ("robustness: corruptions not evaluated in this run (left out of mCE/rmCE): "
+                   f"{out['corruptions_missing']}")
             if self.require_all:
                 raise ValueError(msg + " (require_all=true)")
             log.warning(msg)
@@ -280,9 +294,9 @@ class GaussianNoiseSweep:
     def __init__(self, stds: Sequence[float] | None = None, seed: int = 0, clip: bool = False,
                  max_samples: int | None = None, variances: Sequence[float] | None = None):
         if stds is not None and variances is not None:
-            raise ValueError("give the noise levels either as variances (sigma^2, push-pull Table 4) or as stds, "
-                             f"not both (got stds={list(stds)!r}, variances={list(variances)!r}); set the other "
-                             "to null")
+            raise ValueError("give the noise levels either as variances (sigma^2, push-pull Table 4) or as "
+                             f"stds, not both (got stds={list(stds)!r}, variances={list(variances)!r}); "
+                             "set the other to null")
         if stds is None and variances is None:
             variances = PUSHPULL2020_TABLE4_VARIANCES
         kind, levels = ("variances", variances) if variances is not None else ("stds", stds)

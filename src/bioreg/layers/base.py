@@ -116,15 +116,18 @@ def reg_entries(reg_cfg: Any) -> list[tuple[str, Mapping[str, Any]]]:
     elif isinstance(reg_cfg, Sequence) and not isinstance(reg_cfg, str):
         items = [(f"reg{i}", v) for i, v in enumerate(reg_cfg)]
     else:
-        raise RegularizerConfigError(f"`reg` must be a list or a mapping of placements, got {type(reg_cfg).__name__}")
+        raise RegularizerConfigError(
+            f"`reg` must be a list or a mapping of placements, got {type(reg_cfg).__name__}")
     for name, e in items:
         if not isinstance(e, Mapping) or "at" not in e or "_target_" not in e:
             raise RegularizerConfigError(
-                f"regularizer entry {name!r} must be a mapping with `at: <point>` and `_target_: <class>`, got {e!r}"
+                f"regularizer entry {name!r} must be a mapping with `at: <point>` and `_target_: <class>`, "
+                f"got {e!r}"
             )
         mode = e.get("mode", "after")
         if mode not in ("after", "replace"):
-            raise RegularizerConfigError(f"regularizer entry {name!r}: mode must be 'after' or 'replace', got {mode!r}")
+            raise RegularizerConfigError(
+                f"regularizer entry {name!r}: mode must be 'after' or 'replace', got {mode!r}")
     return items
 
 
@@ -161,7 +164,8 @@ class MixPlan:
     def _check_batch(self, a: torch.Tensor) -> None:
         if a.shape[0] != self.perm.numel():
             raise RuntimeError(
-                f"mixing plan for {self.perm.numel()} examples met a batch of {a.shape[0]} at point {self.point!r}"
+                f"mixing plan for {self.perm.numel()} examples met a batch of {a.shape[0]} at point "
+                f"{self.point!r}"
             )
 
     def mix(self, a: torch.Tensor) -> torch.Tensor:
@@ -257,8 +261,9 @@ class InsertionContext:
             self.stride = self.stride()
         if self.stride is None:
             raise ContextError(
-                f"{who} needs the cumulative stride of point {self.point!r} (input pixels between neighbouring "
-                "units), which this insertion context does not give; give distance_scale a number instead"
+                f"{who} needs the cumulative stride of point {self.point!r} (input pixels between "
+                "neighbouring units), which this insertion context does not give; give distance_scale a "
+                "number instead"
             )
         sy, sx = self.stride
         return int(sy), int(sx)

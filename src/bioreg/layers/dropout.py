@@ -315,7 +315,8 @@ def drop_block_random(x: torch.Tensor, drop_prob: float | torch.Tensor, block_si
     def select(n: int, c: int, k: int) -> torch.Tensor:
         return torch.rand((n, c), device=x.device, generator=generator).argsort(dim=1)[:, :k]
 
-    return _subset_drop_block(x, drop_prob, block_size, fraction, select, "DropBlockRandom", training, generator)
+    return _subset_drop_block(x, drop_prob, block_size, fraction, select, "DropBlockRandom", training,
+                              generator)
 
 
 def corr_drop(x: torch.Tensor, weight: torch.Tensor | None, drop_prob: float | torch.Tensor, block_size: int,
@@ -361,13 +362,15 @@ def _subset_drop_block(x: torch.Tensor, drop_prob: float | torch.Tensor, block_s
         if select is not None:
             _check_subset_prob(who, drop_prob, _check_fraction(fraction))
     n, c, h, w = x.shape
-    gamma = block_gamma((1.0 / fraction) * drop_prob, block_size, h, w)  # DropBlock: fraction 1, drop_prob itself
+    # DropBlock: fraction 1, drop_prob itself
+    gamma = block_gamma((1.0 / fraction) * drop_prob, block_size, h, w)
     mask = block_keep_mask(n, h, w, block_size, gamma, device=x.device, dtype=x.dtype, generator=generator)
     if select is None:
         return x * (mask * _block_scale(mask))
     sel = _select_mask(select(n, c, n_selected(fraction, c)), n, c, x.dtype)[:, :, None, None]  # (N, C, 1, 1)
     # 1 on the other maps, M * count(M)/count_ones(M) on the selected ones: (N, C, H, W)
-    factor = torch.addcmul(torch.ones((), device=x.device, dtype=x.dtype), sel, mask * _block_scale(mask) - 1.0)
+    factor = torch.addcmul(torch.ones((), device=x.device, dtype=x.dtype), sel, mask * _block_scale(mask)
+                           - 1.0)
     return x * factor
 
 
@@ -487,7 +490,8 @@ class DropBlock(nn.Module):
 
     def bind(self, ctx: InsertionContext) -> None:
         _check_ctx_4d(ctx, self.who)
-        _check_block_fits(self.who, self.block_size, ctx.shape[1], ctx.shape[2], f"point {ctx.point!r} has maps of")
+        _check_block_fits(self.who, self.block_size, ctx.shape[1], ctx.shape[2],
+                          f"point {ctx.point!r} has maps of")
         self.state = ctx.state
         self.ctx = ctx
 

@@ -96,7 +96,8 @@ def _check_lam(lam: Any, kind: str) -> float | None:
     except (TypeError, ValueError):
         v = float("nan")
     if not 0.0 <= v <= 1.0:
-        raise RegularizerConfigError(f"{kind}: lam must be null (draw from Beta(alpha, alpha)) or in [0, 1], got {lam!r}")
+        raise RegularizerConfigError(
+            f"{kind}: lam must be null (draw from Beta(alpha, alpha)) or in [0, 1], got {lam!r}")
     return v
 
 
@@ -188,7 +189,7 @@ class Mixup(ManifoldMixup):
     def eligible_points(self, at: Any, points: Sequence[str]) -> list[str]:
         if not isinstance(at, (str, int)) or str(at) == ALL:
             raise RegularizerConfigError(
-                f"mixup mixes at one point (usually `at: input`), got at={at!r}; for a random point per batch "
-                f"use reg=manifold_mixup. Valid points: {', '.join(points)}"
+                f"mixup mixes at one point (usually `at: input`), got at={at!r}; for a random point per "
+                f"batch use reg=manifold_mixup. Valid points: {', '.join(points)}"
             )
         return super().eligible_points(at, points)

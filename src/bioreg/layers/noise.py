@@ -381,7 +381,8 @@ def uncorrelated_gaussian(
     check_input: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """UG of Dutta (2019) §2.2.1 (eqs 2.3–2.5): ``a + σ ⊙ ξ``, ``ξ ~ N(0, 1)`` i.i.d.; ``a`` if not ``training``.
+    """UG of Dutta (2019) §2.2.1 (eqs 2.3–2.5): ``a + σ ⊙ ξ``, ``ξ ~ N(0, 1)`` i.i.d.; ``a`` if not
+    ``training``.
 
     ``σ`` = ``sigma`` when given, else ``sqrt(a + eps)`` (``scale="variance"``) or ``a``
     (``scale="std"``), re-parameterised so that gradients reach ``a`` through σ.
@@ -507,7 +508,8 @@ class UncorrelatedGaussian(nn.Module):
 
     @float32_internals  # internals in float32 under bf16 autocast (layers/base.py)
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return uncorrelated_gaussian(a, sigma=self.sigma, scale=self.scale, eps=self.eps, training=self.training,
+        return uncorrelated_gaussian(a, sigma=self.sigma, scale=self.scale, eps=self.eps,
+                                     training=self.training,
                                      check_input=self.check_input)
 
     def extra_repr(self) -> str:
@@ -552,7 +554,8 @@ class UncorrelatedPoisson(nn.Module):
             )
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
             raise RegularizerConfigError(
-                f"temperature (τ of the Gumbel-softmax, eq 2.11) must be a finite number > 0, got {temperature!r}"
+                "temperature (τ of the Gumbel-softmax, eq 2.11) must be a finite number > 0, got "
+                f"{temperature!r}"
             )
         self.relaxation = relaxation
         self.categories = int(categories)
@@ -651,7 +654,8 @@ class _Correlated(nn.Module):
                 f"a dense Σ and its Cholesky factor would need {gib:.1f} GiB; use sampler=structured "
                 f"(e.g. reg.<entry>.sampler=structured)"
             )
-        scale = resolve_distance_scale(self.distance_scale, ctx, f"{type(self).__name__} (distance_scale=input)")
+        scale = resolve_distance_scale(self.distance_scale, ctx,
+                                       f"{type(self).__name__} (distance_scale=input)")
         self.params = dataclasses.replace(self.params, distance_scale=scale)
         self.ctx = ctx
         self.sampler = build_sampler(self.sampler_kind, shape, self.params, ncm_method=self.ncm_method)
@@ -695,7 +699,8 @@ class _Correlated(nn.Module):
     def extra_repr(self) -> str:
         p = ", ".join(f"{k}={getattr(self.params, k)}" for k in ("a", "b", "c", "tau"))
         ds = self.distance_scale if isinstance(self.distance_scale, float) else (
-            f"{self.distance_scale}({self.params.distance_scale:g})" if self.ctx is not None else self.distance_scale)
+            f"{self.distance_scale}({self.params.distance_scale:g})" if self.ctx is not None
+            else self.distance_scale)
         return (f"{p}, distance_scale={ds}, sampler={self.sampler_kind}, ncm_method={self.ncm_method}, "
                 f"refresh_every={self.refresh_every}")
 
@@ -723,7 +728,8 @@ class CorrelatedGaussian(_Correlated):
 
     who = "correlated Gaussian noise"
 
-    def __init__(self, *args: Any, sigma: float | None = None, scale: str = "variance", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sigma: float | None = None, scale: str = "variance",
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sigma = _check_sigma(sigma)
         self.scale = _check_scale(scale, self.sigma)
@@ -732,7 +738,8 @@ class CorrelatedGaussian(_Correlated):
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return a
-        return correlated_gaussian(a, self._ready_sampler(a), sigma=self.sigma, scale=self.scale, eps=self.eps,
+        return correlated_gaussian(a, self._ready_sampler(a), sigma=self.sigma, scale=self.scale,
+                                   eps=self.eps,
                                    training=True, check_input=self.check_input)
 
     def extra_repr(self) -> str:

@@ -82,7 +82,8 @@ def keep_probability(
     ``exp(|a|/T) / exp(max/T)`` without its overflow. No gradient flows through ``p``.
     """
     if a.dim() < 2:
-        raise ValueError(f"NormOut needs a batch of activations (N, ...) with at least 2 dims, got shape {tuple(a.shape)}")
+        raise ValueError(
+            f"NormOut needs a batch of activations (N, ...) with at least 2 dims, got shape {tuple(a.shape)}")
     m = a.detach().abs().float()
     dims = _pool_dims(pool, m.dim(), extent)
     mx = m.amax(dim=dims, keepdim=True)
@@ -121,23 +122,26 @@ class NormOut(nn.Module):
                 f"NormOut extent must be one of {', '.join(EXTENTS)}; got {extent!r}")
         self.extent = extent
         if method not in METHODS:
-            raise RegularizerConfigError(f"NormOut method must be one of {', '.join(METHODS)}; got {method!r}")
+            raise RegularizerConfigError(
+                f"NormOut method must be one of {', '.join(METHODS)}; got {method!r}")
         if pool not in POOLS:
             raise RegularizerConfigError(f"NormOut pool must be one of {', '.join(POOLS)}; got {pool!r}")
         if method == "softmax":
             if temperature is None or isinstance(temperature, bool):
                 raise RegularizerConfigError(
-                    f"NormOut method 'softmax' needs a temperature T > 0 (a finite number); got {temperature!r}"
+                    "NormOut method 'softmax' needs a temperature T > 0 (a finite number); got "
+                    f"{temperature!r}"
                 )
             t = float(temperature)
             if not (t > 0 and math.isfinite(t)):
-                raise RegularizerConfigError(f"NormOut temperature must be a finite number > 0; got {temperature!r}")
+                raise RegularizerConfigError(
+                    f"NormOut temperature must be a finite number > 0; got {temperature!r}")
             self.temperature: float | None = t
         else:
             if temperature is not None:
                 raise RegularizerConfigError(
-                    f"NormOut temperature applies only to method 'softmax' (valid methods: {', '.join(METHODS)}); "
-                    f"got temperature={temperature!r} with method {method!r}"
+                    "NormOut temperature applies only to method 'softmax' (valid methods: "
+                    f"{', '.join(METHODS)}); got temperature={temperature!r} with method {method!r}"
                 )
             self.temperature = None
         self.method = method

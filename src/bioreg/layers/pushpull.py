@@ -52,6 +52,7 @@ from bioreg.layers.base import RegularizerConfigError
 __all__ = ["PushPull2d", "to_push_pull", "pull_kernel_size", "ALPHA_PARAMS", "PADDING_MODES"]
 
 ALPHA_PARAMS = ("project", "softplus", "relu")
+#: the padding modes of the push convolution (nn.Conv2d's; its constructor checks them)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
@@ -60,9 +61,11 @@ def _check_scale(scale: float) -> float:
     try:
         s = float(scale)
     except (TypeError, ValueError):
-        raise RegularizerConfigError(f"push-pull scale must be a number > 0 (e.g. 1, 1.5, 2), got {scale!r}") from None
+        raise RegularizerConfigError(f"push-pull scale must be a number > 0 (e.g. 1, 1.5, 2), "
+                                     f"got {scale!r}") from None
     if not math.isfinite(s) or s <= 0:
-        raise RegularizerConfigError(f"push-pull scale must be a finite number > 0 (e.g. 1, 1.5, 2), got {scale!r}")
+        raise RegularizerConfigError(f"push-pull scale must be a finite number > 0 (e.g. 1, 1.5, 2), "
+                                     f"got {scale!r}")
     return s
 
 
@@ -70,14 +73,17 @@ def _check_alpha(alpha: float) -> float:
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise RegularizerConfigError(f"push-pull alpha must be a number >= 0 (e.g. 0.5, 1), got {alpha!r}") from None
+        raise RegularizerConfigError(f"push-pull alpha must be a number >= 0 (e.g. 0.5, 1), "
+                                     f"got {alpha!r}") from None
     if not math.isfinite(a) or a < 0:
-        raise RegularizerConfigError(f"push-pull alpha (inhibition strength) must be a finite number >= 0, got {alpha!r}")
+        raise RegularizerConfigError(f"push-pull alpha (inhibition strength) must be a finite number >= 0, "
+                                     f"got {alpha!r}")
     return a
 
 
 def pull_kernel_size(push_size: int, scale: float) -> int:
-    """Side of the pull kernel: ``floor(scale * push_size)`` rounded up to odd (``scale == 1``: ``push_size``)."""
+    """Side of the pull kernel: ``floor(scale * push_size)`` rounded up to odd (``scale == 1``:
+    ``push_size``)."""
     scale = _check_scale(scale)
     if scale == 1.0:
         return int(push_size)
@@ -112,11 +118,58 @@ def _pad(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
     return F.pad(x, pos, mode="constant" if mode == "zeros" else mode)
 
 
+def _path_pads(padding, kernel: tuple[int, int], pull: tuple[int, int],
+               dilation: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-side pads ``(top, bottom, left, right)`` of the push path (the convolution's own) and of the
+    pull path: its windows centred on the push windows, so that both outputs have the same size."""
+    push = _side_pads(padding, kernel, dilation)
+    pulls = []
+    for i, (k, kp, d) in enumerate(zip(kernel, pull, dilation, strict=True)):
+        extra = d * (kp - k)  # difference of the dilated supports
+        pulls += [push[2 * i] + extra // 2, push[2 * i + 1] + extra - extra // 2]
+    return push, tuple(pulls)
+
+
+def _check_alpha_param(alpha_param: str) -> str:
+    if alpha_param not in ALPHA_PARAMS:
+        raise RegularizerConfigError(
+            f"push-pull alpha_param must be one of {', '.join(ALPHA_PARAMS)}, got {alpha_param!r}"
+        )
+    return alpha_param
+
+
+def _raw_alpha(alpha: float, alpha_param: str) -> float:
+    """The initial value of the learned parameter ``alpha_raw`` that gives ``alpha`` under ``alpha_param``."""
+    if alpha_param != "softplus":
+        return alpha
+    if alpha <= 0:
+        raise RegularizerConfigError(
+            "push-pull alpha_param='softplus' needs an initial alpha > 0 (softplus is never 0); "
+            f"got alpha={alpha!r}; use alpha_param='project' or 'relu' to start at 0"
+        )
+    return math.log(math.expm1(alpha)) if alpha < 20 else alpha
+
+
+#: what PushPull2d keeps of the push convolution besides its parameters (as nn.Conv2d's constructor set them)
+_CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+               "padding_mode")
+
+
+def _push_conv(args: tuple, kwargs: dict) -> nn.Conv2d:
+    """``nn.Conv2d(*args, **kwargs)``: its own constructor checks the arguments and initialises the kernel
+    and bias; a value it refuses becomes one :class:`RegularizerConfigError` line."""
+    try:
+        return nn.Conv2d(*args, **kwargs)
+    except ValueError as e:
+        raise RegularizerConfigError(f"push-pull convolution: {e}") from None
+
+
 # --------------------------------------------------------------------------- the layer
 class PushPull2d(nn.Module):
     """Push-pull convolution (Strisciuglio et al. 2020, §3, eq. 1): ``ReLU(k*I) − α·ReLU(−k↑h*I)``.
 
-    Takes the arguments of :class:`torch.nn.Conv2d` plus
+    Takes the arguments of :class:`torch.nn.Conv2d` (positional or by name; they are passed to its
+    constructor, which checks them and initialises the push kernel) plus, by name only,
 
     Args:
         scale: ``h``, the pull kernel's support relative to the push kernel's (> 0; default 2).
@@ -126,81 +179,30 @@ class PushPull2d(nn.Module):
         alpha_param: how a learned α is kept ≥ 0, one of :data:`ALPHA_PARAMS` (module docstring).
 
     The push kernel and bias are the parameters ``weight`` ``(C_out, C_in/groups, kh, kw)`` and
-    ``bias`` (or ``None``), as in ``nn.Conv2d``; a learned α is ``alpha_raw`` ``(C_out,)``.
+    ``bias`` (or ``None``) of that ``nn.Conv2d``, registered on this module (so the state-dict keys
+    are ``weight``, ``bias``, and ``alpha_raw`` when α is learned, ``(C_out,)``); the convolution's
+    ``in_channels`` ... ``padding_mode`` are attributes of this module as on ``nn.Conv2d``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] | str = 0,
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        scale: float = 2.0,
-        alpha: float = 1.0,
-        train_alpha: bool = False,
-        alpha_param: str = "project",
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, *conv_args, scale: float = 2.0, alpha: float = 1.0, train_alpha: bool = False,
+                 alpha_param: str = "project", **conv_kwargs) -> None:
         super().__init__()
         self.scale = _check_scale(scale)
         alpha = _check_alpha(alpha)
-        if alpha_param not in ALPHA_PARAMS:
-            raise RegularizerConfigError(
-                f"push-pull alpha_param must be one of {', '.join(ALPHA_PARAMS)}, got {alpha_param!r}"
-            )
-        if padding_mode not in PADDING_MODES:
-            raise RegularizerConfigError(
-                f"push-pull padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}"
-            )
-        if in_channels % groups or out_channels % groups:
-            raise RegularizerConfigError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
-            )
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = tuple(int(k) for k in _pair(kernel_size))
-        self.stride = tuple(int(s) for s in _pair(stride))
-        self.dilation = tuple(int(d) for d in _pair(dilation))
-        if isinstance(padding, str) and padding == "same" and self.stride != (1, 1):
-            raise RegularizerConfigError("padding='same' needs stride 1 (as in nn.Conv2d)")
-        self.padding = padding if isinstance(padding, str) else tuple(int(p) for p in _pair(padding))
-        self.padding_mode = padding_mode
+        self.alpha_param = _check_alpha_param(alpha_param)
+        conv = _push_conv(conv_args, conv_kwargs)
+        for name in _CONV_ATTRS:
+            setattr(self, name, getattr(conv, name))
+        self.register_parameter("weight", conv.weight)  # weight, bias, alpha_raw: the state-dict order
+        self.register_parameter("bias", conv.bias)
         self.pull_size = tuple(pull_kernel_size(k, self.scale) for k in self.kernel_size)
-
-        fk = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **fk))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, **fk))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-        # push pads (top, bottom, left, right) and pull pads: centred windows, same output size
-        self._push_pads = _side_pads(self.padding, self.kernel_size, self.dilation)
-        pull = []
-        for i, (k, kp, d) in enumerate(zip(self.kernel_size, self.pull_size, self.dilation, strict=True)):
-            extra = d * (kp - k)  # difference of the dilated supports
-            pull += [self._push_pads[2 * i] + extra // 2, self._push_pads[2 * i + 1] + extra - extra // 2]
-        self._pull_pads = tuple(pull)
-
+        self._push_pads, self._pull_pads = _path_pads(self.padding, self.kernel_size, self.pull_size,
+                                                      self.dilation)
         self.train_alpha = bool(train_alpha)
-        self.alpha_param = alpha_param
         if self.train_alpha:
-            if alpha_param == "softplus":
-                if alpha <= 0:
-                    raise RegularizerConfigError(
-                        "push-pull alpha_param='softplus' needs an initial alpha > 0 (softplus is never 0); "
-                        f"got alpha={alpha!r}; use alpha_param='project' or 'relu' to start at 0"
-                    )
-                raw = math.log(math.expm1(alpha)) if alpha < 20 else alpha
-            else:
-                raw = alpha
-            self.alpha_raw = nn.Parameter(torch.full((out_channels,), float(raw), **fk))
+            raw = _raw_alpha(alpha, alpha_param)
+            self.alpha_raw = nn.Parameter(torch.full((self.out_channels,), float(raw),
+                                                     device=conv.weight.device, dtype=conv.weight.dtype))
             self.alpha = None
         else:
             self.register_parameter("alpha_raw", None)
@@ -208,12 +210,8 @@ class PushPull2d(nn.Module):
 
     # ----------------------------------------------------------------- construction
     def reset_parameters(self) -> None:
-        """Same initialisation as ``nn.Conv2d``."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
+        """``nn.Conv2d``'s own initialisation of the push kernel and bias."""
+        nn.Conv2d.reset_parameters(self)  # type: ignore[arg-type]
 
     @classmethod
     def from_conv(
@@ -270,7 +268,8 @@ class PushPull2d(nn.Module):
         return self.alpha_value()
 
     # ----------------------------------------------------------------- responses
-    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pads: tuple[int, ...]) -> torch.Tensor:
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+              pads: tuple[int, ...]) -> torch.Tensor:
         t, bo, le, r = pads
         if self.padding_mode == "zeros" and t == bo and le == r and min(pads) >= 0:
             return F.conv2d(x, w, b, self.stride, (t, le), self.dilation, self.groups)
@@ -296,8 +295,8 @@ class PushPull2d(nn.Module):
         return push - alpha * pull
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}, pull_size={self.pull_size}, scale={self.scale}")
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding}, pull_size={self.pull_size}, scale={self.scale}")
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -336,7 +335,8 @@ def to_push_pull(
     _check_alpha(alpha)
     kw = {"scale": scale, "alpha": alpha, "train_alpha": train_alpha, "alpha_param": alpha_param}
     if isinstance(module, PushPull2d):
-        raise RegularizerConfigError("this module is already a PushPull2d; remove the duplicate push-pull entry")
+        raise RegularizerConfigError("this module is already a PushPull2d; remove the duplicate push-pull "
+                                     "entry")
     if isinstance(module, nn.Conv2d):
         return PushPull2d.from_conv(module, **kw)
     targets = [

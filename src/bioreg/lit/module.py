@@ -45,7 +45,8 @@ def _instantiate(name: str, entry: Mapping[str, Any]):
 
     from bioreg.errors import instantiate  # unwraps a UserError the regularizer raised
 
-    body = {k: v for k, v in (OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict) else entry).items()
+    body = {k: v for k, v in (OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict)
+                              else entry).items()
             if k not in ("at", "mode")}
     try:
         return instantiate(body)
@@ -54,7 +55,8 @@ def _instantiate(name: str, entry: Mapping[str, Any]):
             f"cannot build regularizer {name!r} ({body.get('_target_')}): {e.__cause__ or e}") from e
 
 
-def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int], state: TrainingState | None = None):
+def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int],
+                       state: TrainingState | None = None):
     """Build every regularizer of ``reg_cfg`` and place it in ``net``; returns the shared TrainingState.
 
     Replacements are done first (so that a module inserted after a replaced
@@ -69,7 +71,8 @@ def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int],
     mixers = [name for name, _, obj in built if isinstance(obj, BatchMixer)]
     if len(mixers) > 1:
         raise RegularizerConfigError(
-            f"at most one batch-mixing regularizer (mixup, manifold_mixup) per model; got entries {', '.join(mixers)}"
+            "at most one batch-mixing regularizer (mixup, manifold_mixup) per model; got entries "
+            f"{', '.join(mixers)}"
         )
     for name, e, obj in built:
         if e.get("mode", "after") == "replace":
@@ -82,12 +85,14 @@ def place_regularizers(net: nn.Module, reg_cfg: Any, input_shape: Sequence[int],
     for name, e, obj in built:
         if e.get("mode", "after") == "after" and not isinstance(obj, BatchMixer):
             if not isinstance(obj, nn.Module):
-                raise RegularizerConfigError(f"regularizer entry {name!r} did not build an nn.Module (got {obj!r})")
+                raise RegularizerConfigError(
+                    f"regularizer entry {name!r} did not build an nn.Module (got {obj!r})")
             insert(net, e["at"], obj)
     for name, e, obj in built:
         if isinstance(obj, BatchMixer):
             if e.get("mode", "after") != "after":
-                raise RegularizerConfigError(f"regularizer entry {name!r} mixes batches: it takes no `mode: replace`")
+                raise RegularizerConfigError(
+                    f"regularizer entry {name!r} mixes batches: it takes no `mode: replace`")
             for point in obj.eligible_points(e["at"], distinct_points(net)):
                 insert(net, point, obj.tap(point))
     return bind_all(net, tuple(input_shape), state)
@@ -186,7 +191,8 @@ class LitClassifier(L.LightningModule):
         else:
             logits = self(x)
         loss, acc = mixed_loss(logits, y, plan, self.label_smoothing if stage == "train" else 0.0)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train",
+                 batch_size=len(y))
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss, acc
 

@@ -59,7 +59,8 @@ class _FC(nn.Sequential):
 class AlexNetCifar(nn.Module):
     """AlexNet for 32x32 inputs (module docstring); ``fc_width`` = width of fc1 and fc2."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, fc_width: int = 4096, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, fc_width: int = 4096,
+                 dropout: float = 0.5):
         super().__init__()
         if fc_width < 1 or num_classes < 1:
             raise ValueError(f"fc_width and num_classes must be positive, got {fc_width}, {num_classes}")
@@ -85,7 +86,8 @@ class AlexNetCifar(nn.Module):
         for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool3"):
             if name.startswith("conv"):
                 last = f"{name}.conv"
-                pts[name] = Point(tap=f"{name}.relu", producer=last, block=last, doc=f"after the ReLU of {name}")
+                pts[name] = Point(tap=f"{name}.relu", producer=last, block=last,
+                                  doc=f"after the ReLU of {name}")
             else:
                 pts[name] = Point(tap=name, producer=last, doc=f"after max-pool {name[-1]}")
         for name in ("fc1", "fc2"):

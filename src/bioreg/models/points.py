@@ -59,7 +59,8 @@ def _points_of(model: nn.Module) -> Mapping[str, Point]:
 
 
 def distinct_points(model: nn.Module) -> list[str]:
-    """The model's point names in declaration (forward) order, aliases of one tap removed (first name kept)."""
+    """The model's point names in declaration (forward) order, aliases of one tap removed (first name
+    kept)."""
     seen: set[str] = set()
     names = []
     for name, spec in _points_of(model).items():
@@ -203,7 +204,8 @@ def _spatial_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     return sizes
 
 
-def measure_strides(model: nn.Module, input_shape: tuple[int, ...], delta: int = 64) -> dict[str, tuple[int, int]]:
+def measure_strides(model: nn.Module, input_shape: tuple[int, ...],
+                    delta: int = 64) -> dict[str, tuple[int, int]]:
     """Cumulative stride ``(sy, sx)`` of every convolutional point: input pixels between neighbouring units.
 
     Two dry forward passes, at the input size and at ``delta`` pixels more in each direction: a
@@ -226,7 +228,8 @@ def measure_strides(model: nn.Module, input_shape: tuple[int, ...], delta: int =
     return out
 
 
-def bind_all(model: nn.Module, input_shape: tuple[int, ...], state: TrainingState | None = None) -> TrainingState:
+def bind_all(model: nn.Module, input_shape: tuple[int, ...],
+             state: TrainingState | None = None) -> TrainingState:
     """Give every inserted module that wants it its :class:`InsertionContext`."""
     state = state or TrainingState()
     reg = getattr(model, "regularizers", {})

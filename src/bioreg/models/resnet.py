@@ -32,7 +32,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(cout))
         self.relu2 = nn.ReLU(inplace=False)
 
     def forward(self, x):
@@ -74,7 +75,8 @@ class CifarResNet(nn.Module):
         n = self.blocks_per_stage
         pts = {
             "input": Point(tap="input", doc="the (normalised) input image"),
-            "conv1": Point(tap="relu", producer="conv1", block="conv1", doc="after the stem conv, BN and ReLU"),
+            "conv1": Point(tap="relu", producer="conv1", block="conv1",
+                           doc="after the stem conv, BN and ReLU"),
         }
         for s in (1, 2, 3):
             pts[f"layer{s}"] = Point(tap=f"layer{s}", producer=f"layer{s}.{n - 1}.conv2", block=f"layer{s}",
@@ -88,7 +90,8 @@ class CifarResNet(nn.Module):
 
 
 def resnet14(num_classes: int = 10, in_channels: int = 3, widths=(16, 32, 64)) -> CifarResNet:
-    """n = 2: the network of the push-pull paper's sensitivity study (Strisciuglio et al. 2020, §4.3, Table 4)."""
+    """n = 2: the network of the push-pull paper's sensitivity study (Strisciuglio et al. 2020, §4.3, Table
+    4)."""
     return CifarResNet(14, num_classes=num_classes, in_channels=in_channels, widths=widths)
 
 

@@ -141,7 +141,8 @@ class VGG16(nn.Module):
         return self.layers(self.input(x))
 
 
-_VGG16_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+_VGG16_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512,
+                                512, "M"]
 
 
 def _vgg16_kinds() -> list[str]:

@@ -119,7 +119,8 @@ class Records:
         return dict(self._index.get((name, key, int(seed)), {}))
 
     def unreadable(self) -> list[tuple[str, str]]:
-        """``(path, error)`` of every file that is not a record (:func:`bioreg.results.records.read_record`)."""
+        """``(path, error)`` of every file that is not a record
+        (:func:`bioreg.results.records.read_record`)."""
         bad = self.runs[self.runs["status"] == UNREADABLE]
         return [(str(p), str(e)) for p, e in zip(bad["path"], bad["error"], strict=True)]
 
@@ -128,8 +129,9 @@ class Records:
         bad = self.unreadable()
         if not bad:
             return []
-        head = (f"warning: {len(bad)} file(s) in {self.root or 'the results'} are not run records and are left out "
-                "(listed as unreadable; move or delete them):")
+        head = (
+            f"warning: {len(bad)} file(s) in {self.root or 'the results'} are not run records and are left "
+            "out (listed as unreadable; move or delete them):")
         return [head] + [f"  unreadable: {p}: {e}" for p, e in bad]
 
 
@@ -188,7 +190,8 @@ def records_from_dicts(items: Iterable[tuple[str, Mapping[str, Any]]], root: Pat
 
 
 def add_record_options(ap: Any) -> None:
-    """The options by which the table scripts choose their records: ``--results-dir``, ``--pin``, ``--data``."""
+    """The options by which the table scripts choose their records: ``--results-dir``, ``--pin``,
+    ``--data``."""
     ap.add_argument("--results-dir", default="results/runs", help="run records (default: results/runs)")
     ap.add_argument("--pin", action="append", default=[], metavar="EXPERIMENT=CONFIG_KEY",
                     help="use only this config key for the experiment (resolves duplicates)")
@@ -215,7 +218,8 @@ def load_records(results_dir: str | Path, data: str | None = None) -> Records:
         known = sorted({dataset_of(r) for _, r in items} - {"?"})
         items = [(p, r) for p, r in items if dataset_of(r) == data]
         if not items and known:
-            raise ValueError(f"no records trained on data {data!r} in {root}; its records are on: {', '.join(known)}")
+            raise ValueError(
+                f"no records trained on data {data!r} in {root}; its records are on: {', '.join(known)}")
     return records_from_dicts(items, root=root)
 
 
@@ -247,7 +251,8 @@ class Selection:
         for name, seed, keys in self.duplicates:
             data = [self.datasets.get((name, k), "?") for k in keys]
             shown = ", ".join(f"{k} (data: {d})" for k, d in zip(keys, data, strict=True))
-            hint = (f"choose the data set with --data ({' or '.join(sorted(set(data)))}), " if len(set(data)) > 1
+            hint = (f"choose the data set with --data ({' or '.join(sorted(set(data)))}), "
+                    if len(set(data)) > 1
                     else "")
             out.append(f"duplicate: {name} seed {seed} has completed records under config keys {shown}; "
                        f"excluded from the cell ({hint}keep one, or pin a key with --pin {name}={keys[0]})")
@@ -261,8 +266,9 @@ class Selection:
                 out.append(f"incomplete: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['status']}, "
                            f"resumes from its last.ckpt when relaunched{tail}")
                 continue
-            out.append(f"failed: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['error'] or 'no error text'}"
-                       f"{tail}")
+            out.append(
+                f"failed: {f['name']} seed {f['seed']} [{f['config_key']}]: {f['error'] or 'no error text'}"
+                f"{tail}")
         for name, seed, key in self.ignored_seeds:
             out.append(f"ignored: {name} seed {seed} [{key}] is not among this table's seeds")
         for name, seed, key in self.ignored_pinned:
@@ -320,7 +326,8 @@ def select_runs(records: Records, experiments: Iterable[str], seeds: Sequence[in
                 sel.ignored_seeds.append((name, seed, key))
             continue
         for _, r in grp[grp["status"] != "completed"].iterrows():
-            sel.failed.append({"name": name, "seed": seed, "config_key": r["config_key"], "status": r["status"],
+            sel.failed.append(
+                {"name": name, "seed": seed, "config_key": r["config_key"], "status": r["status"],
                                "error": r["error"], "superseded": len(done) == 1, "path": r.get("path")})
         if len(done) == 1:
             sel.chosen[(name, seed)] = done[0]
@@ -393,7 +400,8 @@ def parse_metric(spec: Any) -> Metric:
                                  f"got {len(args)}: {spec!r}")
             return Metric(op, args=tuple(parse_metric(a) for a in args))
     raise ValueError(f"bad metric spec {spec!r}: use a record path such as 'summary.test_acc' or one of "
-                     f"{{error: P}}, {{percent: P}}, {{diff: [A, B]}}, {{absdiff: [A, B]}}, {{first_of: [A, B, ...]}}")
+                     f"{{error: P}}, {{percent: P}}, {{diff: [A, B]}}, {{absdiff: [A, B]}}, {{first_of: [A, "
+                     f"B, ...]}}")
 
 
 # ----------------------------------------------------------------------------- cell statistics

@@ -137,7 +137,8 @@ def ablation_summary(spec: TableSpec, cmp_: pd.DataFrame) -> list[dict[str, Any]
         d_p = [abs(float(theirs.loc[k, "diff"])) for k in both]
         mean_a = sum(d_a) / len(d_a) if d_a else None
         mean_p = sum(d_p) / len(d_p) if d_p else None
-        closer = "" if not both else ("tie" if mean_a == mean_p else (a.label if mean_a < mean_p else a.compare_to))
+        closer = "" if not both else ("tie" if mean_a == mean_p
+                                      else (a.label if mean_a < mean_p else a.compare_to))
         out.append({"ablation": a.label, "printed": a.compare_to, "cells": len(mine), "paired": len(both),
                     "mean_abs_diff_printed": mean_p, "mean_abs_diff_ablation": mean_a,
                     "flagged_printed": int(sum(theirs.loc[k, "verdict"] == OUTSIDE for k in both)),
@@ -230,7 +231,8 @@ def _count(claim: Claim, spec: TableSpec, m: Mapping[tuple[str, str], float | No
     def cell(line: str, other: str) -> tuple[str, str]:
         return (line, other) if claim.axis == "rows" else (other, line)
 
-    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater else [])]:
+    for name in [*lines, *claim.among, *claim.winners, *([claim.greater, claim.than] if claim.greater
+                                                         else [])]:
         if name and name not in lines_all + others:
             raise ValueError(f"claim {claim.id}: {name!r} is not a row or column label of table {spec.id}")
     needed: list[tuple[str, str]] = []

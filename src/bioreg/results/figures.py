@@ -64,8 +64,9 @@ FIGURE_KINDS = ("auto", "bars", "panels", "curves", "grouped_stats", "none")
 FIGURE_OPTIONS = ("kind", "x_label", "y_label", "x_scale", "group_pattern")
 X_SCALES = ("auto", "linear", "log", "category")
 #: ``<group> <statistic>``: the statistic is the last word (max, min, mean, std, ... with or without a dot)
-DEFAULT_GROUP_PATTERN = (r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
-                         r"var(?:iance)?|median)\.?$")
+DEFAULT_GROUP_PATTERN = (
+    r"^(?P<group>.+?)[\s,/:|-]+(?P<stat>max(?:imum)?|min(?:imum)?|mean|avg|average|std|sd|"
+    r"var(?:iance)?|median)\.?$")
 #: ``sigma=0.02``, ``var = 1e-4``, ``σ²=5e-4 (std 0.022)``, or a bare number
 _SWEEP = re.compile(r"^\s*(?:(?P<name>[^=]+?)\s*=\s*)?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
                     r"\s*(?:\([^)]*\))?\s*$")
@@ -86,25 +87,30 @@ FIGURE_DPI = 192
 
 
 def figure_options(options: Mapping[str, Any], table_id: str = "?") -> dict[str, Any]:
-    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid ones."""
+    """Check a spec's ``figure:`` mapping; unknown keys or kinds raise ``ValueError`` naming the valid
+    ones."""
     opts = dict(options)
     bad = sorted(set(opts) - set(FIGURE_OPTIONS))
     if bad:
-        raise ValueError(f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
+        raise ValueError(
+            f"table {table_id}: unknown figure option(s) {bad}; valid: {', '.join(FIGURE_OPTIONS)}")
     kind = str(opts.get("kind", "auto"))
     if kind not in FIGURE_KINDS:
         raise ValueError(f"table {table_id}: figure kind {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
     opts["kind"] = kind
     if str(opts.get("x_scale", "auto")) not in X_SCALES:
-        raise ValueError(f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
+        raise ValueError(
+            f"table {table_id}: figure x_scale {opts['x_scale']!r}; valid: {', '.join(X_SCALES)}")
     if "group_pattern" in opts:
         try:
             pat = re.compile(str(opts["group_pattern"]), re.IGNORECASE)
         except re.error as e:
-            raise ValueError(f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
+            raise ValueError(
+                f"table {table_id}: figure group_pattern is not a regular expression: {e}") from e
         if not {"group", "stat"} <= set(pat.groupindex):
-            raise ValueError(f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
-                             "(?P<stat>...)")
+            raise ValueError(
+                f"table {table_id}: figure group_pattern needs the named groups (?P<group>...) and "
+                "(?P<stat>...)")
     return opts
 
 
@@ -134,7 +140,8 @@ def _sweep_values(labels: Sequence[str]) -> tuple[str, list[float]] | None:
     return names.pop() or "", [float(m.group("value")) for m in ms if m]
 
 
-def _stat_groups(labels: Sequence[str], pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
+def _stat_groups(labels: Sequence[str],
+                 pattern: str) -> tuple[list[str], list[str], dict[tuple[str, str], str]] | None:
     """(groups, statistics, {(group, stat): label}) when every label splits and ≥ 2 groups share the stats."""
     pat = re.compile(pattern, re.IGNORECASE)
     ms = [pat.match(lb) for lb in labels]
@@ -279,7 +286,8 @@ def _legend_handles(series: Sequence[str] = (), colors: Sequence[Any] = (), curv
     if curves:
         h += [Line2D([], [], color="0.3", lw=1.5, marker="o", ms=4,
                      label="reproduced (mean ± std over seeds)"),
-              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white", label="published"),
+              Line2D([], [], color="0.3", lw=1.0, ls="--", marker="D", ms=3.5, mfc="white",
+                     label="published"),
               Line2D([], [], ls="none", marker="o", ms=5, mfc="white", mec="0.3",
                      label="fewer seeds than asked"),
               Line2D([], [], ls="none", marker="X", ms=7, color=FLAG_COLOR,
@@ -527,8 +535,10 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
     from bioreg.data.occlusion import OCCLUSION_KINDS, OcclusionParams, occlude, occlusion_mask
 
     p = OcclusionParams.from_dict(params)
-    names = {"central": "Central Occlusion", "checkerboard": "Checker Board", "horizontal_bars": "Horizontal Bars",
-             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half", "vertical_half": "Vertical Half"}
+    names = {"central": "Central Occlusion", "checkerboard": "Checker Board",
+             "horizontal_bars": "Horizontal Bars",
+             "vertical_bars": "Vertical Bars", "horizontal_half": "Horizontal Half",
+             "vertical_half": "Vertical Half"}
     h, w = image.shape[-2:]
     panels = [("Original", image, None)] + [(names[k], occlude(image, k, p), occlusion_mask(k, h, w, p))
                                            for k in OCCLUSION_KINDS]
@@ -553,7 +563,8 @@ def fig_occlusions(image: Any, out_dir: str | Path, caption: str = "", params: A
 
 
 def ewma(values: Sequence[float], weight: float) -> np.ndarray:
-    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0`` (w in [0, 1))."""
+    """Exponentially weighted moving average ``s_t = w·s_{t−1} + (1 − w)·x_t``, ``s_0 = x_0``
+    (w in [0, 1))."""
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing weight {weight!r}; valid range: [0, 1)")
     out = np.empty(len(values))
@@ -641,16 +652,20 @@ class SourceFigure:
 
 
 SOURCE_FIGURES: tuple[SourceFigure, ...] = (
-    SourceFigure("fig_2_1", "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
+    SourceFigure("fig_2_1",
+                 "Dutta (2019) Fig. 2.1: Poisson samples vs their Gumbel-softmax approximation for "
                  "several K (eqs 2.10–2.12)", "nothing (closed form + sampling)", "make fig-2.1"),
-    SourceFigure("fig_2_2", "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
+    SourceFigure("fig_2_2",
+                 "Dutta (2019) Fig. 2.2: target vs achieved correlation of the Gaussian-copula Poisson "
                  "sampler (§2.2.4)", "nothing (sampling)", "make fig-2.2"),
     SourceFigure("fig_2_3", "Dutta (2019) Fig. 2.3: correlation of eq 2.14 vs distance and tuning similarity",
                  "nothing (closed form)", "make fig-2.3"),
     SourceFigure("fig_2_4", "Dutta (2019) Fig. 2.4: the six occlusions of §2.4.3 (the evaluation's own code)",
                  "a CIFAR-10 test image, or a digits image when CIFAR-10 is absent", "make figures"),
-    *(SourceFigure(f"fig_3_{n}", f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
-                   "(vanilla, mixup, manifold mixup; eq 3.6)" + (", one shared colour scale" if n == 7 else ""),
+    *(SourceFigure(f"fig_3_{n}",
+                   f"Dutta (2019) Fig. 3.{n}: smoothed correlation g(d, k) of VGG-11 layer {layer} "
+                   "(vanilla, mixup, manifold mixup; eq 3.6)"
+                   + (", one shared colour scale" if n == 7 else ""),
                    "records of the Ch. 3 runs with extra.correlation_analysis", "make figures-ch3")
       for n, layer in ((2, 3), (3, 5), (4, 6), (5, 8), (6, 9), (7, 9))),
     SourceFigure("activation_stats_48", "Singh (2023) Figs. 3.3–3.10: activation statistics over training, "
@@ -662,6 +677,7 @@ SOURCE_FIGURES: tuple[SourceFigure, ...] = (
     SourceFigure("activation_mean_std_51", "Singh (2023) Fig. 3.2: mean and std of the activations, layer 51",
                  "records with extra.activation_stats", "make figures-normout"),
     SourceFigure("fig_3_11", "Singh (2023) Fig. 3.11: loss across the models of Table 3.2 over training "
-                 "(held-out split, log scale, smoothed)", "records of the Table n3.2 models with their CSV logs",
+                 "(held-out split, log scale, smoothed)",
+                 "records of the Table n3.2 models with their CSV logs",
                  "make figures"),
 )

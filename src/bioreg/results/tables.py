@@ -73,7 +73,8 @@ from bioreg.results.aggregate import (
 from bioreg.results.records import PROTOCOLS
 
 __all__ = [
-    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult", "spec_path", "load_spec", "all_specs",
+    "SPEC_DIR", "PAPER_DIR", "PAPER_DIR_ENV", "default_paper_dir", "Axis", "TableSpec", "TableResult",
+    "spec_path", "load_spec", "all_specs",
     "table_ids", "build_table", "render_markdown", "render_latex", "render_csv", "write_table",
     "format_cell", "load_paper", "PROTOCOL_BANNER",
 ]
@@ -116,7 +117,8 @@ class Axis:
     label: str
     experiment: str | None = None
     metric: Metric | None = None
-    compare_to: str | None = None  # ablation: the printed row/column whose published cells it is compared with
+    # ablation: the printed row/column whose published cells it is compared with
+    compare_to: str | None = None
     paper: str | None = None  # its label in the paper CSV when that differs from ``label``
     ablation: bool = False  # an ablation run (also every compare_to axis): left out by sweep_ablations=false
     reading: str | None = None  # the runs' protocol reading (thesis | authors); None = the table's
@@ -139,7 +141,8 @@ class TableSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     number_format: str = ".1f"
     description: str = ""
-    #: how the table is drawn (``bioreg.results.figures``): ``{kind: auto|bars|panels|curves|grouped_stats|none,
+    #: how the table is drawn (``bioreg.results.figures``): ``{kind:
+    # auto|bars|panels|curves|grouped_stats|none,
     #: ...}``; empty = chosen from the table's shape
     figure: Mapping[str, Any] = field(default_factory=dict, hash=False)
     #: explicit cells ``(row label, column label, experiment or None, metric or None)`` that replace
@@ -163,12 +166,14 @@ class TableSpec:
                 raise ValueError(f"table {self.id}: duplicate {kind} labels {dup}")
             printed = [a.label for a in axis if not a.compare_to]
             if labels[:len(printed)] != printed:
-                raise ValueError(f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
-                                 f"order: {labels}")
+                raise ValueError(
+                    f"table {self.id}: ablation {kind}s (compare_to) must come after the printed ones; "
+                    f"order: {labels}")
             for a in axis:
                 if a.compare_to is not None and a.compare_to not in printed:
-                    raise ValueError(f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
-                                     f"not a printed {kind} label; valid: {printed}")
+                    raise ValueError(
+                        f"table {self.id}: {kind} {a.label!r} has compare_to={a.compare_to!r}, which is "
+                        f"not a printed {kind} label; valid: {printed}")
         try:
             format(1.0, self.number_format)
         except ValueError as e:
@@ -185,8 +190,9 @@ class TableSpec:
         rl, cl = {a.label for a in self.rows}, {a.label for a in self.columns}
         for row, col, _, _ in self.overrides:
             if row not in rl or col not in cl:
-                raise ValueError(f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
-                                 f"{sorted(rl)}, columns: {sorted(cl)}")
+                raise ValueError(
+                    f"table {self.id}: cells entry ({row!r}, {col!r}) names no printed cell; rows: "
+                    f"{sorted(rl)}, columns: {sorted(cl)}")
         for r in self.rows:
             for c in self.columns:
                 self.cell(r, c)  # raises on an under- or over-determined cell
@@ -271,7 +277,8 @@ def spec_path(table_id: str) -> Path:
     return SPEC_DIR / f"{spec_stem(table_id)}.yaml"
 
 
-_SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format", "rows",
+_SPEC_KEYS = {"id", "title", "source", "paper", "paper_format", "paper_index", "seeds", "number_format",
+              "rows",
               "columns", "description", "figure", "cells", "protocol"}
 _CELL_KEYS = {"row", "column", "experiment", "metric"}
 _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation", "reading"}
@@ -280,15 +287,17 @@ _AXIS_KEYS = {"label", "experiment", "metric", "compare_to", "paper", "ablation"
 def spec_from_dict(d: Mapping[str, Any]) -> TableSpec:
     unknown = set(d) - _SPEC_KEYS
     if unknown:
-        raise ValueError(f"table spec {d.get('id')!r}: unknown keys {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
+        raise ValueError(
+            f"table spec {d.get('id')!r}: unknown keys {sorted(unknown)}; valid: {sorted(_SPEC_KEYS)}")
 
     def axis(items: Any, what: str) -> tuple[Axis, ...]:
         out = []
         for it in items or []:
             bad = set(it) - _AXIS_KEYS
             if bad or "label" not in it:
-                raise ValueError(f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
-                                 f"{sorted(_AXIS_KEYS - {'label'})}")
+                raise ValueError(
+                    f"table spec {d.get('id')!r}: {what} entry {dict(it)!r} needs 'label' and may have "
+                    f"{sorted(_AXIS_KEYS - {'label'})}")
             out.append(Axis(label=str(it["label"]), experiment=it.get("experiment"),
                             metric=parse_metric(it["metric"]) if it.get("metric") is not None else None,
                             compare_to=None if it.get("compare_to") is None else str(it["compare_to"]),
@@ -357,7 +366,8 @@ def all_specs(spec_dir: Path = SPEC_DIR) -> list[TableSpec]:
     return [load_spec(i, spec_dir) for i in table_ids(spec_dir)]
 
 
-def parse_table_args(ap: Any, argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
+def parse_table_args(ap: Any,
+                     argv: Sequence[str] | None) -> tuple[Any, list[TableSpec], Records, dict[str, str]]:
     """Add ``--tables`` and the record options (:func:`bioreg.results.aggregate.add_record_options`) to
     the table scripts' parser, parse ``argv`` and load the specs (all when ``--tables`` is empty), the
     records and the pins: ``(args, specs, records, pins)``. Bad input ends the script with exit code 2
@@ -402,7 +412,8 @@ class TableResult:
         return dict(self.per_seed.get((row, col), {}))
 
     def text_grid(self, latex: bool = False) -> pd.DataFrame:
-        grid = pd.DataFrame(index=[r.label for r in self.spec.rows], columns=[c.label for c in self.spec.columns],
+        grid = pd.DataFrame(index=[r.label for r in self.spec.rows],
+                            columns=[c.label for c in self.spec.columns],
                             dtype=object)
         for _, r in self.cells.iterrows():
             grid.loc[r["row"], r["column"]] = format_cell(
@@ -444,10 +455,12 @@ def build_table(spec: TableSpec, records: Records, pins: Mapping[str, str] | Non
             rows.append({"row": r.label, "column": c.label, "experiment": exp, "metric": str(metric),
                          "mean": st.mean, "std": st.std, "n": st.n, "n_expected": st.n_expected,
                          "seeds": ";".join(str(s) for s in st.seeds), "values": vals})
-    cells = pd.DataFrame(rows, columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
+    cells = pd.DataFrame(rows,
+                         columns=["row", "column", "experiment", "metric", "mean", "std", "n", "n_expected",
                                         "seeds", "values"]).astype({"mean": "float64", "std": "float64"})
     notes = [f"missing metric: {m} not in the completed record(s) of {exp} seed(s) "
-             f"{', '.join(str(s) for s in sorted(set(seeds)))}" for (exp, m), seeds in sorted(missing.items())]
+             f"{', '.join(str(s) for s in sorted(set(seeds)))}"
+             for (exp, m), seeds in sorted(missing.items())]
     return TableResult(spec=spec, cells=cells, selection=sel, missing_metrics=notes, per_seed=per_seed,
                        reading=reading)
 
@@ -509,11 +522,13 @@ def render_markdown(res: TableResult, paper: pd.DataFrame | None = None) -> str:
         "|" + "|".join(["---"] + ["--:"] * len(spec.columns)) + "|",
     ]
     for r in spec.rows:
-        lines.append("| " + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
+        lines.append("| "
+                     + " | ".join([_md_escape(r.label), *[grid.loc[r.label, c.label] for c in spec.columns]])
                      + " |")
         if any((r.label, c.label) in printed for c in spec.columns):
             lines.append("| " + " | ".join([_md_escape(f"{r.label} (published)"),
-                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]]) + " |")
+                                            *[printed.get((r.label, c.label), DASH) for c in spec.columns]])
+                         + " |")
     lines.append("")
     notes = res.notes
     lines += ["**Notes**", ""] + ([f"- {_md_escape(n)}" for n in notes] if notes else ["- none"])
@@ -538,14 +553,17 @@ def render_latex(res: TableResult) -> str:
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
+    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"),
+                 ("$", r"\$")):
         s = s.replace(a, b)
     return s
 
 
 def render_csv(res: TableResult) -> str:
-    """Tidy CSV in the layout of ``results/paper`` (``table,row,column,mean,std``) plus ``n,n_expected,seeds``."""
-    df = res.cells.assign(table=res.spec.id)[["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]]
+    """Tidy CSV in the layout of ``results/paper`` (``table,row,column,mean,std``) plus
+    ``n,n_expected,seeds``."""
+    df = res.cells.assign(
+        table=res.spec.id)[["table", "row", "column", "mean", "std", "n", "n_expected", "seeds"]]
     return df.to_csv(index=False, float_format="%.6g")
 
 
@@ -573,8 +591,9 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
         return None
     p = Path(paper_dir) / spec.paper
     if not p.is_file():
-        raise ValueError(f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
-                         f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
+        raise ValueError(
+            f"table {spec.id}: published table {spec.paper} not found in {paper_dir}; the package ships "
+            f"results/paper/ (reinstall it) or set {PAPER_DIR_ENV} to a folder that holds it")
     raw = pd.read_csv(p, dtype=str, keep_default_na=False)
     if spec.paper_format == "tidy":
         df = raw[["row", "column", "mean", "std"]].copy()
@@ -599,7 +618,8 @@ def load_paper(spec: TableSpec, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | N
 
 
 def paper_matrix(spec: TableSpec, paper: pd.DataFrame | None) -> dict[tuple[str, str], float | None]:
-    out: dict[tuple[str, str], float | None] = {(r.label, c.label): None for r in spec.rows for c in spec.columns}
+    out: dict[tuple[str, str], float | None] = {(r.label, c.label): None for r in spec.rows
+                                                for c in spec.columns}
     if paper is not None:
         for _, p in paper.iterrows():
             if (p["row"], p["column"]) in out:

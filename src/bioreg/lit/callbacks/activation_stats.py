@@ -26,7 +26,8 @@ every row of Singh (2023), Tables 3.2–3.3 — the thesis logs "the mean, maxim
 and standard deviation" (§2.3.1), so its variance is the square of that std.
 Averaging the per-batch variances separately would not give the square of the
 averaged std (the mean of squares exceeds the square of the mean: a short run
-recorded var 3.58 against std² 1.62), so it is not done (docs/decisions/normout.md). The values are logged as ``act/<point>/<stat>`` every
+recorded var 3.58 against std² 1.62), so it is not done (docs/decisions/normout.md). The values are logged as
+``act/<point>/<stat>`` every
 ``log_every_n_steps`` steps, and once per epoch the EWMA and the epoch mean are
 appended to a per-epoch history (one transfer per epoch).
 
@@ -241,7 +242,8 @@ class ActivationStats(L.Callback):
                 continue
             both = torch.stack([self.ewma[point], _var_from_std(self._epoch_sum[point] / n)]).tolist()
             h = self.history.setdefault(
-                point, {"epoch": [], "step": [], "ewma": {s: [] for s in STATS}, "epoch_mean": {s: [] for s in STATS}}
+                point, {"epoch": [], "step": [], "ewma": {s: [] for s in STATS},
+                        "epoch_mean": {s: [] for s in STATS}}
             )
             h["epoch"].append(int(epoch))
             h["step"].append(int(step))
@@ -265,7 +267,8 @@ class ActivationStats(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.detach()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
         self.detach()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

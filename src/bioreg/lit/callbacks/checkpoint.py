@@ -45,7 +45,8 @@ class RelocatableModelCheckpoint(ModelCheckpoint):
         if saved is None or self.dirpath is None or os.path.realpath(saved) == os.path.realpath(self.dirpath):
             super().load_state_dict(state_dict)
             return
-        log.info("checkpoint folder moved from %s to %s: best score and paths restored there", saved, self.dirpath)
+        log.info("checkpoint folder moved from %s to %s: best score and paths restored there", saved,
+                 self.dirpath)
         moved = dict(state_dict, dirpath=self.dirpath)
         for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
             moved[key] = self._rerooted(state_dict.get(key), saved)

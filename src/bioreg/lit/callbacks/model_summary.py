@@ -42,5 +42,5 @@ class ModelSummaryNoFlops(ModelSummary):
             f"Trainable params: {get_human_readable_count(int(trainable_parameters))} · "
             f"non-trainable: {get_human_readable_count(int(total_parameters - trainable_parameters))} · "
             f"total: {get_human_readable_count(int(total_parameters))} "
-            f"({get_formatted_model_size(model_size)} MB) · modules in train mode: {total_training_modes['train']}, "
-            f"in eval mode: {total_training_modes['eval']}")
+            f"({get_formatted_model_size(model_size)} MB) · modules in train mode: "
+            f"{total_training_modes['train']}, in eval mode: {total_training_modes['eval']}")

@@ -35,7 +35,8 @@ def _percent(value: Any, name: str) -> float:
     except (TypeError, ValueError):
         t = float("nan")
     if not (0.0 < t <= 100.0 and math.isfinite(t)):
-        raise ConfigError(f"StopAtAccuracy: {name} is a validation accuracy in percent, in (0, 100], got {value!r}")
+        raise ConfigError(
+            f"StopAtAccuracy: {name} is a validation accuracy in percent, in (0, 100], got {value!r}")
     return t
 
 
@@ -55,7 +56,8 @@ class StopAtAccuracy(L.Callback):
     def __init__(self, threshold: float = 80.0, monitor: str = "val/acc",
                  data_thresholds: Mapping[str, float] | None = None):
         self.default_threshold = self.threshold = _percent(threshold, "threshold")
-        self.data_thresholds = {str(k): _percent(v, f"data_thresholds.{k}") for k, v in (data_thresholds or {}).items()}
+        self.data_thresholds = {str(k): _percent(v, f"data_thresholds.{k}")
+                                for k, v in (data_thresholds or {}).items()}
         self.data: str | None = None
         self.monitor = str(monitor)
         self.stopped_epoch: int | None = None  # 0-based, as record["best_epoch"]
@@ -110,6 +112,7 @@ class StopAtAccuracy(L.Callback):
         ``epoch`` is the 0-based epoch whose validation reached the threshold (None if the cap came
         first), ``value`` its accuracy (%), ``epochs_trained`` the number of epochs run."""
         return {"stop_at_accuracy": {
-            "threshold": self.threshold, "data": self.data, "monitor": self.monitor, "reached": self.stopped_epoch is not None,
+            "threshold": self.threshold, "data": self.data, "monitor": self.monitor,
+            "reached": self.stopped_epoch is not None,
             "epoch": self.stopped_epoch, "value": self.stopped_value, "epochs_trained": self.epochs_trained,
         }}
