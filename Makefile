@@ -22,11 +22,14 @@ install: .venv/.bioreg-synced ## install the locked environment (uv sync --froze
 demo: install ## train a small model on the bundled digits data, evaluate it and print the results (< 3 min on 2 CPU cores)
 	$(PY) train.py +experiment=demo results_dir=results/demo on_existing=overwrite
 
-test: install ## run the whole test suite (CPU only)
-	$(UV) run --frozen pytest
+# pytest-xdist workers of make test / test-fast (each test is single-threaded: tests/conftest.py)
+TEST_JOBS ?= 2
+
+test: install ## run the whole test suite (CPU only; TEST_JOBS=2 pytest-xdist workers, 1 = one process)
+	$(UV) run --frozen pytest $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
 
 test-fast: install ## the tests that train nothing (-m "not slow"; about 3 minutes on 2 CPU cores)
-	$(UV) run --frozen pytest -m "not slow"
+	$(UV) run --frozen pytest -m "not slow" $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
 
 lint: install ## ruff check (CI runs it before the tests; .pre-commit-config.yaml runs it on commit)
 	$(UV) run --frozen ruff check src tests scripts train.py

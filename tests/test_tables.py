@@ -268,7 +268,7 @@ def test_singh_overfitting_is_per_seed_absolute_difference(tmp_path: Path) -> No
                                "acc": 0.5}, "summary": {"test_acc": te}})
     # a record written before the running accuracy was kept: no default cell, but the last-epoch reading
     # (train.acc, a fraction, x 100) and the eval-mode one
-    store.write({"name": "vgg16_dropout_48", "seed": 0, "config_key": "k", "status": "completed",
+    store.write({"name": "vgg16_dropout_48_51", "seed": 0, "config_key": "k", "status": "completed",
                  "train": {"acc": 0.931, "eval_acc": 99.0}, "summary": {"test_acc": 90.0}})
     res = build_table(spec, load_records(tmp_path))
     over = res.stats("Baseline", "Overfitting")
