@@ -62,5 +62,6 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path: Path) -> None:
     assert [lv["n"] for lv in pack["levels"]] == [1, 2] and pack["levels"][0]["packing_speedup"] == 1.0
     plan_line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT part=plan"))
     assert "total_gpu_hours=" in plan_line and "basis=estimate" in plan_line  # measured only on a GPU
-    assert json.loads((tmp_path / "plan.json").read_text())["unique_runs"] == 35 + 50  # tiny: Tables 2.5, pp4
+    plan = json.loads((tmp_path / "plan.json").read_text())  # tiny: Tables 2.5 and pp4, 5 seeds each
+    assert plan["unique_runs"] == 25 + 50 and plan["unique_ablation_runs"] == 10 + 5  # readings apart
     assert "| packing | ok |" in (tmp_path / "gpu_check.md").read_text()
