@@ -28,7 +28,7 @@ TEST_JOBS ?= 2
 test: install ## run the whole test suite (CPU only; TEST_JOBS=2 pytest-xdist workers, 1 = one process)
 	$(UV) run --frozen pytest $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
 
-test-fast: install ## the tests that train nothing (-m "not slow"; about 3 minutes on 2 CPU cores)
+test-fast: install ## the tests that train nothing (-m "not slow"; about 2½ minutes on 2 CPU cores)
 	$(UV) run --frozen pytest -m "not slow" $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
 
 lint: install ## ruff check (CI runs it before the tests; .pre-commit-config.yaml runs it on commit)
