@@ -24,12 +24,13 @@ demo: install ## train a small model on the bundled digits data, evaluate it and
 
 # pytest-xdist workers of make test / test-fast (each test is single-threaded: tests/conftest.py)
 TEST_JOBS ?= 2
+_XDIST = $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
 
 test: install ## run the whole test suite (CPU only; TEST_JOBS=2 pytest-xdist workers, 1 = one process)
-	$(UV) run --frozen pytest $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
+	$(UV) run --frozen pytest $(_XDIST)
 
 test-fast: install ## the tests that train nothing (-m "not slow"; about 2½ minutes on 2 CPU cores)
-	$(UV) run --frozen pytest -m "not slow" $(if $(filter-out 0 1,$(strip $(TEST_JOBS))),-n $(strip $(TEST_JOBS)))
+	$(UV) run --frozen pytest -m "not slow" $(_XDIST)
 
 lint: install ## ruff check (CI runs it before the tests; .pre-commit-config.yaml runs it on commit)
 	$(UV) run --frozen ruff check src tests scripts train.py
